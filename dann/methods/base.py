@@ -1,0 +1,73 @@
+"""What every training method provides: `update()` takes one optimisation step, `predict()` classifies."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+import torch
+from omegaconf import DictConfig
+from torch import Tensor, nn
+
+from dann.models import DANNNetwork
+from dann.optim import build_optimizer
+
+
+@dataclass
+class Batch:
+    """One training step's data: equal-sized source and target mini-batches, already on the device."""
+
+    source_x: Tensor
+    source_y: Tensor
+    target_x: Tensor
+    target_y: Tensor | None = None  # only for methods with `uses_target_labels`
+
+
+class Method(nn.Module):
+    """A training algorithm over a `DANNNetwork`. Subclasses implement `update`.
+
+    The method owns its optimiser and learning-rate schedule, so a checkpoint of
+    `state_dict()` plus `optimizer` and `lr_scheduler` restores it exactly.
+    """
+
+    uses_target_labels: ClassVar[bool] = False
+
+    def __init__(self, network: DANNNetwork, cfg: DictConfig):
+        super().__init__()
+        self.network = network
+        self.final_lambda = float(cfg["lambda"])
+        self.base_lr = float(cfg.optim.optimizer.lr)
+        self.optimizer, self.lr_scheduler = build_optimizer(cfg.optim, network, total_steps=cfg.trainer.steps)
+
+    def update(self, batch: Batch, progress: float) -> dict[str, Tensor | float]:
+        """One optimisation step at training progress `progress` in [0, 1].
+
+        Returns the step's metrics under their logged names: detached device
+        tensors (read only at log intervals, so no host sync per step) or floats.
+        """
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def predict(self, x: Tensor) -> Tensor:
+        """Class logits [B, num_classes]."""
+        return self.network.predict(x)
+
+    def current_lr(self) -> float:
+        """The base learning rate (before any per-group multiplier) for the coming step."""
+        return self.base_lr * self.lr_scheduler.lr_lambdas[0](self.lr_scheduler.last_epoch)
+
+    def _step(self, loss: Tensor) -> None:
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        self.lr_scheduler.step()
+
+
+def domain_labels(num_source: int, num_target: int, device: torch.device) -> Tensor:
+    """Float targets for the domain classifier: source = 0, target = 1. Shape [num_source + num_target]."""
+    return torch.cat([torch.zeros(num_source, device=device), torch.ones(num_target, device=device)])
+
+
+def domain_accuracy(domain_logits: Tensor, labels: Tensor) -> Tensor:
+    """Fraction of the batch whose domain the classifier gets right (0-d tensor, no host sync)."""
+    return ((domain_logits > 0).float() == labels).float().mean()

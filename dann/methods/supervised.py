@@ -1,0 +1,71 @@
+"""The paper's bounds: the same network trained on one domain's labels with no domain loss.
+
+`source_only` is the lower bound (no adaptation), `target_only` the upper bound
+(trained on target labels, which adaptation does not have).
+
+Both still train the domain classifier, as a *probe* on detached features, so
+that they log the same `train/domain_*` metrics as DANN: its accuracy shows how
+separable the domains are without adaptation. The probe never changes the
+features, and the other domain's batch goes through the feature extractor in
+eval mode without gradients, so the baseline learns nothing from it (not even
+BatchNorm statistics).
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from dann.methods.base import Batch, Method, domain_accuracy, domain_labels
+
+
+class SupervisedOnly(Method):
+    labelled_domain: ClassVar[str]  # "source" or "target"
+
+    def update(self, batch: Batch, progress: float) -> dict[str, Tensor | float]:
+        lr = self.current_lr()
+        net = self.network
+        if self.labelled_domain == "source":
+            x, y, other_x = batch.source_x, batch.source_y, batch.target_x
+        else:
+            x, y, other_x = batch.target_x, batch.target_y, batch.source_x
+        features = net.feature_extractor(x)
+        label_loss = F.cross_entropy(net.label_predictor(features), y)
+        other_features = self._frozen_features(other_x)
+        if self.labelled_domain == "source":
+            probe_input = torch.cat([features.detach(), other_features])
+            labels = domain_labels(len(x), len(other_x), x.device)
+        else:
+            probe_input = torch.cat([other_features, features.detach()])
+            labels = domain_labels(len(other_x), len(x), x.device)
+        domain_logits = net.domain_classifier(probe_input).squeeze(1)
+        domain_loss = F.binary_cross_entropy_with_logits(domain_logits, labels)
+        self._step(label_loss + domain_loss)
+        return {
+            "train/label_loss": label_loss.detach(),
+            "train/domain_loss": domain_loss.detach(),
+            "train/domain_acc": domain_accuracy(domain_logits.detach(), labels),
+            "train/lambda": 0.0,
+            "train/lr": lr,
+        }
+
+    @torch.no_grad()
+    def _frozen_features(self, x: Tensor) -> Tensor:
+        extractor = self.network.feature_extractor
+        extractor.eval()
+        try:
+            return extractor(x)
+        finally:
+            extractor.train()
+
+
+class SourceOnly(SupervisedOnly):
+    labelled_domain = "source"
+
+
+class TargetOnly(SupervisedOnly):
+    labelled_domain = "target"
+    uses_target_labels = True

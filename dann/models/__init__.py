@@ -1,0 +1,5 @@
+"""Networks: feature extractors, heads, and the DANN network that joins them."""
+
+from dann.models.network import DANNNetwork, build_network
+
+__all__ = ["DANNNetwork", "build_network"]

@@ -1,0 +1,117 @@
+"""Where a run's numbers go: `metrics.jsonl`, `summary.json`, and Weights & Biases.
+
+W&B is a guest: if it cannot start or fails mid-run, a warning is logged, it is
+switched off, and training goes on. The files are always written.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+log = logging.getLogger(__name__)
+
+WANDB_MODES = ("online", "offline", "disabled")
+
+
+def wandb_mode(wandb_cfg: DictConfig) -> str:
+    """`WANDB_MODE` from the environment wins over `logger.wandb.mode` (compute nodes set it per job)."""
+    return os.environ.get("WANDB_MODE") or wandb_cfg.mode
+
+
+def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
+    """Write to a temporary file, then rename: a kill leaves the old file or the new one, never half of one."""
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w") as f:
+        json.dump(data, f, indent=2, allow_nan=True)
+        f.write("\n")
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+class RunLogger:
+    """One run's metrics stream. Use as a context manager so that W&B is finished even on failure."""
+
+    def __init__(self, run_dir: Path, cfg: DictConfig):
+        self.run_dir = run_dir
+        self.metrics_path = run_dir / "metrics.jsonl"
+        self._metrics_file = open(self.metrics_path, "a")
+        self._wandb_run = self._start_wandb(cfg)
+
+    def _start_wandb(self, cfg: DictConfig):
+        wandb_cfg = cfg.logger.wandb
+        mode = wandb_mode(wandb_cfg)
+        if mode == "disabled":
+            return None
+        try:
+            import wandb
+
+            return wandb.init(
+                project=wandb_cfg.project,
+                entity=wandb_cfg.entity,
+                group=wandb_cfg.group,
+                name=wandb_cfg.name,
+                tags=list(wandb_cfg.tags),
+                job_type=cfg.method.name,
+                config=OmegaConf.to_container(cfg, resolve=True),
+                dir=str(self.run_dir),
+                mode=mode,
+                # A multirun's jobs share one process: each must get a fresh run.
+                reinit="finish_previous",
+            )
+        except Exception as e:  # noqa: BLE001 - logging must never stop training
+            log.warning("W&B could not start (%s: %s); continuing with metrics.jsonl only", type(e).__name__, e)
+            return None
+
+    def log(self, step: int, metrics: dict[str, float]) -> None:
+        record = {"step": step, **metrics}
+        self._metrics_file.write(json.dumps(record) + "\n")
+        self._metrics_file.flush()
+        if self._wandb_run is not None:
+            try:
+                self._wandb_run.log(metrics, step=step)
+            except Exception as e:  # noqa: BLE001
+                log.warning("W&B logging failed (%s: %s); switching W&B off for this run", type(e).__name__, e)
+                self._wandb_run = None
+
+    def log_summary(self, summary: dict[str, Any]) -> None:
+        """Copy the run's summary into W&B's run summary (the file is written by the caller)."""
+        if self._wandb_run is not None:
+            try:
+                for key, value in _flatten(summary).items():
+                    self._wandb_run.summary[key] = value
+            except Exception as e:  # noqa: BLE001
+                log.warning("W&B summary failed (%s: %s)", type(e).__name__, e)
+
+    def close(self, failed: bool = False) -> None:
+        self._metrics_file.close()
+        if self._wandb_run is not None:
+            try:
+                self._wandb_run.finish(exit_code=1 if failed else 0)
+            except Exception as e:  # noqa: BLE001
+                log.warning("W&B finish failed (%s: %s)", type(e).__name__, e)
+            self._wandb_run = None
+
+    def __enter__(self) -> RunLogger:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        self.close(failed=exc_type is not None)
+
+
+def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in data.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{name}."))
+        elif isinstance(value, (int, str, bool)) or (isinstance(value, float) and math.isfinite(value)):
+            flat[name] = value
+    return flat

@@ -1,0 +1,81 @@
+"""The step-based training loop: paired source/target streams → `method.update` → logs and evaluations."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import replace
+
+import torch
+from omegaconf import DictConfig
+from torch import Tensor
+
+from dann.data import DomainData, Split, TensorStream
+from dann.evaluate import evaluate
+from dann.methods import Batch, Method
+from dann.tracking import RunLogger
+
+log = logging.getLogger(__name__)
+
+# How each criterion picks one evaluation from a run. `source_val` needs no target
+# labels; `oracle` peeks at target test labels and is an upper bound, not a result.
+SELECTION_CRITERIA = {"source_val": "source/acc", "oracle": "target/acc"}
+
+
+def train(cfg: DictConfig, method: Method, data: DomainData, logger: RunLogger, device: torch.device) -> dict:
+    """Run `cfg.trainer.steps` updates; return the final evaluation and the one each criterion selects."""
+    trainer = cfg.trainer
+    steps = trainer.steps
+    streams = dict(mean=data.mean, std=data.std, device=device)
+    # Different seeds per domain, so that the source and target orders are not the same permutation.
+    source = TensorStream(data.source_train, trainer.batch_size, seed=2 * cfg.seed, **streams)
+    target = TensorStream(data.target_train, trainer.batch_size, seed=2 * cfg.seed + 1, **streams)
+    eval_splits = {
+        "source": _to_device(data.source_val, device),
+        "target": _to_device(data.target_test, device),
+    }
+
+    pending: dict[str, list[Tensor]] = {}  # device tensors since the last log, read in one sync
+    latest: dict[str, float] = {}  # schedule values (λ, lr): plain floats, logged as of the last step
+    logged: dict[str, float] = {}
+    evaluations: list[dict[str, float]] = []
+    method.train()
+    for step in range(1, steps + 1):
+        source_x, source_y = next(source)
+        target_x, target_y = next(target)
+        batch = Batch(source_x, source_y, target_x, target_y if method.uses_target_labels else None)
+        for name, value in method.update(batch, progress=(step - 1) / steps).items():
+            if isinstance(value, Tensor):
+                pending.setdefault(name, []).append(value)
+            else:
+                latest[name] = value
+
+        if step % trainer.log_every == 0 or step == steps:
+            means = {name: torch.stack(values).mean() for name, values in pending.items()}
+            logged = {name: value.item() for name, value in means.items()} | latest
+            logger.log(step, logged)
+            pending.clear()
+
+        if step % trainer.eval_every == 0 or step == steps:
+            record = {"step": step}
+            for domain, split in eval_splits.items():
+                result = evaluate(method, split, data.num_classes, trainer.eval_batch_size, data.mean, data.std)
+                record[f"{domain}/acc"] = result["acc"]
+                record[f"{domain}/acc_per_class_mean"] = result["acc_per_class_mean"]
+            record = {k: v for k, v in record.items() if k != "source/acc_per_class_mean"}
+            logger.log(step, {k: v for k, v in record.items() if k != "step"})
+            evaluations.append(record)
+            log.info(
+                "step %d/%d  source/acc %.4f  target/acc %.4f  train/domain_acc %s",
+                step, steps, record["source/acc"], record["target/acc"],
+                f"{logged['train/domain_acc']:.3f}" if "train/domain_acc" in logged else "n/a",
+            )
+
+    selection = {
+        criterion: max(evaluations, key=lambda r: r[metric])  # the earliest of equals
+        for criterion, metric in SELECTION_CRITERIA.items()
+    }
+    return {"final": evaluations[-1], "selection": selection}
+
+
+def _to_device(split: Split, device: torch.device) -> Split:
+    return replace(split, inputs=split.inputs.to(device), labels=split.labels.to(device))
