@@ -87,7 +87,7 @@ def main(cfg: DictConfig) -> float:
         summary = run(cfg, run_dir)
     except DannError as e:
         # The user's config or data is at fault: one clear line, no traceback.
-        log.error("%s", e)
+        # (summary.json records it too, for sweeps.)
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
     final = summary["final"]

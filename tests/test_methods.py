@@ -1,0 +1,86 @@
+import copy
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from conftest import compose_config
+from dann.methods import METHODS, Batch, build_method
+from dann.models import build_network
+
+METRICS = {"train/label_loss", "train/domain_loss", "train/domain_acc", "train/lambda", "train/lr"}
+
+
+def make(method: str, *overrides: str):
+    torch.manual_seed(0)
+    cfg = compose_config(f"method={method}", "trainer.steps=100", *overrides)
+    network = build_network(cfg.model, (2,), num_classes=2)
+    return build_method(cfg, network), cfg
+
+
+def make_batch(with_target_labels: bool = False) -> Batch:
+    g = torch.Generator().manual_seed(1)
+    return Batch(
+        source_x=torch.randn(8, 2, generator=g),
+        source_y=torch.randint(0, 2, (8,), generator=g),
+        target_x=torch.randn(8, 2, generator=g) + 1.0,
+        target_y=torch.randint(0, 2, (8,), generator=g) if with_target_labels else None,
+    )
+
+
+@pytest.mark.parametrize("name", sorted(METHODS))
+def test_every_method_logs_the_same_metrics_and_learns(name):
+    method, _ = make(name)
+    before = copy.deepcopy(method.network.state_dict())
+    metrics = method.update(make_batch(with_target_labels=method.uses_target_labels), progress=0.5)
+    assert set(metrics) == METRICS
+    assert all(torch.isfinite(torch.as_tensor(v)) for v in metrics.values())
+    after = method.network.state_dict()
+    assert any(not torch.equal(before[k], after[k]) for k in before)
+
+
+def test_dann_lambda_follows_its_schedule():
+    method, _ = make("dann", "lambda=0.1")
+    assert method.update(make_batch(), progress=0.0)["train/lambda"] == 0.0
+    assert method.update(make_batch(), progress=1.0)["train/lambda"] == pytest.approx(0.1, rel=1e-4)
+    constant, _ = make("dann", "lambda=0.1", "method.lambda_schedule=constant")
+    assert constant.update(make_batch(), progress=0.0)["train/lambda"] == 0.1
+
+
+def test_source_only_features_learn_from_source_labels_alone():
+    method, cfg = make("source_only")
+    reference = copy.deepcopy(method.network)
+    batch = make_batch()
+    method.update(batch, progress=0.0)
+    # The same first SGD step on the label loss only: momentum is inert on step one.
+    loss = F.cross_entropy(reference.predict(batch.source_x), batch.source_y)
+    loss.backward()
+    with torch.no_grad():
+        for p in list(reference.feature_extractor.parameters()) + list(reference.label_predictor.parameters()):
+            p -= cfg.optim.optimizer.lr * p.grad
+    for trained, expected in zip(method.network.feature_extractor.parameters(), reference.feature_extractor.parameters()):
+        assert torch.allclose(trained, expected, atol=1e-7)
+
+
+def test_dann_features_do_feel_the_domain_loss():
+    # Counterpart of the test above: with λ > 0 the feature extractor's step differs from
+    # the label-loss-only step, so the check above is not trivially true.
+    method, cfg = make("dann", "method.lambda_schedule=constant")
+    reference = copy.deepcopy(method.network)
+    batch = make_batch()
+    method.update(batch, progress=0.0)
+    F.cross_entropy(reference.predict(batch.source_x), batch.source_y).backward()
+    with torch.no_grad():
+        for p in reference.feature_extractor.parameters():
+            p -= cfg.optim.optimizer.lr * p.grad
+    differs = [not torch.allclose(a, b, atol=1e-7) for a, b in
+               zip(method.network.feature_extractor.parameters(), reference.feature_extractor.parameters())]
+    assert any(differs)
+
+
+def test_target_only_trains_on_target_labels():
+    method, _ = make("target_only")
+    assert method.uses_target_labels and not METHODS["source_only"].uses_target_labels
+    batch = make_batch(with_target_labels=True)
+    expected = F.cross_entropy(copy.deepcopy(method.network).predict(batch.target_x), batch.target_y)
+    assert method.update(batch, progress=0.0)["train/label_loss"].item() == pytest.approx(expected.item())

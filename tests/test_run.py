@@ -1,0 +1,140 @@
+"""End to end: the real CLI and the real run() on the moons default."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from conftest import compose_config, read_jsonl, run_cli
+from dann.run import run
+
+QUICK = ["trainer.steps=200", "trainer.eval_every=100", "trainer.log_every=50"]
+TRAIN_METRICS = {"train/label_loss", "train/domain_loss", "train/domain_acc", "train/lambda", "train/lr"}
+EVAL_METRICS = {"source/acc", "target/acc", "target/acc_per_class_mean"}
+
+
+def only(paths) -> Path:
+    paths = list(paths)
+    assert len(paths) == 1, paths
+    return paths[0]
+
+
+@pytest.mark.slow
+def test_bare_cli_run_trains_evaluates_and_writes_every_output(tmp_path: Path):
+    result = run_cli(*QUICK, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "source/acc" in result.stdout and "target/acc" in result.stdout
+    run_dir = only(tmp_path.glob("outputs/*/*"))
+    assert (run_dir / ".hydra" / "config.yaml").exists()
+
+    records = read_jsonl(run_dir / "metrics.jsonl")
+    train = [r for r in records if "train/label_loss" in r]
+    evals = [r for r in records if "target/acc" in r]
+    assert [r["step"] for r in train] == [50, 100, 150, 200]
+    assert all(set(r) == TRAIN_METRICS | {"step"} for r in train)
+    assert [r["step"] for r in evals] == [100, 200]
+    assert all(set(r) == EVAL_METRICS | {"step"} for r in evals)
+    assert all(0.0 <= r[k] <= 1.0 for r in evals for k in EVAL_METRICS)
+
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["status"] == "finished"
+    assert {k: summary[k] for k in ("method", "lambda", "dataset", "source", "target", "seed", "steps", "protocol")} == {
+        "method": "dann", "lambda": 1.0, "dataset": "moons", "source": "moons", "target": "moons_rotated",
+        "seed": 0, "steps": 200, "protocol": "inductive",
+    }
+    assert summary["wall_time_s"] > 0
+    assert summary["final"] == {"step": 200, **{k: evals[-1][k] for k in EVAL_METRICS}}
+    assert summary["selection"]["source_val"]["source/acc"] == max(r["source/acc"] for r in evals)
+    assert summary["selection"]["oracle"]["target/acc"] == max(r["target/acc"] for r in evals)
+
+    # W&B is offline by default: a run directory that `wandb sync` can upload later.
+    assert only((run_dir / "wandb").glob("offline-run-*")).is_dir()
+
+
+@pytest.mark.slow
+def test_multirun_jobs_get_their_own_wandb_runs(tmp_path: Path):
+    result = run_cli("-m", "seed=0,1", "trainer.steps=20", "trainer.eval_every=10", "trainer.log_every=10", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    job_dirs = sorted(p for p in only(tmp_path.glob("multirun/*/*")).iterdir() if p.name.isdigit())
+    assert [p.name for p in job_dirs] == ["0", "1"]
+    runs = [only((d / "wandb").glob("offline-run-*")).name for d in job_dirs]
+    assert runs[0] != runs[1]
+    seeds = [json.loads((d / "summary.json").read_text())["seed"] for d in job_dirs]
+    assert seeds == [0, 1]
+
+
+@pytest.mark.slow
+def test_wandb_mode_from_environment_wins(tmp_path: Path):
+    result = run_cli("trainer.steps=10", "trainer.eval_every=10", cwd=tmp_path, env={"WANDB_MODE": "disabled"})
+    assert result.returncode == 0, result.stderr
+    run_dir = only(tmp_path.glob("outputs/*/*"))
+    assert (run_dir / "summary.json").exists() and not (run_dir / "wandb").exists()
+
+
+def test_a_failing_wandb_never_stops_training(tmp_path: Path, monkeypatch):
+    import wandb
+
+    def broken_init(**kwargs):
+        raise RuntimeError("no W&B today")
+
+    monkeypatch.setattr(wandb, "init", broken_init)
+    summary = run(compose_config("trainer.steps=20", "trainer.eval_every=10"), tmp_path)
+    assert summary["status"] == "finished"
+    records = read_jsonl(tmp_path / "metrics.jsonl")
+    # log_every=50 > steps, so training metrics are logged once, at the last step; evaluations at 10 and 20.
+    assert [(r["step"], "train/lr" in r) for r in records] == [(10, False), (20, True), (20, False)]
+
+
+def test_wandb_failing_mid_run_is_switched_off(tmp_path: Path, monkeypatch):
+    import wandb
+
+    real_init = wandb.init
+
+    def flaky_init(**kwargs):
+        wb_run = real_init(**kwargs)
+
+        def broken_log(*args, **kw):
+            raise ConnectionError("lost the W&B service")
+
+        monkeypatch.setattr(wb_run, "log", broken_log)
+        return wb_run
+
+    monkeypatch.setattr(wandb, "init", flaky_init)
+    summary = run(compose_config("trainer.steps=20", "trainer.eval_every=10", "trainer.log_every=5"), tmp_path)
+    assert summary["status"] == "finished"
+    assert [r["step"] for r in read_jsonl(tmp_path / "metrics.jsonl") if "train/lr" in r] == [5, 10, 15, 20]
+
+
+def test_a_failing_job_finishes_its_wandb_run_and_records_the_failure(tmp_path: Path, monkeypatch):
+    import wandb
+
+    from dann.methods.dann import DANN
+
+    calls = {"n": 0}
+    real_update = DANN.update
+
+    def update_then_crash(self, batch, progress):
+        calls["n"] += 1
+        if calls["n"] == 7:
+            raise RuntimeError("CUDA out of memory (simulated)")
+        return real_update(self, batch, progress)
+
+    monkeypatch.setattr(DANN, "update", update_then_crash)
+    with pytest.raises(RuntimeError, match="simulated"):
+        run(compose_config("trainer.steps=20", "trainer.log_every=5"), tmp_path)
+    assert wandb.run is None  # finished, so the next job of a multirun starts a fresh run
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["status"] == "failed" and "simulated" in summary["error"]
+
+
+def test_same_seed_same_run_and_other_seed_other_run(tmp_path: Path):
+    def metrics(seed: int, name: str):
+        out = tmp_path / name
+        out.mkdir()
+        run(compose_config(f"seed={seed}", "logger=none", "trainer.steps=60", "trainer.eval_every=30",
+                           "trainer.log_every=10"), out)
+        return read_jsonl(out / "metrics.jsonl")
+
+    first, again, other = metrics(0, "a"), metrics(0, "b"), metrics(1, "c")
+    assert first == again
+    assert first != other

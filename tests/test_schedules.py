@@ -1,0 +1,46 @@
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from conftest import compose_config
+from dann.optim import build_optimizer
+from dann.schedules import annealed_lr_factor, ganin_lambda
+
+
+def test_ganin_lambda_follows_the_paper_formula():
+    assert ganin_lambda(0.0, 0.1) == 0.0
+    # λ_p = lambda · (2 / (1 + exp(-10 p)) - 1)
+    for p in (0.1, 0.5, 1.0):
+        assert ganin_lambda(p, 0.1) == pytest.approx(0.1 * (2 / (1 + math.exp(-10 * p)) - 1))
+    assert ganin_lambda(1.0, 0.1) == pytest.approx(0.1, rel=1e-4)  # reaches `lambda` by the end
+    values = [ganin_lambda(p / 100, 1.0) for p in range(101)]
+    assert values == sorted(values)
+
+
+def test_annealed_lr_matches_paper_at_the_ends():
+    assert annealed_lr_factor(0.0) == 1.0
+    assert annealed_lr_factor(1.0) == pytest.approx(1 / 11**0.75)
+
+
+def test_optimizer_follows_the_schedule_step_by_step():
+    cfg = compose_config("trainer.steps=10")
+    optimizer, scheduler = build_optimizer(cfg.optim, nn.Linear(2, 2), total_steps=10)
+    assert isinstance(optimizer, torch.optim.SGD)
+    assert optimizer.defaults["momentum"] == 0.9
+    seen = []
+    for _ in range(10):
+        seen.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    assert seen == pytest.approx([0.01 / (1 + 10 * t / 10) ** 0.75 for t in range(10)])
+
+
+def test_constant_schedules():
+    cfg = compose_config("optim.lr_schedule.name=constant")
+    optimizer, scheduler = build_optimizer(cfg.optim, nn.Linear(2, 2), total_steps=5)
+    for _ in range(5):
+        optimizer.step()
+        scheduler.step()
+    assert optimizer.param_groups[0]["lr"] == 0.01
