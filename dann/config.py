@@ -9,7 +9,7 @@ from numbers import Number
 
 from omegaconf import DictConfig
 
-from dann.data import resolve_domain
+from dann.data import DomainData, resolve_domain
 from dann.errors import ConfigError
 from dann.tracking import WANDB_MODES, wandb_mode
 
@@ -55,3 +55,13 @@ def validate(cfg: DictConfig) -> None:
             f"dataset.target: '{target.name}' has {target.num_classes} classes but dataset.source "
             f"'{source.name}' has {source.num_classes}; source and target must share one label set"
         )
+
+
+def validate_against_data(cfg: DictConfig, data: DomainData) -> None:
+    """The checks that need the loaded data; still before any training step."""
+    for domain, name, split in (("source", data.source, data.source_train), ("target", data.target, data.target_train)):
+        if cfg.trainer.batch_size > len(split):
+            raise ConfigError(
+                f"trainer.batch_size: {cfg.trainer.batch_size} is larger than the {domain} training split "
+                f"({name}: {len(split)} examples); lower it"
+            )

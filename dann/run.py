@@ -18,7 +18,7 @@ import torch
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from dann.config import validate
+from dann.config import validate, validate_against_data
 from dann.data import load_domain_data, resolve_domain
 from dann.errors import DannError
 from dann.methods import build_method
@@ -62,6 +62,7 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         seed_everything(cfg.seed)
         device = pick_device(cfg.trainer.device)
         data = load_domain_data(cfg.dataset)
+        validate_against_data(cfg, data)
         network = build_network(cfg.model, data.input_shape, data.num_classes).to(device)
         method = build_method(cfg, network)
         log.info("%s on %s → %s (%s), λ=%s, %d steps on %s",

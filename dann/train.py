@@ -10,7 +10,6 @@ from omegaconf import DictConfig
 from torch import Tensor
 
 from dann.data import DomainData, Split, TensorStream
-from dann.errors import ConfigError
 from dann.evaluate import evaluate
 from dann.methods import Batch, Method
 from dann.tracking import RunLogger
@@ -26,12 +25,6 @@ def train(cfg: DictConfig, method: Method, data: DomainData, logger: RunLogger, 
     """Run `cfg.trainer.steps` updates; return the final evaluation and the one each criterion selects."""
     trainer = cfg.trainer
     steps = trainer.steps
-    for domain, split in (("source", data.source_train), ("target", data.target_train)):
-        if trainer.batch_size > len(split):
-            raise ConfigError(
-                f"trainer.batch_size: {trainer.batch_size} is larger than the {domain} training split "
-                f"({data.source if domain == 'source' else data.target}: {len(split)} examples); lower it"
-            )
     streams = dict(mean=data.mean, std=data.std, device=device)
     # Different seeds per domain, so that the source and target orders are not the same permutation.
     source = TensorStream(data.source_train, trainer.batch_size, seed=2 * cfg.seed, **streams)

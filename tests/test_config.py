@@ -85,3 +85,10 @@ def test_cli_unknown_dataset_lists_the_options(tmp_path: Path):
     assert "Could not find 'dataset/office99'" in result.stderr
     assert "moons" in result.stderr and "mnist_mnistm" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_dataset_picks_default_model_and_optimiser_but_the_command_line_wins():
+    assert compose_config().model.feature_extractor._target_.endswith("MlpFeatures")
+    assert compose_config().optim.optimizer.lr == 0.03  # the moons recipe
+    assert compose_config("optim=sgd").optim.optimizer.lr == 0.01  # the paper's
+    assert compose_config("model=mnist_cnn").model.feature_extractor._target_.endswith("MnistFeatures")

@@ -16,7 +16,7 @@ def linear_widths(module: nn.Module) -> list[int]:
         # Ganin et al. 2016, Fig. 4: MNIST net (48·4·4 features) and SVHN net.
         ("mnist_cnn", (3, 28, 28), 768, [100, 100, 10], [100, 1]),
         ("svhn_cnn", (3, 32, 32), 8192, [3072, 2048, 10], [1024, 1024, 1]),
-        ("mlp", (2,), 15, [10], [1]),
+        ("mlp", (2,), 32, [10], [32, 1]),
     ],
 )
 def test_paper_architectures(model, input_shape, features, label_widths, domain_widths):

@@ -25,7 +25,7 @@ def test_annealed_lr_matches_paper_at_the_ends():
 
 
 def test_optimizer_follows_the_schedule_step_by_step():
-    cfg = compose_config("trainer.steps=10")
+    cfg = compose_config("optim=sgd", "trainer.steps=10")
     optimizer, scheduler = build_optimizer(cfg.optim, nn.Linear(2, 2), total_steps=10)
     assert isinstance(optimizer, torch.optim.SGD)
     assert optimizer.defaults["momentum"] == 0.9
@@ -38,7 +38,7 @@ def test_optimizer_follows_the_schedule_step_by_step():
 
 
 def test_constant_schedules():
-    cfg = compose_config("optim.lr_schedule.name=constant")
+    cfg = compose_config("optim=sgd", "optim.lr_schedule.name=constant")
     optimizer, scheduler = build_optimizer(cfg.optim, nn.Linear(2, 2), total_steps=5)
     for _ in range(5):
         optimizer.step()
