@@ -32,6 +32,13 @@ def run_cli(*args: str, cwd: Path, env: dict[str, str] | None = None, timeout: f
     )
 
 
+def only(paths) -> Path:
+    """The single path of a glob; fails listing what was found otherwise."""
+    paths = list(paths)
+    assert len(paths) == 1, paths
+    return paths[0]
+
+
 def read_jsonl(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 

@@ -7,8 +7,6 @@ file:// URLs only and records every other URL something tried to fetch.
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import tarfile
 import urllib.error
 import urllib.request
@@ -18,16 +16,15 @@ import numpy as np
 import pytest
 import torch
 from digit_files import Written, write_mnist, write_mnistm, write_mnistm_archive, write_svhn, write_usps
-from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 from PIL import Image
 from torchvision.datasets import USPS
 
+from conftest import compose_config, run_cli
 from dann.data import digits, load_domain_data
 from dann.data.download import download_file, extract_tar
 from dann.errors import ConfigError, DataError
 
-CONF = Path(__file__).resolve().parents[1] / "conf"
 N_TRAIN, N_TEST = 30, 20
 
 WRITERS = {"mnist": write_mnist, "mnistm": write_mnistm, "usps": write_usps, "svhn": write_svhn}
@@ -59,9 +56,7 @@ def network(monkeypatch):
 def dataset_cfg(name: str, root: Path | None, *overrides: str) -> DictConfig:
     """The composed `dataset` node of the real config, as `dann.run` sees it."""
     root_override = [f"dataset.root={root}"] if root is not None else []
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        cfg = compose(config_name="config", overrides=[f"dataset={name}", *root_override, *overrides])
-    return cfg.dataset
+    return compose_config(f"dataset={name}", *root_override, *overrides).dataset
 
 
 def write(root: Path, *domains: str) -> dict[str, Written]:
@@ -319,11 +314,8 @@ def test_truncated_mnist_file_is_a_data_error(tmp_path):
 def test_cli_reports_missing_data_in_one_line_without_traceback(tmp_path):
     root = tmp_path / "empty"
     root.mkdir()
-    result = subprocess.run(
-        [sys.executable, "-m", "dann.run", "dataset=mnist_mnistm", f"dataset.root={root}",
-         "dataset.download=false", "logger=none", "trainer.steps=2", f"hydra.run.dir={tmp_path / 'run'}"],
-        capture_output=True, text=True, cwd=tmp_path, timeout=120,
-    )
+    result = run_cli("dataset=mnist_mnistm", f"dataset.root={root}", "dataset.download=false",
+                     "logger=none", "trainer.steps=2", f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
     assert result.returncode == 2, result.stderr
     assert str(root / "MNIST" / "raw" / "train-images-idx3-ubyte") in result.stderr
     assert "Traceback" not in result.stdout + result.stderr

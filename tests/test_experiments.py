@@ -10,13 +10,7 @@ from pathlib import Path
 import pytest
 from digit_files import write_mnist, write_mnistm, write_svhn
 
-from conftest import read_jsonl, run_cli
-
-
-def only(paths) -> Path:
-    paths = list(paths)
-    assert len(paths) == 1, paths
-    return paths[0]
+from conftest import only, read_jsonl, run_cli
 
 
 @pytest.mark.slow

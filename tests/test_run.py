@@ -5,18 +5,12 @@ from pathlib import Path
 
 import pytest
 
-from conftest import compose_config, read_jsonl, run_cli
+from conftest import compose_config, only, read_jsonl, run_cli
 from dann.run import run
 
 QUICK = ["trainer.steps=200", "trainer.eval_every=100", "trainer.log_every=50"]
 TRAIN_METRICS = {"train/label_loss", "train/domain_loss", "train/domain_acc", "train/lambda", "train/lr"}
 EVAL_METRICS = {"source/acc", "target/acc", "target/acc_per_class_mean"}
-
-
-def only(paths) -> Path:
-    paths = list(paths)
-    assert len(paths) == 1, paths
-    return paths[0]
 
 
 @pytest.mark.slow

@@ -110,6 +110,17 @@ def _ensure_files(cfg: DictConfig, title: str, files: list[Path], by_hand: str,
         )
 
 
+def _ensure_torchvision_splits(cfg: DictConfig, title: str, folder: Path, entries: list[list[str]]) -> list[Path]:
+    """The train and test files of torchvision's (url, filename, md5) `entries`, fetched if allowed.
+
+    Both splits are checked (and fetched) at once: a task always reads both.
+    """
+    files = [folder / filename for _, filename, _ in entries]
+    by_hand = " and ".join(url for url, _, _ in entries)
+    _ensure_files(cfg, title, files, by_hand, lambda: _download_torchvision_files(folder, entries))
+    return files
+
+
 def _download_torchvision_files(folder: Path, entries: list[list[str]]) -> None:
     """Download the missing ones of torchvision's (url, filename, md5) entries with torchvision's `download_url`."""
     for url, filename, md5 in entries:
@@ -221,11 +232,7 @@ def _load_mnist(cfg: DictConfig, train: bool) -> Split:
 def _load_usps(cfg: DictConfig, train: bool) -> Split:
     image_format = _image_format(cfg)
     folder = _root(cfg) / "usps"
-    # Both splits are checked (and fetched) at once: a task always reads both.
-    entries = [USPS.split_list["train"], USPS.split_list["test"]]
-    files = [folder / filename for _, filename, _ in entries]
-    by_hand = " and ".join(url for url, _, _ in entries)
-    _ensure_files(cfg, "USPS", files, by_hand, lambda: _download_torchvision_files(folder, entries))
+    _ensure_torchvision_splits(cfg, "USPS", folder, [USPS.split_list["train"], USPS.split_list["test"]])
     # torchvision maps the file's labels 1..10 to 0..9 and its values in [-1, 1] to 0..255.
     dataset = _read("USPS", folder, lambda: USPS(folder, train=train, download=False))
     images = torch.from_numpy(dataset.data).unsqueeze(1)
@@ -238,12 +245,10 @@ def _load_usps(cfg: DictConfig, train: bool) -> Split:
 def _load_svhn(cfg: DictConfig, train: bool) -> Split:
     image_format = _image_format(cfg)
     folder = _root(cfg) / "svhn"
-    # Both splits are checked (and fetched) at once: a task always reads both. "extra" is not used.
-    entries = [SVHN.split_list["train"], SVHN.split_list["test"]]
-    files = [folder / filename for _, filename, _ in entries]
-    by_hand = " and ".join(url for url, _, _ in entries)
-    _ensure_files(cfg, "SVHN", files, by_hand, lambda: _download_torchvision_files(folder, entries))
-    path = files[0] if train else files[1]
+    # The "extra" split is not used.
+    train_file, test_file = _ensure_torchvision_splits(cfg, "SVHN", folder,
+                                                       [SVHN.split_list["train"], SVHN.split_list["test"]])
+    path = train_file if train else test_file
     images, labels = _read("SVHN", folder, lambda: _read_svhn_mat(path))
     return _to_split(image_format, "SVHN", folder, images, labels)
 

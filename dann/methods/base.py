@@ -68,6 +68,14 @@ def domain_labels(num_source: int, num_target: int, device: torch.device) -> Ten
     return torch.cat([torch.zeros(num_source, device=device), torch.ones(num_target, device=device)])
 
 
-def domain_accuracy(domain_logits: Tensor, labels: Tensor) -> Tensor:
-    """Fraction of the batch whose domain the classifier gets right (0-d tensor, no host sync)."""
-    return ((domain_logits > 0).float() == labels).float().mean()
+def step_metrics(label_loss: Tensor, domain_loss: Tensor, domain_logits: Tensor, domain_targets: Tensor,
+                 grl_lambda: float, lr: float) -> dict[str, Tensor | float]:
+    """The metrics every method logs per step: detached device tensors (no host sync) and floats."""
+    return {
+        "train/label_loss": label_loss.detach(),
+        "train/domain_loss": domain_loss.detach(),
+        # Fraction of the batch whose domain the classifier gets right.
+        "train/domain_acc": ((domain_logits.detach() > 0).float() == domain_targets).float().mean(),
+        "train/lambda": grl_lambda,
+        "train/lr": lr,
+    }

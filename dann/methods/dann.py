@@ -8,7 +8,7 @@ from omegaconf import DictConfig
 from torch import Tensor
 
 from dann.errors import ConfigError
-from dann.methods.base import Batch, Method, domain_accuracy, domain_labels
+from dann.methods.base import Batch, Method, domain_labels, step_metrics
 from dann.models import DANNNetwork
 from dann.schedules import LAMBDA_SCHEDULES
 
@@ -40,10 +40,4 @@ class DANN(Method):
         labels = domain_labels(num_source, len(batch.target_x), domain_logits.device)
         domain_loss = F.binary_cross_entropy_with_logits(domain_logits, labels)
         self._step(label_loss + domain_loss)
-        return {
-            "train/label_loss": label_loss.detach(),
-            "train/domain_loss": domain_loss.detach(),
-            "train/domain_acc": domain_accuracy(domain_logits.detach(), labels),
-            "train/lambda": grl_lambda,
-            "train/lr": lr,
-        }
+        return step_metrics(label_loss, domain_loss, domain_logits, labels, grl_lambda, lr)

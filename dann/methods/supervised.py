@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from dann.methods.base import Batch, Method, domain_accuracy, domain_labels
+from dann.methods.base import Batch, Method, domain_labels, step_metrics
 
 
 class SupervisedOnly(Method):
@@ -44,13 +44,7 @@ class SupervisedOnly(Method):
         domain_logits = net.domain_classifier(probe_input).squeeze(1)
         domain_loss = F.binary_cross_entropy_with_logits(domain_logits, labels)
         self._step(label_loss + domain_loss)
-        return {
-            "train/label_loss": label_loss.detach(),
-            "train/domain_loss": domain_loss.detach(),
-            "train/domain_acc": domain_accuracy(domain_logits.detach(), labels),
-            "train/lambda": 0.0,
-            "train/lr": lr,
-        }
+        return step_metrics(label_loss, domain_loss, domain_logits, labels, grl_lambda=0.0, lr=lr)
 
     @torch.no_grad()
     def _frozen_features(self, x: Tensor) -> Tensor:
