@@ -57,6 +57,7 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     }
     try:
         validate(cfg)
+        summary["lambda"] = float(cfg["lambda"])  # `lambda=1` on the command line is an int
         summary["source"] = resolve_domain(cfg.dataset.source, "dataset.source").name
         summary["target"] = resolve_domain(cfg.dataset.target, "dataset.target").name
         seed_everything(cfg.seed)
