@@ -30,7 +30,7 @@ def validate(cfg: DictConfig) -> None:
             "e.g. lambda=0.1"
         )
     for key in ("trainer.steps", "trainer.batch_size", "trainer.eval_batch_size",
-                "trainer.eval_every", "trainer.log_every"):
+                "trainer.eval_every", "trainer.log_every", "trainer.checkpoint_every"):
         _positive_int(cfg, key)
     if not isinstance(cfg.seed, int) or isinstance(cfg.seed, bool) or cfg.seed < 0:
         raise ConfigError(f"seed: expected an integer >= 0, got {cfg.seed!r}")
@@ -38,6 +38,8 @@ def validate(cfg: DictConfig) -> None:
         raise ConfigError(f"optim.optimizer.lr: expected a learning rate > 0, got {cfg.optim.optimizer.lr!r}")
     if cfg.trainer.device not in ("auto", "cpu", "cuda") and not str(cfg.trainer.device).startswith("cuda:"):
         raise ConfigError(f"trainer.device: expected auto, cpu, cuda or cuda:N, got {cfg.trainer.device!r}")
+    if cfg.trainer.objective not in ("source_val", "oracle"):
+        raise ConfigError(f"trainer.objective: expected source_val or oracle, got {cfg.trainer.objective!r}")
     mode = wandb_mode(cfg.logger.wandb)
     if mode not in WANDB_MODES:
         raise ConfigError(

@@ -37,15 +37,37 @@ def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
 
 
 class RunLogger:
-    """One run's metrics stream. Use as a context manager so that W&B is finished even on failure."""
+    """One run's metrics stream. Use as a context manager so that W&B is finished even on failure.
 
-    def __init__(self, run_dir: Path, cfg: DictConfig):
+    `resume_step`: this run continues from a checkpoint at that step; records logged after it
+    (by the interrupted process, and about to be redone) are dropped from metrics.jsonl.
+    `wandb_run_id`: the interrupted run's W&B id, to continue the same W&B run.
+    `group`, `name`: W&B grouping for sweeps (see `sweep_group` and `run_name`).
+    """
+
+    def __init__(self, run_dir: Path, cfg: DictConfig, resume_step: int | None = None,
+                 wandb_run_id: str | None = None, group: str | None = None, name: str | None = None):
         self.run_dir = run_dir
         self.metrics_path = run_dir / "metrics.jsonl"
+        if resume_step is not None:
+            self._rewind(resume_step)
         self._metrics_file = open(self.metrics_path, "a")
-        self._wandb_run = self._start_wandb(cfg)
+        self._wandb_run = self._start_wandb(cfg, wandb_run_id, group, name)
 
-    def _start_wandb(self, cfg: DictConfig):
+    @property
+    def wandb_run_id(self) -> str | None:
+        return self._wandb_run.id if self._wandb_run is not None else None
+
+    def _rewind(self, step: int) -> None:
+        if not self.metrics_path.exists():
+            return
+        kept = [line for line in self.metrics_path.read_text().splitlines()
+                if line.strip() and json.loads(line)["step"] <= step]
+        tmp = self.metrics_path.with_name(self.metrics_path.name + ".tmp")
+        tmp.write_text("".join(line + "\n" for line in kept))
+        os.replace(tmp, self.metrics_path)
+
+    def _start_wandb(self, cfg: DictConfig, run_id: str | None, group: str | None, name: str | None):
         wandb_cfg = cfg.logger.wandb
         mode = wandb_mode(wandb_cfg)
         if mode == "disabled":
@@ -56,13 +78,15 @@ class RunLogger:
             return wandb.init(
                 project=wandb_cfg.project,
                 entity=wandb_cfg.entity,
-                group=wandb_cfg.group,
-                name=wandb_cfg.name,
+                group=wandb_cfg.group or group,
+                name=wandb_cfg.name or name,
                 tags=list(wandb_cfg.tags),
                 job_type=cfg.method.name,
                 config=OmegaConf.to_container(cfg, resolve=True),
                 dir=str(self.run_dir),
                 mode=mode,
+                id=run_id,
+                resume="allow" if run_id else None,
                 # A multirun's jobs share one process: each must get a fresh run.
                 reinit="finish_previous",
             )

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import replace
+from pathlib import Path
+from typing import Any
 
 import torch
 from omegaconf import DictConfig
 from torch import Tensor
 
+from dann.checkpoint import rng_state, run_config, save_checkpoint, set_rng_state
 from dann.data import DomainData, Split, TensorStream
 from dann.evaluate import evaluate
 from dann.methods import Batch, Method
@@ -21,8 +25,21 @@ log = logging.getLogger(__name__)
 SELECTION_CRITERIA = {"source_val": "source/acc", "oracle": "target/acc"}
 
 
-def train(cfg: DictConfig, method: Method, data: DomainData, logger: RunLogger, device: torch.device) -> dict:
-    """Run `cfg.trainer.steps` updates; return the final evaluation and the one each criterion selects."""
+def train(
+    cfg: DictConfig,
+    method: Method,
+    data: DomainData,
+    logger: RunLogger,
+    device: torch.device,
+    run_dir: Path,
+    checkpoint: dict[str, Any] | None = None,
+    elapsed_s: float = 0.0,
+) -> dict:
+    """Run `cfg.trainer.steps` updates, from `checkpoint` if given; return the final
+    evaluation and the one each selection criterion picks.
+
+    `elapsed_s`: wall time already spent on this run before this process, for checkpoints.
+    """
     trainer = cfg.trainer
     steps = trainer.steps
     streams = dict(mean=data.mean, std=data.std, device=device)
@@ -38,8 +55,22 @@ def train(cfg: DictConfig, method: Method, data: DomainData, logger: RunLogger, 
     latest: dict[str, float] = {}  # schedule values (λ, lr): plain floats, logged as of the last step
     logged: dict[str, float] = {}
     evaluations: list[dict[str, float]] = []
+    start = 0
+    if checkpoint is not None:
+        start = checkpoint["step"]
+        method.load_state_dict(checkpoint["method"])
+        method.optimizer.load_state_dict(checkpoint["optimizer"])
+        method.lr_scheduler.load_state_dict(checkpoint["lr_scheduler"])
+        source.load_state_dict(checkpoint["streams"]["source"])
+        target.load_state_dict(checkpoint["streams"]["target"])
+        pending = {name: list(values.to(device).unbind()) for name, values in checkpoint["pending"].items()}
+        latest, logged, evaluations = checkpoint["latest"], checkpoint["logged"], checkpoint["evaluations"]
+        set_rng_state(checkpoint["rng"])
+        log.info("resumed from step %d of %d", start, steps)
+    started = time.time() - elapsed_s
+
     method.train()
-    for step in range(1, steps + 1):
+    for step in range(start + 1, steps + 1):
         source_x, source_y = next(source)
         target_x, target_y = next(target)
         batch = Batch(source_x, source_y, target_x, target_y if method.uses_target_labels else None)
@@ -60,8 +91,8 @@ def train(cfg: DictConfig, method: Method, data: DomainData, logger: RunLogger, 
             for domain, split in eval_splits.items():
                 result = evaluate(method, split, data.num_classes, trainer.eval_batch_size, data.mean, data.std)
                 record[f"{domain}/acc"] = result["acc"]
-                record[f"{domain}/acc_per_class_mean"] = result["acc_per_class_mean"]
-            record = {k: v for k, v in record.items() if k != "source/acc_per_class_mean"}
+                if domain == "target":
+                    record["target/acc_per_class_mean"] = result["acc_per_class_mean"]
             logger.log(step, {k: v for k, v in record.items() if k != "step"})
             evaluations.append(record)
             log.info(
@@ -69,6 +100,23 @@ def train(cfg: DictConfig, method: Method, data: DomainData, logger: RunLogger, 
                 step, steps, record["source/acc"], record["target/acc"],
                 f"{logged['train/domain_acc']:.3f}" if "train/domain_acc" in logged else "n/a",
             )
+
+        if step % trainer.checkpoint_every == 0 or step == steps:
+            save_checkpoint(run_dir, {
+                "step": step,
+                "method": method.state_dict(),
+                "optimizer": method.optimizer.state_dict(),
+                "lr_scheduler": method.lr_scheduler.state_dict(),
+                "streams": {"source": source.state_dict(), "target": target.state_dict()},
+                "pending": {name: torch.stack(values).cpu() for name, values in pending.items()},
+                "latest": latest,
+                "logged": logged,
+                "evaluations": evaluations,
+                "rng": rng_state(),
+                "config": run_config(cfg),
+                "wandb_run_id": logger.wandb_run_id,
+                "elapsed_s": time.time() - started,
+            })
 
     selection = {
         criterion: max(evaluations, key=lambda r: r[metric])  # the earliest of equals
