@@ -1,0 +1,114 @@
+"""Hydra multiruns: invalid combinations are skipped, failures are contained, W&B runs are named."""
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from conftest import REPO, compose_config, only, run_cli
+from dann.run import run, run_name, sweep_group
+
+QUICK = ["trainer.steps=20", "trainer.eval_every=10", "trainer.log_every=10"]
+
+
+@pytest.mark.slow
+def test_grid_skips_invalid_pairs_and_survives_a_failing_job(tmp_path: Path):
+    # 2 targets × 2 devices: target=moons equals the source (invalid, skipped), and
+    # trainer.device=cuda fails on a machine without a GPU (a real failure inside a job).
+    devices = "cpu,cuda" if not torch.cuda.is_available() else "cpu,cuda:99"
+    result = run_cli("-m", "dataset.target=moons_rotated,moons", f"trainer.device={devices}",
+                     "logger=none", *QUICK, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    sweep_dir = only(tmp_path.glob("multirun/*/*"))
+    summary = json.loads((sweep_dir / "sweep_summary.json").read_text())
+    by_overrides = {" ".join(job["overrides"]): job for job in summary["jobs"]}
+    assert summary["counts"] == {"finished": 1, "failed": 1, "skipped": 2}
+    statuses = {(o.split()[0], o.split()[1]): job["status"] for o, job in by_overrides.items()}
+    assert statuses[("dataset.target=moons_rotated", "trainer.device=cpu")] == "finished"
+    assert statuses[("dataset.target=moons", "trainer.device=cpu")] == "skipped"
+    failed = [job for job in summary["jobs"] if job["status"] == "failed"]
+    assert "trainer.device=cuda" in " ".join(failed[0]["overrides"])
+    # One line per skipped job, naming why; the failure's traceback is in its own log.
+    skip_lines = [line for line in result.stderr.splitlines() if line.startswith("skipping job")]
+    assert len(skip_lines) == 2 and all("dataset.source and dataset.target are both 'moons'" in l for l in skip_lines)
+    failed_log = (sweep_dir / failed[0]["job"] / "run.log").read_text()
+    assert "Traceback" in failed_log and failed[0]["error"].split(":")[0] in failed_log
+
+
+def test_run_name_comes_from_the_overrides():
+    assert run_name(["dataset.source=A", "dataset.target=W", "lambda=0.1", "seed=1"]) == "A→W lambda=0.1 seed=1"
+    assert run_name(["lambda=0.1", "logger.wandb.mode=offline", "hydra.launcher.partition=gpu"]) == "lambda=0.1"
+    assert run_name([]) is None
+
+
+def test_sweep_group_is_the_sweep_directory(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert sweep_group(str(tmp_path / "multirun" / "2026-11-22" / "10-00-00")) == "multirun/2026-11-22/10-00-00"
+    assert sweep_group("/elsewhere/my-sweep") == "my-sweep"
+
+
+def test_wandb_run_gets_group_name_and_job_type(tmp_path, monkeypatch):
+    import wandb
+
+    seen = {}
+
+    def capture_init(**kwargs):
+        seen.update(kwargs)
+        raise RuntimeError("captured")  # W&B failing to start must not stop the run either
+
+    monkeypatch.setattr(wandb, "init", capture_init)
+    run(compose_config("method=source_only", *QUICK), tmp_path, wandb_group="multirun/x", wandb_name="A→W seed=1")
+    assert (seen["group"], seen["name"], seen["job_type"]) == ("multirun/x", "A→W seed=1", "source_only")
+    assert seen["config"]["method"]["name"] == "source_only"  # the resolved config
+
+
+def test_explicit_wandb_group_and_name_win(tmp_path, monkeypatch):
+    import wandb
+
+    seen = {}
+    monkeypatch.setattr(wandb, "init", lambda **kw: seen.update(kw) or (_ for _ in ()).throw(RuntimeError()))
+    run(compose_config("logger.wandb.group=mine", "logger.wandb.name=run1", *QUICK), tmp_path, wandb_group="auto")
+    assert (seen["group"], seen["name"]) == ("mine", "run1")
+
+
+@pytest.mark.parametrize("launcher, target", [("slurm", "SlurmLauncher"), ("local", "LocalLauncher"),
+                                              ("submitit_slurm", "SlurmLauncher")])
+def test_launcher_configs_compose(launcher, target):
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+        cfg = compose("config", overrides=[f"hydra/launcher={launcher}"], return_hydra_config=True)
+    assert cfg.hydra.launcher._target_.endswith(target)
+    if launcher == "slurm":
+        assert (cfg.hydra.launcher.gpus_per_node, cfg.hydra.launcher.max_num_timeout) == (1, 5)
+
+
+@pytest.mark.parametrize("search", ["dann_digits", "dann_moons"])
+def test_optuna_searches_compose_and_need_no_target_labels(search):
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+        cfg = compose("config", overrides=[f"hparams_search={search}"], return_hydra_config=True)
+    assert cfg.hydra.sweeper._target_.endswith("OptunaSweeper")
+    assert set(cfg.hydra.sweeper.params) == {"lambda", "optim.optimizer.lr", "model.domain_classifier.hidden"}
+    assert cfg.trainer.objective == "source_val"
+
+
+@pytest.mark.slow
+def test_optuna_search_runs_and_returns_the_source_validation_score(tmp_path: Path):
+    result = run_cli("-m", "hparams_search=dann_moons", "hydra.sweeper.n_trials=2", "logger=none", *QUICK, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    sweep_dir = only(tmp_path.glob("multirun/*/*"))
+    best = yaml.safe_load((sweep_dir / "optimization_results.yaml").read_text())["best_value"]
+    scores = [json.loads(p.read_text())["selection"]["source_val"]["source/acc"] for p in sweep_dir.glob("*/summary.json")]
+    assert len(scores) == 2 and best == max(scores)
+
+
+def test_wandb_sweep_example_calls_the_app_with_hydra_overrides():
+    sweep = yaml.safe_load((REPO / "experiments" / "sweeps" / "wandb_sweep.yaml").read_text())
+    assert sweep["command"][2:4] == ["-m", "dann.run"] and "${args_no_hyphens}" in sweep["command"]
+    assert "target" not in sweep["metric"]["name"]
+    for key in sweep["parameters"]:
+        compose_config(f"{key}=1")  # every swept key exists in the config
