@@ -9,7 +9,7 @@ from numbers import Number
 
 from omegaconf import DictConfig
 
-from dann.data import DomainData, resolve_domain
+from dann.data import DomainData, resolve_domains
 from dann.errors import ConfigError
 from dann.tracking import WANDB_MODES, wandb_mode
 
@@ -46,8 +46,7 @@ def validate(cfg: DictConfig) -> None:
             f"logger.wandb.mode (or WANDB_MODE): expected one of {', '.join(WANDB_MODES)}, got {mode!r}"
         )
 
-    source = resolve_domain(cfg.dataset.source, "dataset.source")
-    target = resolve_domain(cfg.dataset.target, "dataset.target")
+    source, target = resolve_domains(cfg.dataset)
     if source.name == target.name:
         raise ConfigError(
             f"dataset.source and dataset.target are both '{source.name}': adaptation needs two different domains"

@@ -6,33 +6,35 @@ from collections.abc import Sequence
 
 import torch
 
-from dann.data import Split, to_model_input
+from dann.data import AnySplit, eval_batches, to_model_input
 from dann.methods import Method
 
 
 @torch.no_grad()
 def evaluate(
     method: Method,
-    split: Split,
+    split: AnySplit,
     num_classes: int,
     batch_size: int,
     mean: Sequence[float] | None = None,
     std: Sequence[float] | None = None,
+    num_workers: int = 0,
 ) -> dict[str, float]:
     """Overall accuracy and mean per-class accuracy (fractions in [0, 1]).
 
-    Counts stay on the split's device until the end: one host sync per evaluation.
-    Classes absent from the split are left out of the per-class mean.
+    `split`: an in-memory `Split` (best moved to the method's device once, with
+    `dann.data.to_device`) or an `ImageSplit`, decoded with its eval transforms by
+    `num_workers` DataLoader workers. Counts stay on the device until the end: one host
+    sync per evaluation. Classes absent from the split are left out of the per-class mean,
+    and so are unreadable images skipped under `dataset.on_corrupt=skip`.
     """
     was_training = method.training
     method.eval()
-    device = split.labels.device
+    device = next(method.parameters()).device
     correct = torch.zeros(num_classes, dtype=torch.long, device=device)
     total = torch.zeros(num_classes, dtype=torch.long, device=device)
-    for start in range(0, len(split), batch_size):
-        x = to_model_input(split.inputs[start:start + batch_size], mean, std)
-        y = split.labels[start:start + batch_size]
-        hit = method.predict(x).argmax(dim=1) == y
+    for x, y in eval_batches(split, batch_size, device, num_workers):
+        hit = method.predict(to_model_input(x, mean, std)).argmax(dim=1) == y
         total += torch.bincount(y, minlength=num_classes)
         correct += torch.bincount(y[hit], minlength=num_classes)
     method.train(was_training)

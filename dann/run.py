@@ -22,7 +22,7 @@ from omegaconf import DictConfig
 
 from dann.checkpoint import load_checkpoint
 from dann.config import validate, validate_against_data
-from dann.data import load_domain_data, resolve_domain
+from dann.data import load_domain_data, resolve_domains
 from dann.errors import ConfigError, DannError
 from dann.methods import build_method
 from dann.models import build_network
@@ -85,8 +85,8 @@ def run(cfg: DictConfig, run_dir: Path, wandb_group: str | None = None, wandb_na
     try:
         validate(cfg)
         summary["lambda"] = float(cfg["lambda"])  # `lambda=1` on the command line is an int
-        summary["source"] = resolve_domain(cfg.dataset.source, "dataset.source").name
-        summary["target"] = resolve_domain(cfg.dataset.target, "dataset.target").name
+        source, target = resolve_domains(cfg.dataset)
+        summary["source"], summary["target"] = source.name, target.name
         checkpoint = load_checkpoint(run_dir, cfg) if cfg.trainer.resume else None
         if checkpoint is not None:
             started -= checkpoint["elapsed_s"]
@@ -104,6 +104,7 @@ def run(cfg: DictConfig, run_dir: Path, wandb_group: str | None = None, wandb_na
                        group=wandb_group, name=wandb_name) as logger:
             summary |= train(cfg, method, data, logger, device, run_dir, checkpoint,
                              elapsed_s=time.time() - started)
+            summary["skipped_images"] = data.skipped_images
             summary["status"] = "finished"
             summary["wall_time_s"] = round(time.time() - started, 3)
             logger.log_summary(summary)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +12,7 @@ from omegaconf import DictConfig
 from torch import Tensor
 
 from dann.checkpoint import rng_state, run_config, save_checkpoint, set_rng_state
-from dann.data import DomainData, Split, TensorStream
+from dann.data import DomainData, make_stream, to_device
 from dann.evaluate import evaluate
 from dann.methods import Batch, Method
 from dann.tracking import RunLogger
@@ -42,14 +41,11 @@ def train(
     """
     trainer = cfg.trainer
     steps = trainer.steps
-    streams = dict(mean=data.mean, std=data.std, device=device)
+    streams = dict(mean=data.mean, std=data.std, device=device, num_workers=data.num_workers)
     # Different seeds per domain, so that the source and target orders are not the same permutation.
-    source = TensorStream(data.source_train, trainer.batch_size, seed=2 * cfg.seed, **streams)
-    target = TensorStream(data.target_train, trainer.batch_size, seed=2 * cfg.seed + 1, **streams)
-    eval_splits = {
-        "source": _to_device(data.source_val, device),
-        "target": _to_device(data.target_test, device),
-    }
+    source = make_stream(data.source_train, trainer.batch_size, seed=2 * cfg.seed, **streams)
+    target = make_stream(data.target_train, trainer.batch_size, seed=2 * cfg.seed + 1, **streams)
+    eval_splits = {"source": to_device(data.source_val, device), "target": to_device(data.target_test, device)}
 
     pending: dict[str, list[Tensor]] = {}  # device tensors since the last log, read in one sync
     latest: dict[str, float] = {}  # schedule values (λ, lr): plain floats, logged as of the last step
@@ -89,7 +85,8 @@ def train(
         if step % trainer.eval_every == 0 or step == steps:
             record = {"step": step}
             for domain, split in eval_splits.items():
-                result = evaluate(method, split, data.num_classes, trainer.eval_batch_size, data.mean, data.std)
+                result = evaluate(method, split, data.num_classes, trainer.eval_batch_size,
+                                  data.mean, data.std, data.num_workers)
                 record[f"{domain}/acc"] = result["acc"]
                 if domain == "target":
                     record["target/acc_per_class_mean"] = result["acc_per_class_mean"]
@@ -123,7 +120,3 @@ def train(
         for criterion, metric in SELECTION_CRITERIA.items()
     }
     return {"final": evaluations[-1], "selection": selection}
-
-
-def _to_device(split: Split, device: torch.device) -> Split:
-    return replace(split, inputs=split.inputs.to(device), labels=split.labels.to(device))

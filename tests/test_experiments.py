@@ -48,3 +48,28 @@ def test_ganin2016_svhn_mnist_runs(tmp_path: Path):
     assert result.returncode == 0, result.stderr
     summary = json.loads(only(tmp_path.glob("outputs/*/*/summary.json")).read_text())
     assert summary["status"] == "finished" and summary["source"] == "svhn" and summary["target"] == "mnist"
+
+
+@pytest.mark.slow
+def test_office31_trains_end_to_end_with_resnet18_and_no_weights(tmp_path: Path):
+    from image_files import write_office31
+
+    data = tmp_path / "data"
+    # All 31 classes, so the dataset's class check passes as on a real copy.
+    write_office31(data, images_per_class=2, size=24, domains=("amazon", "webcam"))
+    # The headline command, with a small ResNet, no pretrained weights, small images and few steps for CPU.
+    result = run_cli("dataset=office31", "lambda=0.1", "model.feature_extractor.arch=resnet18",
+                     "model.feature_extractor.weights=null", "dataset.image_size=32", "dataset.resize_size=36",
+                     "dataset.num_workers=0", "trainer.batch_size=8", "trainer.steps=6", "trainer.eval_every=3",
+                     "trainer.eval_batch_size=32", "logger=none",
+                     cwd=tmp_path, env={"DANN_DATA": str(data)}, timeout=600)
+    assert result.returncode == 0, result.stderr
+    run_dir = only(tmp_path.glob("outputs/*/*"))
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["status"] == "finished" and summary["protocol"] == "transductive"
+    assert (summary["dataset"], summary["source"], summary["target"], summary["lambda"]) == (
+        "office31", "amazon", "webcam", 0.1)
+    assert summary["skipped_images"] == {"source_train": 0, "source_val": 0, "target_train": 0, "target_test": 0}
+    evaluations = [r for r in read_jsonl(run_dir / "metrics.jsonl") if "target/acc" in r]
+    assert [r["step"] for r in evaluations] == [3, 6]
+    assert "ResNetFeatures" in (run_dir / ".hydra" / "config.yaml").read_text()

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
+from pathlib import Path
 
+import numpy as np
+import torch
 from omegaconf import DictConfig
 from torch import Tensor
 
@@ -25,6 +28,59 @@ class Split:
     def __len__(self) -> int:
         return len(self.labels)
 
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return tuple(self.inputs.shape[1:])
+
+
+@dataclass
+class ImageSplit:
+    """One split of one domain as image files, decoded batch by batch in DataLoader workers.
+
+    files: [N] paths relative to `root`, a numpy string array: DataLoader workers share it
+        without copying, where a list of N Python strings would be copied page by page as
+        the workers touch the strings' reference counts (DomainNet has ~600k images).
+    labels: [N] int64 class indices into `classes`.
+    transform: RGB PIL image → uint8 [3, H, W] tensor (`input_shape`); scaling and
+        normalisation happen on the device, as for uint8 tensor splits.
+    skipped: unreadable files met so far → the reason, filled as batches arrive.
+    """
+
+    name: str  # for messages, e.g. "office31/amazon (train)"
+    root: Path
+    files: np.ndarray
+    labels: Tensor
+    classes: tuple[str, ...]
+    transform: Callable
+    input_shape: tuple[int, int, int]
+    on_corrupt: str = "skip"  # skip | error: what an unreadable image does
+    skipped: dict[str, str] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def path(self, index: int) -> Path:
+        return self.root / str(self.files[index])
+
+
+AnySplit = Split | ImageSplit
+
+
+def subset(split: AnySplit, indices: Tensor) -> AnySplit:
+    """The examples at `indices` (int64 [K]) of either kind of split, e.g. a labelled fraction."""
+    indices = indices.cpu()
+    if isinstance(split, ImageSplit):
+        return replace(split, files=split.files[indices.numpy()], labels=split.labels[indices], skipped={})
+    return replace(split, inputs=split.inputs[indices.to(split.inputs.device)],
+                   labels=split.labels[indices.to(split.labels.device)])
+
+
+def to_device(split: AnySplit, device: torch.device) -> AnySplit:
+    """A tensor split with its tensors on `device`; an image split unchanged (it is decoded per batch)."""
+    if isinstance(split, ImageSplit):
+        return split
+    return replace(split, inputs=split.inputs.to(device), labels=split.labels.to(device))
+
 
 @dataclass
 class DomainData:
@@ -32,14 +88,22 @@ class DomainData:
 
     source: str
     target: str
-    source_train: Split  # labelled training data
-    source_val: Split  # held-out source data: model selection without target labels
-    target_train: Split  # unlabelled for adaptation (its labels are used by target_only alone)
-    target_test: Split  # target accuracy is measured here
+    source_train: AnySplit  # labelled training data
+    source_val: AnySplit  # held-out source data: model selection without target labels
+    target_train: AnySplit  # unlabelled for adaptation (its labels are used by target_only alone)
+    target_test: AnySplit  # target accuracy is measured here
     num_classes: int
     input_shape: tuple[int, ...]
     mean: tuple[float, ...] | None = None  # per-channel normalisation of uint8 images
     std: tuple[float, ...] | None = None
+    num_workers: int = 0  # DataLoader worker processes per image stream (`dataset.num_workers`)
+
+    @property
+    def skipped_images(self) -> dict[str, int]:
+        """Unreadable images skipped so far, per image split (empty for in-memory data)."""
+        splits = {"source_train": self.source_train, "source_val": self.source_val,
+                  "target_train": self.target_train, "target_test": self.target_test}
+        return {name: len(split.skipped) for name, split in splits.items() if isinstance(split, ImageSplit)}
 
 
 @dataclass(frozen=True)
@@ -47,25 +111,56 @@ class DomainSpec:
     """A domain that `dataset.source` / `dataset.target` can name."""
 
     name: str
-    num_classes: int
-    load: Callable[[DictConfig, bool], Split]  # (dataset config, train split?) -> Split
+    num_classes: int | None  # None: known only once loaded (dataset=folder); checked then
+    load: Callable[[DictConfig, bool], AnySplit]  # (dataset config, train split?) -> split
     aliases: tuple[str, ...] = ()
+    # The benchmark this domain belongs to (office31, domainnet, …): its names and aliases
+    # are looked up only by a dataset config of that name, so that generic names such as
+    # VisDA's "train" or DomainNet's "real" never collide. None: a shared domain (moons,
+    # digits) that any other dataset config (mnist_mnistm, svhn_mnist, …) can name.
+    dataset: str | None = None
 
 
-DOMAINS: dict[str, DomainSpec] = {}
+# benchmark (None: shared) → name or alias → domain
+DOMAINS: dict[str | None, dict[str, DomainSpec]] = {}
 
 
 def register_domain(spec: DomainSpec) -> DomainSpec:
-    for key in (spec.name, *spec.aliases):
-        if key in DOMAINS:
-            raise ValueError(f"domain name or alias '{key}' is registered twice")
-        DOMAINS[key] = spec
+    table = DOMAINS.setdefault(spec.dataset, {})
+    keys = (spec.name, *spec.aliases)
+    for key in keys:
+        if key in table:
+            where = f" in dataset {spec.dataset}" if spec.dataset else ""
+            raise ValueError(f"domain name or alias '{key}' is registered twice{where}")
+    table.update(dict.fromkeys(keys, spec))
     return spec
 
 
-def resolve_domain(name: str, key: str) -> DomainSpec:
-    """Look up a domain by name or alias; `key` is the config key it came from, for the error."""
-    if str(name) not in DOMAINS:
-        known = sorted({spec.name for spec in DOMAINS.values()})
-        raise ConfigError(f"{key}: unknown domain '{name}'; known domains: {', '.join(known)}")
-    return DOMAINS[str(name)]
+def resolve_domain(name: str, key: str, dataset: str | None = None) -> DomainSpec:
+    """Look up a domain by name or alias; `key` is the config key it came from, for the error.
+
+    `dataset` is the dataset config's `name`: a benchmark that registered its own domains
+    (office31, office_home, visda2017, domainnet, folder) is searched alone; any other
+    dataset name, or None, searches the shared domains.
+    """
+    scope = dataset if dataset in DOMAINS else None
+    table = DOMAINS.get(scope, {})
+    if str(name) in table:
+        return table[str(name)]
+    specs = {spec.name: spec for spec in table.values()}
+    known = ", ".join(f"{n} ({', '.join(s.aliases)})" if s.aliases else n for n, s in sorted(specs.items()))
+    message = f"{key}: unknown domain '{name}'"
+    if scope is not None:
+        message += f" in dataset={scope}"
+    message += f"; known domains: {known}"
+    elsewhere = sorted(str(other) for other, t in DOMAINS.items() if other not in (scope, None) and str(name) in t)
+    if elsewhere:
+        message += f"; '{name}' is a domain of dataset={' and dataset='.join(elsewhere)}"
+    raise ConfigError(message)
+
+
+def resolve_domains(dataset_cfg: DictConfig) -> tuple[DomainSpec, DomainSpec]:
+    """The (source, target) domains a dataset config names, looked up in its benchmark."""
+    dataset = dataset_cfg.get("name")
+    return (resolve_domain(dataset_cfg.source, "dataset.source", dataset),
+            resolve_domain(dataset_cfg.target, "dataset.target", dataset))

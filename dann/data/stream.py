@@ -1,13 +1,41 @@
-"""Endless, resumable streams of mini-batches from in-memory splits, served on the device."""
+"""Endless, resumable streams of mini-batches, served on the device, and ordered evaluation batches.
+
+`TensorStream` serves in-memory splits, `ImageStream` image files through a DataLoader;
+both have one contract (see `make_stream`).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import torch
 from torch import Tensor
+from torch.utils.data import DataLoader, Sampler
 
-from dann.data.base import Split
+from dann.data.base import AnySplit, ImageSplit, Split
+from dann.data.images import ImageFiles, collate_images, record_unreadable
+from dann.errors import ConfigError, DataError
+
+
+def make_stream(split: AnySplit, batch_size: int, seed: int, device: torch.device,
+                mean: Sequence[float] | None = None, std: Sequence[float] | None = None,
+                num_workers: int = 0) -> TensorStream | ImageStream:
+    """An endless stream of shuffled (x, y) batches of `split`, on `device`. Needs batch_size <= len(split).
+
+    Either kind: `next(stream)` → x (float, normalised by mean/std if uint8 images) and y
+    (int64 [batch_size]) on `device`; incomplete last batches dropped; each epoch's order a
+    permutation drawn from (seed, epoch), so `state_dict()` is {"epoch", "position"} and
+    `load_state_dict` resumes exactly. `num_workers` is used by image splits only.
+    """
+    if isinstance(split, ImageSplit):
+        return ImageStream(split, batch_size, seed, device, mean, std, num_workers)
+    return TensorStream(split, batch_size, seed, device, mean, std)
+
+
+def epoch_order(seed: int, epoch: int, n: int) -> Tensor:
+    """The permutation of n examples for (seed, epoch); drawn on the CPU, so the same on every device."""
+    generator = torch.Generator().manual_seed(seed * 100_003 + epoch)
+    return torch.randperm(n, generator=generator)
 
 
 def to_model_input(x: Tensor, mean: Sequence[float] | None, std: Sequence[float] | None) -> Tensor:
@@ -41,9 +69,7 @@ class TensorStream:
         self._order = self._permutation(self.epoch)
 
     def _permutation(self, epoch: int) -> Tensor:
-        # Drawn on the CPU so that the order is the same on every device.
-        generator = torch.Generator().manual_seed(self.seed * 100_003 + epoch)
-        return torch.randperm(len(self.labels), generator=generator).to(self.labels.device)
+        return epoch_order(self.seed, epoch, len(self.labels)).to(self.labels.device)
 
     def __iter__(self) -> TensorStream:
         return self
@@ -64,3 +90,107 @@ class TensorStream:
     def load_state_dict(self, state: dict[str, int]) -> None:
         self.epoch, self.position = int(state["epoch"]), int(state["position"])
         self._order = self._permutation(self.epoch)
+
+
+class _EpochBatches(Sampler[list[tuple[int, int]]]):
+    """One epoch's batches of (epoch, index) keys, from batch `start` on; incomplete last batch dropped.
+
+    Runs in the main process each time the DataLoader starts an epoch, so the stream sets
+    `epoch` and `start` just before: skipped batches are never decoded.
+    """
+
+    def __init__(self, n: int, batch_size: int, seed: int):
+        self.n, self.batch_size, self.seed = n, batch_size, seed
+        self.epoch = 0
+        self.start = 0
+
+    def __len__(self) -> int:
+        return self.n // self.batch_size - self.start
+
+    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
+        order = epoch_order(self.seed, self.epoch, self.n).tolist()
+        for b in range(self.start, self.n // self.batch_size):
+            yield [(self.epoch, i) for i in order[b * self.batch_size:(b + 1) * self.batch_size]]
+
+
+class ImageStream:
+    """Shuffled mini-batches of an `ImageSplit`, epoch after epoch, without end. Needs batch_size <= len(split).
+
+    Images are decoded and augmented in `num_workers` DataLoader processes that live as long
+    as the stream (0: in the main process), in pinned memory when `device` is CUDA, and
+    copied to `device` without blocking. The same contract as `TensorStream`.
+    """
+
+    def __init__(self, split: ImageSplit, batch_size: int, seed: int, device: torch.device,
+                 mean: Sequence[float] | None = None, std: Sequence[float] | None = None, num_workers: int = 0):
+        if batch_size > len(split):  # else no epoch would have a batch
+            raise ConfigError(f"trainer.batch_size: {batch_size} is larger than {split.name} "
+                              f"({len(split)} images); lower it")
+        self.split = split
+        self.batch_size = batch_size
+        self.device = torch.device(device)
+        self.mean, self.std = mean, std
+        self.epoch = 0
+        self.position = 0  # batches already served in this epoch
+        self._sampler = _EpochBatches(len(split), batch_size, seed)
+        self._loader = DataLoader(
+            ImageFiles(split, seed, substitute=True),
+            batch_sampler=self._sampler,
+            num_workers=num_workers,
+            collate_fn=collate_images,
+            pin_memory=self.device.type == "cuda",
+            persistent_workers=num_workers > 0,
+        )
+        self._batches: Iterator | None = None  # the current epoch's DataLoader iterator
+
+    def __iter__(self) -> ImageStream:
+        return self
+
+    def __next__(self) -> tuple[Tensor, Tensor]:
+        if self._batches is None:
+            self._sampler.epoch, self._sampler.start = self.epoch, self.position
+            self._batches = iter(self._loader)
+        try:
+            x, y, failures = next(self._batches)
+        except StopIteration:
+            self.epoch += 1
+            self.position = 0
+            self._batches = None
+            return next(self)
+        self.position += 1
+        record_unreadable(self.split, failures)
+        if len(y) < self.batch_size:  # only when every image of the split is unreadable
+            raise DataError(f"{self.split.name}: no image under {self.split.root} is readable")
+        x = x.to(self.device, non_blocking=True)
+        return to_model_input(x, self.mean, self.std), y.to(self.device, non_blocking=True)
+
+    def state_dict(self) -> dict[str, int]:
+        return {"epoch": self.epoch, "position": self.position}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        self.epoch, self.position = int(state["epoch"]), int(state["position"])
+        self._batches = None  # the next batch starts a DataLoader pass from the new position
+
+
+def eval_batches(split: AnySplit, batch_size: int, device: torch.device,
+                 num_workers: int = 0) -> Iterator[tuple[Tensor, Tensor]]:
+    """The split in order, in batches on `device`: x as stored (uint8 images or float vectors), y int64.
+
+    Tensor splits are sliced (free when already on `device`). Image splits are decoded with
+    the eval transforms by a DataLoader made for this pass; unreadable images are left out
+    (`dataset.on_corrupt`).
+    """
+    if isinstance(split, Split):
+        for start in range(0, len(split), batch_size):
+            yield (split.inputs[start:start + batch_size].to(device, non_blocking=True),
+                   split.labels[start:start + batch_size].to(device, non_blocking=True))
+        return
+    device = torch.device(device)
+    keys = [(0, i) for i in range(len(split))]
+    loader = DataLoader(ImageFiles(split, seed=0, substitute=False),
+                        batch_sampler=[keys[s:s + batch_size] for s in range(0, len(keys), batch_size)],
+                        num_workers=num_workers, collate_fn=collate_images, pin_memory=device.type == "cuda")
+    for x, y, failures in loader:
+        record_unreadable(split, failures)
+        if len(y):
+            yield x.to(device, non_blocking=True), y.to(device, non_blocking=True)
