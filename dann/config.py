@@ -40,6 +40,9 @@ def validate(cfg: DictConfig) -> None:
         raise ConfigError(f"trainer.device: expected auto, cpu, cuda or cuda:N, got {cfg.trainer.device!r}")
     if cfg.trainer.objective not in ("source_val", "oracle"):
         raise ConfigError(f"trainer.objective: expected source_val or oracle, got {cfg.trainer.objective!r}")
+    fraction = cfg.dataset.target_labeled_fraction
+    if isinstance(fraction, bool) or not isinstance(fraction, Number) or not 0 < fraction <= 1:
+        raise ConfigError(f"dataset.target_labeled_fraction: expected a fraction in (0, 1], got {fraction!r}")
     mode = wandb_mode(cfg.logger.wandb)
     if mode not in WANDB_MODES:
         raise ConfigError(

@@ -10,6 +10,7 @@ import logging
 import random
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,7 @@ from omegaconf import DictConfig
 
 from dann.checkpoint import load_checkpoint
 from dann.config import validate, validate_against_data
-from dann.data import load_domain_data, resolve_domains
+from dann.data import labelled_subset, load_domain_data, resolve_domains
 from dann.errors import ConfigError, DannError
 from dann.methods import build_method
 from dann.models import build_network
@@ -93,9 +94,13 @@ def run(cfg: DictConfig, run_dir: Path, wandb_group: str | None = None, wandb_na
         seed_everything(cfg.seed)
         device = pick_device(cfg.trainer.device)
         data = load_domain_data(cfg.dataset)
-        validate_against_data(cfg, data)
         network = build_network(cfg.model, data.input_shape, data.num_classes).to(device)
         method = build_method(cfg, network)
+        fraction = cfg.dataset.target_labeled_fraction
+        summary["target_labeled_fraction"] = fraction if method.uses_target_labels else 0.0
+        if method.uses_target_labels and fraction < 1:
+            data = replace(data, target_train=labelled_subset(data.target_train, fraction))
+        validate_against_data(cfg, data)
         log.info("%s on %s → %s (%s), λ=%s, %d steps on %s",
                  cfg.method.name, data.source, data.target, cfg.dataset.name, cfg["lambda"], cfg.trainer.steps, device)
         with RunLogger(run_dir, cfg,

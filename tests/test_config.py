@@ -47,6 +47,8 @@ def test_every_value_is_commented_in_its_config_file():
         (["dataset.target=nowhere"], "dataset.target"),
         (["dataset.target=moons"], "dataset.source and dataset.target"),
         (["dataset.target=mnist"], "dataset.target"),  # 10 classes against moons' 2
+        (["dataset.target_labeled_fraction=0"], "dataset.target_labeled_fraction"),
+        (["dataset.target_labeled_fraction=1.5"], "dataset.target_labeled_fraction"),
     ],
 )
 def test_invalid_values_name_their_key(overrides, key):

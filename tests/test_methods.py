@@ -28,7 +28,8 @@ def make_batch(with_target_labels: bool = False) -> Batch:
     )
 
 
-@pytest.mark.parametrize("name", sorted(METHODS))
+# finetune needs a pretrained backbone, so tests/test_finetune.py checks its metrics on a ResNet.
+@pytest.mark.parametrize("name", sorted(set(METHODS) - {"finetune"}))
 def test_every_method_logs_the_same_metrics_and_learns(name):
     method, _ = make(name)
     before = copy.deepcopy(method.network.state_dict())

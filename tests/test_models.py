@@ -59,7 +59,7 @@ def test_domain_gradient_reaches_features_reversed_and_scaled():
     torch.manual_seed(0)
     net = build_network(compose_config("model=mlp").model, (2,), num_classes=2)
     x = torch.randn(5, 2)
-    weight = net.feature_extractor.layers[0].weight
+    weight = net.feature_extractor.backbone.layers[0].weight
 
     def feature_grad(grl_lambda):
         net.zero_grad()

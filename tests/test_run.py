@@ -132,3 +132,29 @@ def test_same_seed_same_run_and_other_seed_other_run(tmp_path: Path):
     first, again, other = metrics(0, "a"), metrics(0, "b"), metrics(1, "c")
     assert first == again
     assert first != other
+
+
+def test_labelled_target_fraction_is_fixed_stratified_and_used_only_with_target_labels(tmp_path: Path):
+    import torch
+
+    from dann.data import Split, labelled_subset
+
+    labels = torch.arange(10).repeat_interleave(20)  # 10 classes × 20 examples
+    split = Split(torch.arange(200).float().unsqueeze(1), labels)
+    part = labelled_subset(split, 0.1)
+    assert torch.bincount(part.labels).tolist() == [2] * 10  # 10% of every class
+    assert torch.equal(labelled_subset(split, 0.1).inputs, part.inputs)  # the same examples every time
+    assert set(part.inputs.squeeze(1).long().tolist()) <= set(range(200))
+
+    overrides = ["logger=none", "trainer.steps=20", "trainer.eval_every=10", "trainer.batch_size=16",
+                 "dataset.target_labeled_fraction=0.1"]
+    for name in "abc":
+        (tmp_path / name).mkdir()
+    two_stage = run(compose_config("method=two_stage", *overrides), tmp_path / "a")
+    assert two_stage["status"] == "finished" and two_stage["target_labeled_fraction"] == 0.1
+    # 10% of the 300 target points is 30: a batch of 64 labelled target points cannot be drawn.
+    with pytest.raises(Exception, match="trainer.batch_size: 64 is larger than the target training split"):
+        run(compose_config("method=target_only", *overrides[:-2], "trainer.batch_size=64",
+                           "dataset.target_labeled_fraction=0.1"), tmp_path / "b")
+    dann = run(compose_config(*overrides), tmp_path / "c")
+    assert dann["target_labeled_fraction"] == 0.0  # DANN never sees target labels

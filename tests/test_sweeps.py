@@ -1,6 +1,10 @@
 """Hydra multiruns: invalid combinations are skipped, failures are contained, W&B runs are named."""
 
+import csv
 import json
+import statistics
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -112,3 +116,29 @@ def test_wandb_sweep_example_calls_the_app_with_hydra_overrides():
     assert "target" not in sweep["metric"]["name"]
     for key in sweep["parameters"]:
         compose_config(f"{key}=1")  # every swept key exists in the config
+
+
+@pytest.mark.slow
+def test_submitit_local_sweep_then_report(tmp_path: Path):
+    # A real 2×2 grid, each job its own process through submitit, like on a cluster.
+    result = run_cli("-m", "hydra/launcher=local", "method=dann,source_only", "seed=0,1", "logger=none",
+                     "trainer.steps=40", "trainer.eval_every=20", "trainer.log_every=10", cwd=tmp_path, timeout=600)
+    assert result.returncode == 0, result.stderr
+    sweep_dir = only(tmp_path.glob("multirun/*/*"))
+    summaries = [json.loads(p.read_text()) for p in sorted(sweep_dir.glob("*/summary.json"))]
+    assert sorted((s["method"], s["seed"], s["status"]) for s in summaries) == [
+        ("dann", 0, "finished"), ("dann", 1, "finished"), ("source_only", 0, "finished"), ("source_only", 1, "finished")]
+    assert (sweep_dir / ".submitit").is_dir()  # the jobs really went through submitit
+
+    csv_path = tmp_path / "table.csv"
+    report = subprocess.run([sys.executable, "-m", "dann.report", str(sweep_dir), "--csv", str(csv_path)],
+                            capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert report.returncode == 0, report.stderr
+    assert "moons→moons_rotated" in report.stdout
+    rows = {row["column"]: row for row in csv.DictReader(csv_path.open()) if row["task"] == "moons→moons_rotated"}
+    for method in ("dann", "source_only"):
+        accs = [s["final"]["target/acc"] for s in summaries if s["method"] == method]
+        assert int(rows[method]["n"]) == 2
+        assert float(rows[method]["mean"]) == pytest.approx(statistics.mean(accs))
+        assert float(rows[method]["std"]) == pytest.approx(statistics.stdev(accs))
+        assert f"{100 * statistics.mean(accs):.1f} ± {100 * statistics.stdev(accs):.1f} (2)" in report.stdout

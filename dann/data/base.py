@@ -75,6 +75,21 @@ def subset(split: AnySplit, indices: Tensor) -> AnySplit:
                    labels=split.labels[indices.to(split.labels.device)])
 
 
+def labelled_subset(split: AnySplit, fraction: float, seed: int = 0) -> AnySplit:
+    """The part of `split` whose labels may be used: `fraction` of each class's examples (at least one).
+
+    Drawn with a fixed seed, not the run's, so that every run and method sees the same labelled examples.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    labels = split.labels.cpu()
+    keep = []
+    for label in labels.unique().tolist():
+        members = (labels == label).nonzero().squeeze(1)
+        count = max(1, round(fraction * len(members)))
+        keep.append(members[torch.randperm(len(members), generator=generator)[:count]])
+    return subset(split, torch.cat(keep).sort().values)
+
+
 def to_device(split: AnySplit, device: torch.device) -> AnySplit:
     """A tensor split with its tensors on `device`; an image split unchanged (it is decoded per batch)."""
     if isinstance(split, ImageSplit):

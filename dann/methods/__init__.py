@@ -11,6 +11,7 @@ from omegaconf import DictConfig
 from dann.errors import ConfigError
 from dann.methods.base import Batch, Method
 from dann.methods.dann import DANN
+from dann.methods.finetune import FineTune, TwoStage
 from dann.methods.supervised import SourceOnly, TargetOnly
 from dann.models import DANNNetwork
 
@@ -18,6 +19,8 @@ METHODS: dict[str, type[Method]] = {
     "dann": DANN,
     "source_only": SourceOnly,
     "target_only": TargetOnly,
+    "finetune": FineTune,
+    "two_stage": TwoStage,
 }
 
 __all__ = ["METHODS", "Batch", "Method", "build_method"]

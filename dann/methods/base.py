@@ -15,12 +15,18 @@ from dann.optim import build_optimizer
 
 @dataclass
 class Batch:
-    """One training step's data: equal-sized source and target mini-batches, already on the device."""
+    """One training step's data: equal-sized source and target mini-batches, already on the device.
+
+    `target_y` is given only to methods with `uses_target_labels`. Every label it holds
+    may be used: when only a fraction of the target is labelled
+    (`dataset.target_labeled_fraction` < 1), the training loop draws those methods'
+    target batches from that labelled subset alone.
+    """
 
     source_x: Tensor
     source_y: Tensor
     target_x: Tensor
-    target_y: Tensor | None = None  # only for methods with `uses_target_labels`
+    target_y: Tensor | None = None
 
 
 class Method(nn.Module):
@@ -37,7 +43,8 @@ class Method(nn.Module):
         self.network = network
         self.final_lambda = float(cfg["lambda"])
         self.base_lr = float(cfg.optim.optimizer.lr)
-        self.optimizer, self.lr_scheduler = build_optimizer(cfg.optim, network, total_steps=cfg.trainer.steps)
+        self.optimizer, self.lr_scheduler = build_optimizer(
+            cfg.optim, network.parameter_groups(), total_steps=cfg.trainer.steps)
 
     def update(self, batch: Batch, progress: float) -> dict[str, Tensor | float]:
         """One optimisation step at training progress `progress` in [0, 1].
@@ -53,7 +60,7 @@ class Method(nn.Module):
         return self.network.predict(x)
 
     def current_lr(self) -> float:
-        """The base learning rate (before any per-group multiplier) for the coming step."""
+        """The base learning rate for the coming step: `train/lr`, before any group's `lr_mult`."""
         return self.base_lr * self.lr_scheduler.lr_lambdas[0](self.lr_scheduler.last_epoch)
 
     def _step(self, loss: Tensor) -> None:

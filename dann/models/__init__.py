@@ -1,5 +1,5 @@
 """Networks: feature extractors, heads, and the DANN network that joins them."""
 
-from dann.models.network import DANNNetwork, build_network
+from dann.models.network import DANNNetwork, FeatureExtractor, build_network
 
-__all__ = ["DANNNetwork", "build_network"]
+__all__ = ["DANNNetwork", "FeatureExtractor", "build_network"]

@@ -1,0 +1,289 @@
+"""ResNet backbones: pretrained weights from files or torchvision names, freezing, and per-group learning rates.
+
+Only ResNet-18 with random or locally saved weights, on 32×32 inputs: nothing downloads and
+every test stays fast on a CPU.
+"""
+
+import urllib.error
+from pathlib import Path
+
+import pytest
+import torch
+import torchvision
+from torch import nn
+
+from conftest import compose_config
+from dann.errors import ConfigError, DataError
+from dann.methods import Batch, build_method
+from dann.models import build_network
+from dann.optim import build_optimizer
+
+INPUT = (3, 32, 32)
+RESNET18 = ("model=resnet", "model.feature_extractor.arch=resnet18")
+
+
+def resnet18_cfg(*overrides: str):
+    return compose_config(*RESNET18, "trainer.steps=100", *overrides)
+
+
+def resnet18(*overrides: str, num_classes: int = 5):
+    torch.manual_seed(0)
+    return build_network(resnet18_cfg(*overrides).model, INPUT, num_classes)
+
+
+def image_batch(num_classes: int = 5, size: int = 4) -> Batch:
+    g = torch.Generator().manual_seed(1)
+    return Batch(
+        source_x=torch.randn(size, *INPUT, generator=g),
+        source_y=torch.randint(0, num_classes, (size,), generator=g),
+        target_x=torch.randn(size, *INPUT, generator=g) + 0.5,
+        target_y=torch.randint(0, num_classes, (size,), generator=g),
+    )
+
+
+def batch_norms(module: nn.Module) -> list[nn.BatchNorm2d]:
+    return [m for m in module.modules() if isinstance(m, nn.BatchNorm2d)]
+
+
+@pytest.fixture(scope="module")
+def saved_resnet18(tmp_path_factory) -> tuple[Path, dict[str, torch.Tensor]]:
+    """A state_dict of torchvision's resnet18 (random weights, as a stand-in for ImageNet's) in a .pth file."""
+    torch.manual_seed(123)
+    state = torchvision.models.resnet18().state_dict()
+    path = tmp_path_factory.mktemp("weights") / "resnet18-random.pth"
+    torch.save(state, path)
+    return path, state
+
+
+# --- Architecture ----------------------------------------------------------------------
+
+
+def test_resnet18_features_bottleneck_and_heads():
+    net = resnet18()
+    assert net.feature_extractor.backbone.out_features == 512
+    assert net.feature_extractor.out_features == 256  # the bottleneck
+    class_logits, domain_logits = net(torch.randn(4, *INPUT), grl_lambda=1.0)
+    assert class_logits.shape == (4, 5) and domain_logits.shape == (4,)
+    stages = net.feature_extractor.backbone.stages
+    assert stages[-1] is net.feature_extractor.backbone.resnet.layer4 and len(stages) == 4
+
+
+def test_unknown_arch_and_grey_inputs_are_config_errors():
+    with pytest.raises(ConfigError, match="^model.feature_extractor.arch: unknown 'resnet19'"):
+        build_network(compose_config("model=resnet", "model.feature_extractor.arch=resnet19").model, INPUT, 5)
+    with pytest.raises(ConfigError, match="set dataset.channels=3"):
+        build_network(resnet18_cfg().model, (1, 32, 32), 5)
+
+
+# --- Learning rates per parameter group --------------------------------------------------
+
+
+def test_parameter_groups_split_backbone_from_new_layers():
+    net = resnet18()
+    groups = {g["name"]: g for g in net.parameter_groups()}
+    assert groups["backbone"]["lr_mult"] == 0.1 and groups["new_layers"]["lr_mult"] == 1.0
+    backbone = {id(p) for p in net.feature_extractor.backbone.parameters()}
+    new = {id(p) for m in (net.feature_extractor.bottleneck, net.label_predictor, net.domain_classifier)
+           for p in m.parameters()}
+    assert {id(p) for p in groups["backbone"]["params"]} == backbone
+    assert {id(p) for p in groups["new_layers"]["params"]} == new
+    assert backbone | new == {id(p) for p in net.parameters()}
+
+
+def test_digit_and_moons_nets_train_their_feature_extractor_at_the_base_lr():
+    for model in ("mlp", "mnist_cnn", "svhn_cnn"):
+        assert compose_config(f"model={model}").model.backbone_lr_mult == 1.0
+    assert compose_config("model=resnet").model.backbone_lr_mult == 0.1
+
+
+def test_group_lrs_are_base_times_multiplier_times_schedule():
+    net = resnet18()
+    cfg = resnet18_cfg("optim=sgd_inv")
+    optimizer, scheduler = build_optimizer(cfg.optim, net.parameter_groups(), total_steps=100)
+    seen = {}
+    for step in range(1001):
+        seen[step] = {g["name"]: g["lr"] for g in optimizer.param_groups}
+        optimizer.step()  # no gradients: changes nothing, keeps the scheduler's order check quiet
+        scheduler.step()
+    for step in (0, 1, 1000):
+        factor = (1 + 0.001 * step) ** -0.75  # the inv schedule, by step alone (steps run past total_steps)
+        assert seen[step]["backbone"] == pytest.approx(0.01 * 0.1 * factor)
+        assert seen[step]["new_layers"] == pytest.approx(0.01 * factor)
+
+
+def test_train_lr_reports_the_base_rate_and_the_backbone_moves_at_a_tenth(tmp_path):
+    torch.manual_seed(0)
+    cfg = resnet18_cfg("method=source_only", "optim=sgd", "trainer.steps=10")
+    method = build_method(cfg, build_network(cfg.model, INPUT, 5))
+    lrs = [method.update(image_batch(), progress=step / 10)["train/lr"] for step in range(3)]
+    assert lrs == pytest.approx([0.01 / (1 + 10 * step / 10) ** 0.75 for step in range(3)])  # base lr: no 0.1
+    backbone, new_layers = method.optimizer.param_groups
+    assert backbone["lr"] == pytest.approx(0.1 * new_layers["lr"])
+    assert new_layers["lr"] == pytest.approx(method.current_lr())
+
+
+def test_backbone_lr_mult_must_be_a_non_negative_number():
+    with pytest.raises(ConfigError, match="^model.backbone_lr_mult: expected a number >= 0"):
+        resnet18("model.backbone_lr_mult=-0.1")
+
+
+# --- Freezing ----------------------------------------------------------------------------
+
+
+def source_only_steps(*overrides: str, steps: int = 2):
+    """A source_only method after `steps` updates, and its network's state before them."""
+    torch.manual_seed(0)
+    cfg = resnet18_cfg("method=source_only", *overrides)
+    method = build_method(cfg, build_network(cfg.model, INPUT, 5))
+    method.train()
+    before = {k: v.clone() for k, v in method.network.state_dict().items()}
+    for _ in range(steps):
+        method.update(image_batch(), progress=0.0)
+    return method, before
+
+
+def changed(method, before, prefix: str) -> bool:
+    """Whether any weight or buffer (BatchNorm statistics too) under `prefix` differs from `before`."""
+    after = method.network.state_dict()
+    keys = [k for k in before if k.startswith(prefix)]
+    assert keys, prefix
+    return any(not torch.equal(before[k], after[k]) for k in keys)
+
+
+def test_frozen_backbone_gets_no_gradient_and_does_not_change():
+    method, before = source_only_steps("model.freeze_backbone=true")
+    backbone = method.network.feature_extractor.backbone
+    assert all(not p.requires_grad and p.grad is None for p in backbone.parameters())
+    # Weights and BatchNorm running statistics alike: the source_only probe's own
+    # eval()/train() switch of the feature extractor must not wake the frozen BatchNorm up.
+    assert not changed(method, before, "feature_extractor.backbone.")
+    assert changed(method, before, "feature_extractor.bottleneck.")
+    assert changed(method, before, "label_predictor.")
+    assert [g["name"] for g in method.optimizer.param_groups] == ["new_layers"]
+
+
+def test_frozen_batchnorm_stays_in_eval_mode_in_train_mode():
+    net = resnet18("model.freeze_backbone=true")
+    net.train()
+    assert all(not bn.training for bn in batch_norms(net.feature_extractor.backbone))
+    assert net.feature_extractor.bottleneck[1].training  # the new layers' BatchNorm still learns
+    net.eval()
+    net.train()
+    assert all(not bn.training for bn in batch_norms(net.feature_extractor.backbone))
+
+
+def test_unfreeze_last_one_trains_layer4_only():
+    method, before = source_only_steps("model.freeze_backbone=true", "model.unfreeze_last=1")
+    resnet = method.network.feature_extractor.backbone.resnet
+    assert all(p.requires_grad for p in resnet.layer4.parameters())
+    assert not any(p.requires_grad for m in (resnet.conv1, resnet.layer1, resnet.layer3) for p in m.parameters())
+    assert changed(method, before, "feature_extractor.backbone.resnet.layer4.")
+    assert not changed(method, before, "feature_extractor.backbone.resnet.layer3.")
+    assert all(bn.training for bn in batch_norms(resnet.layer4))
+    assert not any(bn.training for bn in batch_norms(resnet.layer3))
+    backbone_group = method.optimizer.param_groups[0]
+    assert backbone_group["name"] == "backbone" and backbone_group["lr_mult"] == 0.1
+    assert {id(p) for p in backbone_group["params"]} == {id(p) for p in resnet.layer4.parameters()}
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["model.unfreeze_last=1"], "^model.unfreeze_last=1 only applies to a frozen backbone"),
+    (["model.freeze_backbone=true", "model.unfreeze_last=5"], "^model.unfreeze_last: expected 0 to 4"),
+])
+def test_unfreeze_last_misuse_is_named(overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        resnet18(*overrides)
+
+
+def test_unfreeze_last_needs_a_backbone_with_stages():
+    cfg = compose_config("model=mlp", "model.freeze_backbone=true", "+model.unfreeze_last=1")
+    with pytest.raises(ConfigError, match="^model.unfreeze_last: MlpFeatures has no stages"):
+        build_network(cfg.model, (2,), 2)
+
+
+# --- Pretrained weights ------------------------------------------------------------------
+
+
+def test_weights_from_a_local_state_dict_file(saved_resnet18):
+    path, state = saved_resnet18
+    net = resnet18(f"model.feature_extractor.weights={path}")
+    resnet = net.feature_extractor.backbone.resnet
+    assert torch.equal(resnet.conv1.weight, state["conv1.weight"])
+    assert torch.equal(resnet.layer4[1].bn2.running_var, state["layer4.1.bn2.running_var"])
+    assert isinstance(resnet.fc, nn.Identity)  # ImageNet's 1000-class layer is dropped
+
+
+def test_weights_from_a_checkpoint_with_a_state_dict_entry_and_module_prefix(saved_resnet18, tmp_path):
+    _, state = saved_resnet18
+    path = tmp_path / "checkpoint.pth.tar"
+    torch.save({"epoch": 90, "state_dict": {f"module.{k}": v for k, v in state.items()}}, path)
+    net = resnet18(f"model.feature_extractor.weights={path}")
+    assert torch.equal(net.feature_extractor.backbone.resnet.layer1[0].conv1.weight, state["layer1.0.conv1.weight"])
+
+
+def test_a_missing_weights_file_says_what_to_give(tmp_path):
+    path = tmp_path / "nowhere" / "resnet18.pth"
+    with pytest.raises(DataError, match=f"^model.feature_extractor.weights: no file at {path}"):
+        resnet18(f"model.feature_extractor.weights={path}")
+
+
+def test_weights_of_another_architecture_are_refused(tmp_path):
+    path = tmp_path / "resnet34.pth"
+    torch.save(torchvision.models.resnet34().state_dict(), path)
+    with pytest.raises(ConfigError) as error:
+        resnet18(f"model.feature_extractor.weights={path}")
+    message = str(error.value)
+    assert message.startswith(f"model.feature_extractor.weights: file {path} does not hold resnet18 weights")
+    assert "unexpected (e.g. layer1.2." in message and "set model.feature_extractor.arch" in message
+
+
+def test_an_unreadable_weights_file_is_a_data_error(tmp_path):
+    path = tmp_path / "truncated.pth"
+    path.write_bytes(b"not a checkpoint")
+    with pytest.raises(DataError, match="is not a readable PyTorch weights file"):
+        resnet18(f"model.feature_extractor.weights={path}")
+
+
+def test_an_unknown_weights_name_lists_the_known_ones():
+    # resnet18 has no V2 weights in torchvision.
+    with pytest.raises(ConfigError) as error:
+        resnet18("model.feature_extractor.weights=IMAGENET1K_V2")
+    assert str(error.value).startswith("model.feature_extractor.weights: 'IMAGENET1K_V2' is neither")
+    assert "(DEFAULT, IMAGENET1K_V1)" in str(error.value)
+
+
+@pytest.fixture
+def offline(monkeypatch, tmp_path):
+    """An empty torch hub cache under TORCH_HOME, and no network: every download fails."""
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))
+    attempts = []
+
+    def no_network(url, *args, **kwargs):
+        attempts.append(url)
+        raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
+
+    monkeypatch.setattr(torch.hub, "download_url_to_file", no_network)
+    return attempts
+
+
+def test_offline_weights_name_says_where_to_get_the_file(offline, tmp_path):
+    url = torchvision.models.ResNet18_Weights.IMAGENET1K_V1.url
+    with pytest.raises(DataError) as error:
+        resnet18("model.feature_extractor.weights=IMAGENET1K_V1")
+    message = str(error.value)
+    assert offline == [url]
+    assert message.startswith(f"model.feature_extractor.weights: could not download resnet18 IMAGENET1K_V1 "
+                              f"weights from {url} (URLError")
+    assert f"model.feature_extractor.weights=/path/to/{url.rsplit('/', 1)[-1]}" in message
+    assert str(tmp_path / "torch_home" / "hub" / "checkpoints") in message and "TORCH_HOME" in message
+
+
+def test_a_weights_name_found_in_the_hub_cache_needs_no_network(offline, saved_resnet18, tmp_path):
+    path, state = saved_resnet18
+    filename = torchvision.models.ResNet18_Weights.DEFAULT.url.rsplit("/", 1)[-1]
+    cache = tmp_path / "torch_home" / "hub" / "checkpoints"
+    cache.mkdir(parents=True)
+    (cache / filename).write_bytes(path.read_bytes())
+    net = resnet18("model.feature_extractor.weights=DEFAULT")
+    assert offline == []
+    assert torch.equal(net.feature_extractor.backbone.resnet.conv1.weight, state["conv1.weight"])
