@@ -94,3 +94,10 @@ def test_dataset_picks_default_model_and_optimiser_but_the_command_line_wins():
     assert compose_config().optim.optimizer.lr == 0.03  # the moons recipe
     assert compose_config("optim=sgd").optim.optimizer.lr == 0.01  # the paper's
     assert compose_config("model=mnist_cnn").model.feature_extractor._target_.endswith("MnistFeatures")
+
+
+def test_image_benchmarks_start_from_imagenet_weights_unless_told_otherwise():
+    for dataset in ("office31", "office_home", "visda2017", "domainnet"):
+        assert compose_config(f"dataset={dataset}").model.feature_extractor.weights == "IMAGENET1K_V1"
+    assert compose_config("dataset=office31", "model.feature_extractor.weights=null").model.feature_extractor.weights is None
+    assert compose_config().model.feature_extractor.get("weights") is None  # moons: no pretrained backbone
