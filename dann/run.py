@@ -107,8 +107,7 @@ def run(cfg: DictConfig, run_dir: Path, wandb_group: str | None = None, wandb_na
                        resume_step=checkpoint["step"] if checkpoint else None,
                        wandb_run_id=checkpoint["wandb_run_id"] if checkpoint else None,
                        group=wandb_group, name=wandb_name) as logger:
-            summary |= train(cfg, method, data, logger, device, run_dir, checkpoint,
-                             elapsed_s=time.time() - started)
+            summary |= train(cfg, method, data, logger, device, run_dir, checkpoint, started)
             summary["skipped_images"] = data.skipped_images
             summary["status"] = "finished"
             summary["wall_time_s"] = round(time.time() - started, 3)

@@ -32,12 +32,13 @@ def train(
     device: torch.device,
     run_dir: Path,
     checkpoint: dict[str, Any] | None = None,
-    elapsed_s: float = 0.0,
+    started: float | None = None,
 ) -> dict:
     """Run `cfg.trainer.steps` updates, from `checkpoint` if given; return the final
     evaluation and the one each selection criterion picks.
 
-    `elapsed_s`: wall time already spent on this run before this process, for checkpoints.
+    `started`: the run's wall-clock origin (`time.time()`, moved back by the time spent
+    before a resume), so that checkpoints record the run's whole elapsed time.
     """
     trainer = cfg.trainer
     steps = trainer.steps
@@ -63,7 +64,8 @@ def train(
         latest, logged, evaluations = checkpoint["latest"], checkpoint["logged"], checkpoint["evaluations"]
         set_rng_state(checkpoint["rng"])
         log.info("resumed from step %d of %d", start, steps)
-    started = time.time() - elapsed_s
+    if started is None:
+        started = time.time()
 
     method.train()
     for step in range(start + 1, steps + 1):

@@ -19,8 +19,8 @@ class Batch:
 
     `target_y` is given only to methods with `uses_target_labels`. Every label it holds
     may be used: when only a fraction of the target is labelled
-    (`dataset.target_labeled_fraction` < 1), the training loop draws those methods'
-    target batches from that labelled subset alone.
+    (`dataset.target_labeled_fraction` < 1), `dann.run` gives those methods' training
+    loop that labelled subset as the target training split.
     """
 
     source_x: Tensor
