@@ -6,6 +6,7 @@ both have one contract (see `make_stream`).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator, Sequence
 
 import torch
@@ -45,8 +46,15 @@ def to_model_input(x: Tensor, mean: Sequence[float] | None, std: Sequence[float]
     x = x.float().div_(255.0)
     if mean is not None:
         shape = (1, -1) + (1,) * (x.dim() - 2)
-        x = x.sub_(torch.tensor(mean, device=x.device).view(shape)).div_(torch.tensor(std, device=x.device).view(shape))
+        mean_t, std_t = _statistics_on(x.device, tuple(mean), tuple(std))
+        x = x.sub_(mean_t.view(shape)).div_(std_t.view(shape))
     return x
+
+
+@functools.lru_cache(maxsize=16)
+def _statistics_on(device: torch.device, mean: tuple[float, ...], std: tuple[float, ...]) -> tuple[Tensor, Tensor]:
+    # Made once per device: building them per batch would be two host-to-device copies every step.
+    return torch.tensor(mean, device=device), torch.tensor(std, device=device)
 
 
 class TensorStream:
