@@ -14,3 +14,12 @@ class ConfigError(DannError):
 
 class DataError(DannError):
     """Data is missing, incomplete or unreadable. The message names the files and where to get them."""
+
+
+def describe_error(e: BaseException) -> str:
+    """One line for an exception inside a longer message: its type, then its message with
+    whitespace folded. A `DannError`'s message is already written for the user, so it stands alone."""
+    message = " ".join(str(e).split())
+    if isinstance(e, DannError):
+        return message
+    return f"{type(e).__name__}: {message}" if message else type(e).__name__

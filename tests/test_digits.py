@@ -86,7 +86,8 @@ def test_pixels_at_native_size_read_back_exactly(tmp_path, pair, overrides, side
 
 def test_rgb_to_grey_uses_bt601_luma(tmp_path):
     written = write(tmp_path, "svhn", "mnist")["svhn"]
-    data = load_domain_data(dataset_cfg("svhn_mnist", tmp_path, "dataset.channels=1"))
+    data = load_domain_data(dataset_cfg("svhn_mnist", tmp_path, "dataset.channels=1",
+                                        "dataset.mean=[0.5]", "dataset.std=[0.5]"))
 
     r, g, b = written.train_images.astype(np.float64).transpose(1, 0, 2, 3)
     luma = np.rint(0.299 * r + 0.587 * g + 0.114 * b)[:, None]
@@ -120,6 +121,14 @@ def test_aliases_name_the_same_domains(tmp_path, pair, source, target):
     data = load_domain_data(cfg)
 
     assert (data.source, data.target) == PAIRS[pair][:2]
+
+
+@pytest.mark.parametrize("override, key", [("dataset.mean=[0.5]", "dataset.mean"), ("dataset.std=[0.5,0,0.5]", "dataset.std")])
+def test_normalisation_needs_one_statistic_per_channel(tmp_path, override, key):
+    # mnist_mnistm is 3-channel: a single mean would otherwise only fail later, inside a batch.
+    write(tmp_path, "mnist", "mnistm")
+    with pytest.raises(ConfigError, match=f"^{key}: expected 3 numbers, one per channel"):
+        load_domain_data(dataset_cfg("mnist_mnistm", tmp_path, override))
 
 
 def test_root_defaults_to_the_dann_data_environment_variable(tmp_path, monkeypatch):

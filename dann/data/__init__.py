@@ -26,10 +26,11 @@ def load_domain_data(cfg: DictConfig) -> DomainData:
             f"source '{source.name}' inputs are {source_train.input_shape} but target '{target.name}' inputs are "
             f"{target_train.input_shape}; set dataset.channels and dataset.image_size so that both domains match"
         )
-    if isinstance(source_train, ImageSplit):
-        return _image_data(cfg, source.name, target.name, source_train, source_val, target_train, target_test)
-    mean = cfg.get("mean")
-    std = cfg.get("std")
+    images = isinstance(source_train, ImageSplit)
+    if images:  # classes matched by name, so that dataset=folder's are checked here too
+        check_same_classes(source_train.classes, target_train.classes, str(source_train.root), str(target_train.root))
+    # uint8 images are scaled and normalised on the device; vectors (moons) have no statistics.
+    mean, std = normalisation(cfg, source_train.input_shape[0]) if cfg.get("mean") is not None else (None, None)
     return DomainData(
         source=source.name,
         target=target.name,
@@ -37,26 +38,7 @@ def load_domain_data(cfg: DictConfig) -> DomainData:
         source_val=source_val,
         target_train=target_train,
         target_test=target_test,
-        num_classes=source.num_classes,
-        input_shape=source_train.input_shape,
-        mean=tuple(mean) if mean is not None else None,
-        std=tuple(std) if std is not None else None,
-    )
-
-
-def _image_data(cfg: DictConfig, source: str, target: str, source_train: ImageSplit, source_val: ImageSplit,
-                target_train: ImageSplit, target_test: ImageSplit) -> DomainData:
-    """Image benchmarks: classes matched by name, so that dataset=folder's are checked here too."""
-    check_same_classes(source_train.classes, target_train.classes, str(source_train.root), str(target_train.root))
-    mean, std = normalisation(cfg)
-    return DomainData(
-        source=source,
-        target=target,
-        source_train=source_train,
-        source_val=source_val,
-        target_train=target_train,
-        target_test=target_test,
-        num_classes=len(source_train.classes),
+        num_classes=len(source_train.classes) if images else source.num_classes,
         input_shape=source_train.input_shape,
         mean=mean,
         std=std,

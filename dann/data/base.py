@@ -90,6 +90,11 @@ def labelled_subset(split: AnySplit, fraction: float, seed: int = 0) -> AnySplit
     return subset(split, torch.cat(keep).sort().values)
 
 
+def data_root(cfg: DictConfig) -> Path:
+    """`dataset.root` as an absolute path (`~` expanded), for messages that name files."""
+    return Path(str(cfg.root)).expanduser().absolute()
+
+
 def to_device(split: AnySplit, device: torch.device) -> AnySplit:
     """A tensor split with its tensors on `device`; an image split unchanged (it is decoded per batch)."""
     if isinstance(split, ImageSplit):

@@ -30,9 +30,9 @@ from torch import Tensor
 from torchvision.datasets import MNIST, SVHN, USPS
 from torchvision.datasets.utils import download_url
 
-from dann.data.base import DomainSpec, Split, register_domain
+from dann.data.base import DomainSpec, Split, data_root, register_domain
 from dann.data.download import download_file, extract_tar, network_timeout
-from dann.errors import ConfigError, DataError
+from dann.errors import ConfigError, DataError, describe_error
 
 NUM_CLASSES = 10
 
@@ -50,10 +50,6 @@ _CHUNK = 8192  # images converted at once, so that float copies of a whole split
 
 
 # --- Config ------------------------------------------------------------------------------
-
-
-def _root(cfg: DictConfig) -> Path:
-    return Path(str(cfg.root)).expanduser().absolute()
 
 
 def _image_format(cfg: DictConfig) -> tuple[int, int]:
@@ -98,7 +94,7 @@ def _ensure_files(cfg: DictConfig, title: str, files: list[Path], by_hand: str,
             download()
     except Exception as e:  # offline, a dead mirror, a checksum mismatch: all end in the same advice
         raise DataError(
-            f"{title} not found under {folder} and downloading it failed: {_one_line(e)}. "
+            f"{title} not found under {folder} and downloading it failed: {describe_error(e)}. "
             f"Expected {listing}. Get it by hand from {by_hand} into {folder}, {elsewhere}; "
             f"dataset.download=false stops download attempts."
         ) from e
@@ -136,13 +132,6 @@ def _download_torchvision_files(folder: Path, entries: list[list[str]]) -> None:
             raise
 
 
-def _one_line(e: BaseException) -> str:
-    message = " ".join(str(e).split())
-    if isinstance(e, DataError):
-        return message
-    return f"{type(e).__name__}: {message}" if message else type(e).__name__
-
-
 def _read(title: str, folder: Path, read: Callable[[], Any]) -> Any:
     """Run a library reader; turn whatever a truncated or corrupt file makes it raise into a `DataError`."""
     try:
@@ -151,7 +140,7 @@ def _read(title: str, folder: Path, read: Callable[[], Any]) -> Any:
         raise
     except Exception as e:
         raise DataError(
-            f"{title} files in {folder} are unreadable ({_one_line(e)}); they may be truncated or corrupt: "
+            f"{title} files in {folder} are unreadable ({describe_error(e)}); they may be truncated or corrupt: "
             f"delete them and run again with dataset.download=true, or replace them by hand."
         ) from e
 
@@ -215,7 +204,7 @@ def _to_uint8(x: Tensor) -> Tensor:
 
 def _load_mnist(cfg: DictConfig, train: bool) -> Split:
     image_format = _image_format(cfg)
-    root = _root(cfg)
+    root = data_root(cfg)
     raw = root / "MNIST" / "raw"
     # torchvision wants all four files, whichever split is read.
     gz_names = [name for name, _ in MNIST.resources]
@@ -231,7 +220,7 @@ def _load_mnist(cfg: DictConfig, train: bool) -> Split:
 
 def _load_usps(cfg: DictConfig, train: bool) -> Split:
     image_format = _image_format(cfg)
-    folder = _root(cfg) / "usps"
+    folder = data_root(cfg) / "usps"
     _ensure_torchvision_splits(cfg, "USPS", folder, [USPS.split_list["train"], USPS.split_list["test"]])
     # torchvision maps the file's labels 1..10 to 0..9 and its values in [-1, 1] to 0..255.
     dataset = _read("USPS", folder, lambda: USPS(folder, train=train, download=False))
@@ -244,7 +233,7 @@ def _load_usps(cfg: DictConfig, train: bool) -> Split:
 
 def _load_svhn(cfg: DictConfig, train: bool) -> Split:
     image_format = _image_format(cfg)
-    folder = _root(cfg) / "svhn"
+    folder = data_root(cfg) / "svhn"
     # The "extra" split is not used.
     train_file, test_file = _ensure_torchvision_splits(cfg, "SVHN", folder,
                                                        [SVHN.split_list["train"], SVHN.split_list["test"]])
@@ -273,7 +262,7 @@ def _read_svhn_mat(path: Path) -> tuple[Tensor, Tensor]:
 
 def _load_mnistm(cfg: DictConfig, train: bool) -> Split:
     image_format = _image_format(cfg)
-    root = _root(cfg)
+    root = data_root(cfg)
     folder = root / "mnist_m"
     # Both splits are checked at once: a task always reads both, and one archive holds them.
     files = [folder / f"mnist_m_{split}{suffix}" for split in ("train", "test") for suffix in ("_labels.txt", "")]
@@ -334,7 +323,7 @@ def _read_png(path: Path) -> np.ndarray:
             array = np.asarray(image.convert("RGB"))
     except (OSError, ValueError, SyntaxError) as e:  # missing, truncated, not an image: PIL raises all three
         raise DataError(
-            f"MNIST-M image {path} is missing or unreadable ({_one_line(e)}); "
+            f"MNIST-M image {path} is missing or unreadable ({describe_error(e)}); "
             f"delete {path.parent.parent} and download it again"
         ) from e
     if array.shape != (MNISTM_SIZE, MNISTM_SIZE, 3):

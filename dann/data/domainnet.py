@@ -24,9 +24,9 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from dann.data.base import DomainSpec, ImageSplit, register_domain
+from dann.data.base import DomainSpec, ImageSplit, data_root, register_domain
 from dann.data.class_names import DOMAINNET_CLASSES
-from dann.data.images import check_image_config, data_root, image_split, names, read_list_file, split_name
+from dann.data.images import check_image_config, image_split, names, read_list_file, split_name
 from dann.errors import DataError
 
 DOMAINNET_HOME = "http://ai.bu.edu/M3SDA/"

@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from http.client import HTTPException
 from pathlib import Path
 
-from dann.errors import DataError
+from dann.errors import DataError, describe_error
 
 # Seconds a connection or a read may stall. Short, so that an offline machine or a dead
 # mirror fails within a minute and the next mirror (or the error message) comes quickly.
@@ -26,13 +26,14 @@ TIMEOUT_S = 30.0
 _CHUNK = 1 << 20
 
 
-class _ChecksumMismatch(ValueError):
+class _ChecksumMismatch(DataError):
     """A download completed but is not the expected file (truncated, or a mirror's error page)."""
 
 
 # What a failed fetch can raise: URLError, HTTPError and timeouts are OSErrors; a malformed
-# URL is a ValueError; a connection dropped mid-response is an HTTPException.
-_FETCH_ERRORS = (OSError, ValueError, HTTPException)
+# URL is a ValueError; a connection dropped mid-response is an HTTPException; and a
+# completed download with the wrong checksum is a _ChecksumMismatch.
+_FETCH_ERRORS = (OSError, ValueError, HTTPException, _ChecksumMismatch)
 
 
 def file_md5(path: Path) -> str:
@@ -60,7 +61,7 @@ def download_file(urls: list[str], dest: Path, md5: str) -> Path:
             _fetch(url, dest, md5)
             return dest
         except _FETCH_ERRORS as e:
-            failures.append(f"{url} ({_describe(e)})")
+            failures.append(f"{url} ({describe_error(e)})")
     raise DataError(f"could not download {dest.name} to {dest.parent}; tried {'; '.join(failures) or 'no URLs'}")
 
 
@@ -78,14 +79,6 @@ def _fetch(url: str, dest: Path, md5: str) -> None:
         os.replace(tmp, dest)
     finally:
         tmp.unlink(missing_ok=True)
-
-
-def _describe(e: BaseException) -> str:
-    """One line for an exception: its type, then its message with newlines folded."""
-    if isinstance(e, _ChecksumMismatch):
-        return str(e)
-    message = " ".join(str(e).split())
-    return f"{type(e).__name__}: {message}" if message else type(e).__name__
 
 
 @contextmanager
@@ -116,6 +109,6 @@ def extract_tar(archive: Path, dest_dir: Path) -> None:
             tar.extractall(dest_dir, filter="data")
     except (tarfile.TarError, OSError, EOFError, zlib.error) as e:
         raise DataError(
-            f"could not unpack {archive} into {dest_dir} ({_describe(e)}); "
+            f"could not unpack {archive} into {dest_dir} ({describe_error(e)}); "
             f"delete {archive} so that it is downloaded again"
         ) from e

@@ -40,7 +40,7 @@ from torch.utils.data import Dataset
 from torchvision import transforms as T
 
 from dann.data.base import ImageSplit
-from dann.errors import ConfigError, DataError
+from dann.errors import ConfigError, DataError, describe_error
 
 log = logging.getLogger(__name__)
 
@@ -64,10 +64,6 @@ def check_image_config(cfg: DictConfig) -> None:
     build_transform(cfg, train=False)
 
 
-def data_root(cfg: DictConfig) -> Path:
-    return Path(str(cfg.root)).expanduser().absolute()
-
-
 def image_size(cfg: DictConfig) -> int:
     return _positive_int(cfg, "image_size")
 
@@ -88,15 +84,17 @@ def on_corrupt(cfg: DictConfig) -> str:
     return value
 
 
-def normalisation(cfg: DictConfig) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """(mean, std) per RGB channel, as applied on the device after scaling pixels to [0, 1]."""
+def normalisation(cfg: DictConfig, channels: int = 3) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """(mean, std) per channel, as applied on the device after scaling pixels to [0, 1]."""
     stats = {}
     for key in ("mean", "std"):
         value = cfg.get(key)
-        ok = value is not None and len(value) == 3 and all(isinstance(v, (int, float)) for v in value)
+        ok = value is not None and len(value) == channels and all(isinstance(v, (int, float)) for v in value)
         if not ok or (key == "std" and min(value) <= 0):
-            raise ConfigError(f"dataset.{key}: expected three numbers (R, G, B){', all > 0' if key == 'std' else ''}, "
-                              f"got {value!r}; e.g. ImageNet's mean [0.485, 0.456, 0.406], std [0.229, 0.224, 0.225]")
+            example = ("ImageNet's mean [0.485, 0.456, 0.406], std [0.229, 0.224, 0.225]" if channels == 3
+                       else f"[{', '.join(['0.5'] * channels)}]")
+            raise ConfigError(f"dataset.{key}: expected {channels} numbers, one per channel"
+                              f"{', all > 0' if key == 'std' else ''}, got {value!r}; e.g. {example}")
         stats[key] = tuple(float(v) for v in value)
     return stats["mean"], stats["std"]
 
@@ -329,7 +327,7 @@ class ImageFiles(Dataset):
             try:
                 image = _decode(path)
             except UNREADABLE as e:
-                failures.append((str(path), _describe(e)))
+                failures.append((str(path), describe_error(e)))
                 continue
             with _seeded(int(np.random.SeedSequence((self.seed, epoch, index)).generate_state(1)[0])):
                 return self.split.transform(image), int(self.split.labels[i]), failures
@@ -355,11 +353,6 @@ def _seeded(seed: int) -> Iterator[None]:
 def _decode(path: Path) -> Image.Image:
     with Image.open(path) as image:
         return image.convert("RGB")  # decodes the whole file: a truncated one fails here
-
-
-def _describe(e: BaseException) -> str:
-    message = " ".join(str(e).split())
-    return f"{type(e).__name__}: {message}" if message else type(e).__name__
 
 
 def collate_images(items: list) -> tuple[Tensor, Tensor, list[tuple[str, str]]]:

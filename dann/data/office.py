@@ -31,10 +31,10 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from dann.data.base import DomainSpec, ImageSplit, register_domain
+from dann.data.base import DomainSpec, ImageSplit, data_root, register_domain
 from dann.data.class_names import OFFICE31_CLASSES, OFFICE_HOME_CLASSES, VISDA2017_CLASSES
 from dann.data.download import download_file, extract_tar
-from dann.data.images import (check_class_folders, check_image_config, data_root, image_split, labelled_files,
+from dann.data.images import (check_class_folders, check_image_config, image_split, labelled_files,
                               names, read_list_file, scan_class_folders, split_name, warn_if_count_differs)
 from dann.errors import ConfigError, DataError
 
