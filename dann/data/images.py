@@ -116,7 +116,7 @@ def build_transform(cfg: DictConfig, train: bool) -> Callable[[Image.Image], Ten
     try:
         steps = [instantiate(step) for step in spec]
     except (InstantiationException, TypeError, AttributeError) as e:
-        raise ConfigError(f"{key}: cannot build the transforms ({' '.join(str(e).split())})") from e
+        raise ConfigError(f"{key}: cannot build the transforms ({describe_error(e)})") from e
     transform = T.Compose([*steps, T.PILToTensor()])
     size = image_size(cfg)
     with torch.random.fork_rng(devices=[]):  # random transforms must not shift the run's random stream

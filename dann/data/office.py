@@ -36,7 +36,7 @@ from dann.data.class_names import OFFICE31_CLASSES, OFFICE_HOME_CLASSES, VISDA20
 from dann.data.download import download_file, extract_tar
 from dann.data.images import (check_class_folders, check_image_config, image_split, labelled_files,
                               names, read_list_file, scan_class_folders, split_name, warn_if_count_differs)
-from dann.errors import ConfigError, DataError
+from dann.errors import ConfigError, DataError, describe_error
 
 # Office-31: the mirror and checksum pytorch-adapt uses (its archive unpacks to office31/<domain>/images/).
 OFFICE31_URLS = ["https://cornell.box.com/shared/static/3v2ftdkdhpz1lbbr4uhu0135w7m79p7q"]
@@ -97,7 +97,7 @@ def _fetch_office31(cfg: DictConfig, root: Path, folder: Path) -> None:
         extract_tar(download_file(OFFICE31_URLS, root / OFFICE31_ARCHIVE, OFFICE31_MD5), root)
     except DataError as e:  # offline, a dead mirror, a checksum mismatch, a broken archive
         raise DataError(f"Office-31 not found under {root / 'office31'} and downloading it failed: "
-                        f"{' '.join(str(e).split())}. Expected {expected}. Get it by hand from {by_hand}, "
+                        f"{describe_error(e)}. Expected {expected}. Get it by hand from {by_hand}, "
                         f"{_ELSEWHERE}; dataset.download=false stops download attempts.") from e
     if not folder.is_dir():
         raise DataError(f"Office-31: the download finished but {folder} is still missing. "

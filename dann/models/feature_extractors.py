@@ -12,7 +12,7 @@ from torch import Tensor, nn
 from torchvision.models import WeightsEnum
 
 from dann.data.download import network_timeout
-from dann.errors import ConfigError, DataError
+from dann.errors import ConfigError, DataError, describe_error
 
 
 class MnistFeatures(nn.Module):
@@ -165,7 +165,7 @@ def _download(arch: str, entry: WeightsEnum) -> dict[str, Tensor]:
         cache = Path(torch.hub.get_dir()) / "checkpoints"
         raise DataError(
             f"{WEIGHTS_KEY}: could not download {arch} {entry.name} weights from {entry.url} "
-            f"({type(e).__name__}: {' '.join(str(e).split())}). Without internet, download that file on "
+            f"({describe_error(e)}). Without internet, download that file on "
             f"another machine, then pass {WEIGHTS_KEY}=/path/to/{filename}, or copy it into {cache} "
             f"(the torch hub cache; set TORCH_HOME to move it), where it is found without downloading."
         ) from e
