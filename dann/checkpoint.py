@@ -19,12 +19,9 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from dann.errors import ConfigError
+from dann.identity import differing_keys, identity
 
 CHECKPOINT = Path("checkpoints") / "last.pt"
-
-# Keys that may change between a run and its resumption without changing its result.
-RESUME_MAY_CHANGE = ("trainer.resume", "trainer.rerun_finished", "trainer.checkpoint_every",
-                     "trainer.eval_batch_size", "logger", "dataset.root", "dataset.download")
 
 
 def checkpoint_path(run_dir: Path) -> Path:
@@ -50,7 +47,7 @@ def load_checkpoint(run_dir: Path, cfg: DictConfig) -> dict[str, Any] | None:
         return None
     # weights_only=False: the file holds RNG states (numpy arrays, tuples) and was written by us.
     state = torch.load(path, map_location="cpu", weights_only=False)
-    differing = _differing_keys(state["config"], run_config(cfg))
+    differing = differing_keys(identity(state["config"]), run_config(cfg))
     if differing:
         raise ConfigError(
             f"{path} was written by a run with a different config ({', '.join(differing)} differ), so it "
@@ -60,22 +57,8 @@ def load_checkpoint(run_dir: Path, cfg: DictConfig) -> dict[str, Any] | None:
 
 
 def run_config(cfg: DictConfig) -> dict[str, Any]:
-    """The resolved config minus the keys that may change on resume."""
-    config = OmegaConf.to_container(cfg, resolve=True)
-    for dotted in RESUME_MAY_CHANGE:
-        *parents, leaf = dotted.split(".")
-        node = config
-        for key in parents:
-            node = node.get(key, {})
-        node.pop(leaf, None)
-    return config
-
-
-def _differing_keys(old: Any, new: Any, prefix: str = "") -> list[str]:
-    if isinstance(old, dict) and isinstance(new, dict):
-        keys = sorted(set(old) | set(new))
-        return [k for key in keys for k in _differing_keys(old.get(key), new.get(key), f"{prefix}{key}.")]
-    return [] if old == new else [prefix.rstrip(".")]
+    """The run's identity: its resolved config minus the keys that cannot change its result."""
+    return identity(OmegaConf.to_container(cfg, resolve=True))
 
 
 def rng_state() -> dict[str, Any]:
