@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from dann.checkpoint import load_checkpoint
 from dann.config import validate, validate_against_data
@@ -82,6 +82,8 @@ def run(cfg: DictConfig, run_dir: Path, wandb_group: str | None = None, wandb_na
         "steps": cfg.trainer.steps,
         "protocol": cfg.dataset.protocol,
         "status": "failed",
+        # The whole resolved config: what `dann.report` and reruns identify this run by (dann.identity).
+        "config": OmegaConf.to_container(cfg, resolve=True),
     }
     try:
         validate(cfg)
