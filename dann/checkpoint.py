@@ -5,6 +5,9 @@ and lr-schedule state, the step (which fixes λ_p, a pure function of progress),
 random-number generator, the data streams' positions, and the training loop's own
 bookkeeping (metrics accumulated since the last log, past evaluations). Resuming from
 it on the same device gives the same weights and metrics as a run never interrupted.
+
+It holds only tensors, plain containers, numbers and strings, and is read with
+`torch.load(..., weights_only=True)`: a crafted file in a run directory cannot run code.
 """
 
 from __future__ import annotations
@@ -18,8 +21,8 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from dann.errors import ConfigError
-from dann.identity import differing_keys, identity
+from dann.errors import RunDirError
+from dann.identity import differing_keys, flatten, identity
 
 CHECKPOINT = Path("checkpoints") / "last.pt"
 
@@ -40,20 +43,38 @@ def save_checkpoint(run_dir: Path, state: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
+def read_checkpoint(path: Path) -> dict[str, Any]:
+    """The checkpoint at `path`, read as data only; one `RunDirError` if it is unreadable or untrusted."""
+    fix = ("start over with trainer.resume=false (which replaces it), or delete it; "
+           "or use another output directory")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - truncated, corrupt, or holding objects that would run code
+        reason = " ".join(str(e).split())[:200]
+        raise RunDirError(f"{path}: cannot be read as a dann checkpoint ({type(e).__name__}: {reason}); {fix}") from None
+    if not isinstance(state, dict) or not {"step", "config", "method"} <= state.keys():
+        raise RunDirError(f"{path}: not a dann checkpoint (expected a dict with step, config, method, …); {fix}")
+    return state
+
+
 def load_checkpoint(run_dir: Path, cfg: DictConfig) -> dict[str, Any] | None:
     """The run directory's last checkpoint, or None. Refuses one made with a different config."""
     path = checkpoint_path(run_dir)
     if not path.exists():
         return None
-    # weights_only=False: the file holds RNG states (numpy arrays, tuples) and was written by us.
-    state = torch.load(path, map_location="cpu", weights_only=False)
+    state = read_checkpoint(path)
     differing = differing_keys(identity(state["config"]), run_config(cfg))
     if differing:
-        raise ConfigError(
-            f"{path} was written by a run with a different config ({', '.join(differing)} differ), so it "
-            "cannot be resumed; use another output directory, or trainer.resume=false to start over here"
+        raise RunDirError(
+            f"{path} was written by a run with a different config ({describe_differences(state['config'], cfg)}), "
+            "so it cannot be resumed; use another output directory, or trainer.resume=false to start over here"
         )
     return state
+
+
+def discard_checkpoint(run_dir: Path) -> None:
+    """Remove the directory's checkpoint (starting over), so it can never be resumed by mistake."""
+    checkpoint_path(run_dir).unlink(missing_ok=True)
 
 
 def run_config(cfg: DictConfig) -> dict[str, Any]:
@@ -61,10 +82,22 @@ def run_config(cfg: DictConfig) -> dict[str, Any]:
     return identity(OmegaConf.to_container(cfg, resolve=True))
 
 
+def describe_differences(stored: dict[str, Any], cfg: DictConfig, most: int = 4) -> str:
+    """`lambda: 1.0 → 0.5, seed: 0 → 1 differ`, for a config stored with a run and the one given now."""
+    old, new = flatten(identity(stored)), flatten(run_config(cfg))
+    keys = differing_keys(identity(stored), run_config(cfg))
+    words = [f"{key}: {old.get(key, '(absent)')} → {new.get(key, '(absent)')}" for key in keys[:most]]
+    more = f" and {len(keys) - most} more" if len(keys) > most else ""
+    return ", ".join(words) + more + (" differ" if len(keys) > 1 else " differs")
+
+
 def rng_state() -> dict[str, Any]:
+    """Every generator's state as tensors and plain values (loadable with weights_only=True)."""
+    name, keys, position, has_gauss, cached_gaussian = np.random.get_state()
     return {
-        "python": random.getstate(),
-        "numpy": np.random.get_state(),
+        "python": random.getstate(),  # (version, tuple of ints, None)
+        "numpy": {"name": name, "keys": torch.from_numpy(keys.astype(np.int64)), "position": int(position),
+                  "has_gauss": int(has_gauss), "cached_gaussian": float(cached_gaussian)},
         "torch": torch.get_rng_state(),
         "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
     }
@@ -72,7 +105,9 @@ def rng_state() -> dict[str, Any]:
 
 def set_rng_state(state: dict[str, Any]) -> None:
     random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
+    numpy = state["numpy"]
+    np.random.set_state((numpy["name"], numpy["keys"].numpy().astype(np.uint32), numpy["position"],
+                         numpy["has_gauss"], numpy["cached_gaussian"]))
     torch.set_rng_state(state["torch"])
     if state["cuda"] and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])

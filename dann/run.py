@@ -21,12 +21,16 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from dann.checkpoint import load_checkpoint
+from dann.checkpoint import (checkpoint_path, describe_differences, discard_checkpoint, load_checkpoint,
+                             read_checkpoint, run_config)
 from dann.config import validate, validate_against_data
 from dann.data import labelled_subset, load_domain_data, resolve_domains
-from dann.errors import ConfigError, DannError
+from dann.errors import ConfigError, DannError, Diverged, Interrupted, RunDirError, describe_error
+from dann.identity import differing_keys, identity
+from dann.interrupt import StopRequests
 from dann.methods import build_method
 from dann.models import build_network
+from dann.rundir import RunDirLock, hydra_job_files, previous_summary, write_hydra_files
 from dann.tracking import RunLogger, write_json_atomic
 from dann.train import train
 
@@ -51,26 +55,50 @@ def pick_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def finished_summary(run_dir: Path) -> dict[str, Any] | None:
-    """The summary of a run that already finished in `run_dir`, else None."""
-    path = run_dir / "summary.json"
-    if not path.exists():
-        return None
-    summary = json.loads(path.read_text())
-    return summary if summary.get("status") == "finished" else None
-
-
-def run(cfg: DictConfig, run_dir: Path, wandb_group: str | None = None, wandb_name: str | None = None) -> dict[str, Any]:
+def run(cfg: DictConfig, run_dir: Path, wandb_group: str | None = None, wandb_name: str | None = None,
+        hydra_files: dict[str, str] | None = None) -> dict[str, Any]:
     """Train and evaluate one configuration in `run_dir`; write and return its summary.
 
-    A run that already finished there is not repeated (unless `trainer.rerun_finished`);
-    one that was interrupted resumes from its last checkpoint (unless not `trainer.resume`).
+    The directory holds one configuration, used by one process at a time (`RunDirLock`).
+    A run that already finished there with the same config is not repeated (unless
+    `trainer.rerun_finished`); with another config it is refused. A run that was interrupted
+    resumes from its last checkpoint (unless not `trainer.resume`, which starts over).
+    `hydra_files`: `.hydra/` files to write once the directory is known to be this run's.
     """
-    done = finished_summary(run_dir)
-    if done is not None and not cfg.trainer.rerun_finished:
-        log.info("%s already finished; not run again (trainer.rerun_finished=true to force)", run_dir)
-        return done
+    with RunDirLock(run_dir):
+        previous = previous_summary(run_dir)
+        if previous is not None and previous["status"] == "finished" and not cfg.trainer.rerun_finished:
+            _check_same_config(run_dir, previous, cfg)
+            log.info("%s already finished; not run again (trainer.rerun_finished=true to force)", run_dir)
+            return previous
+        checkpoint = load_checkpoint(run_dir, cfg) if cfg.trainer.resume else None
+        if not cfg.trainer.resume:
+            discard_checkpoint(run_dir)
+        if hydra_files:
+            write_hydra_files(run_dir, hydra_files)
+        return _train_run(cfg, run_dir, checkpoint, wandb_group, wandb_name)
 
+
+def _check_same_config(run_dir: Path, summary: dict[str, Any], cfg: DictConfig) -> None:
+    """Refuse to report a finished run's result for a config other than the one that produced it."""
+    stored = summary.get("config")
+    if stored is None and checkpoint_path(run_dir).exists():  # written before summaries carried the config
+        stored = read_checkpoint(checkpoint_path(run_dir))["config"]
+    if stored is None:
+        raise RunDirError(
+            f"{run_dir} holds a finished run whose config is not recorded, so it cannot be matched to this one; "
+            "use another output directory (hydra.run.dir=…)"
+        )
+    if differing_keys(identity(stored), run_config(cfg)):
+        raise RunDirError(
+            f"{run_dir} already holds a finished run of another config ({describe_differences(stored, cfg)}); "
+            "use another output directory (hydra.run.dir=…), or trainer.rerun_finished=true "
+            "trainer.resume=false to replace it"
+        )
+
+
+def _train_run(cfg: DictConfig, run_dir: Path, checkpoint: dict[str, Any] | None,
+               wandb_group: str | None, wandb_name: str | None) -> dict[str, Any]:
     started = time.time()
     summary: dict[str, Any] = {
         "method": cfg.method.name,
@@ -85,14 +113,15 @@ def run(cfg: DictConfig, run_dir: Path, wandb_group: str | None = None, wandb_na
         # The whole resolved config: what `dann.report` and reruns identify this run by (dann.identity).
         "config": OmegaConf.to_container(cfg, resolve=True),
     }
+    if checkpoint is not None:
+        started -= checkpoint["elapsed_s"]
+    stop = StopRequests()  # a signal while data loads or W&B starts is honoured before the first step
     try:
+        stop.__enter__()
         validate(cfg)
         summary["lambda"] = float(cfg["lambda"])  # `lambda=1` on the command line is an int
         source, target = resolve_domains(cfg.dataset)
         summary["source"], summary["target"] = source.name, target.name
-        checkpoint = load_checkpoint(run_dir, cfg) if cfg.trainer.resume else None
-        if checkpoint is not None:
-            started -= checkpoint["elapsed_s"]
         seed_everything(cfg.seed)
         device = pick_device(cfg.trainer.device)
         data = load_domain_data(cfg.dataset)
@@ -106,18 +135,27 @@ def run(cfg: DictConfig, run_dir: Path, wandb_group: str | None = None, wandb_na
         log.info("%s on %s → %s (%s), λ=%s, %d steps on %s",
                  cfg.method.name, data.source, data.target, cfg.dataset.name, cfg["lambda"], cfg.trainer.steps, device)
         with RunLogger(run_dir, cfg,
-                       resume_step=checkpoint["step"] if checkpoint else None,
+                       resume_step=checkpoint["step"] if checkpoint else 0,
                        wandb_run_id=checkpoint["wandb_run_id"] if checkpoint else None,
                        group=wandb_group, name=wandb_name) as logger:
-            summary |= train(cfg, method, data, logger, device, run_dir, checkpoint, started)
+            summary |= train(cfg, method, data, logger, device, run_dir, checkpoint, started, stop)
             summary["skipped_images"] = data.skipped_images
             summary["status"] = "finished"
             summary["wall_time_s"] = round(time.time() - started, 3)
             logger.log_summary(summary)
+    except Diverged as e:
+        summary |= {"status": "diverged", "step": e.step, "error": str(e)}
+        raise
+    except (Interrupted, KeyboardInterrupt) as e:
+        summary |= {"status": "interrupted", "error": describe_error(e) if isinstance(e, Interrupted) else
+                    "KeyboardInterrupt: stopped before a checkpoint could be written"}
+        summary["step"] = e.step if isinstance(e, Interrupted) else checkpoint["step"] if checkpoint else 0
+        raise
     except BaseException as e:
         summary["error"] = f"{type(e).__name__}: {e}"
         raise
     finally:
+        stop.__exit__()
         summary.setdefault("wall_time_s", round(time.time() - started, 3))
         write_json_atomic(run_dir / "summary.json", summary)
     return summary
@@ -152,7 +190,25 @@ def main(cfg: DictConfig) -> float | None:
     try:
         summary = run(cfg, run_dir,
                       wandb_group=sweep_group(hydra_cfg.sweep.dir) if multirun else None,
-                      wandb_name=run_name(overrides))
+                      wandb_name=run_name(overrides),
+                      hydra_files=hydra_job_files(cfg, hydra_cfg))
+    except Interrupted as e:
+        # Not a failure to contain: the user or the scheduler wants this process to stop, sweep included.
+        print(f"{job} {e}", file=sys.stderr)
+        sys.exit(e.exit_code)
+    except RunDirError as e:
+        # Refused before anything was written: the directory's summary belongs to another run.
+        if multirun:
+            log.error("%s not run: %s", job, e)
+            return None
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+    except Diverged as e:
+        if multirun:
+            log.error("%s %s", job, e)
+            return None
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(3)
     except ConfigError as e:
         if multirun:
             # An invalid combination in a grid (source = target, …): skipped, never run.

@@ -15,6 +15,8 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from dann.errors import RunDirError
+
 log = logging.getLogger(__name__)
 
 WANDB_MODES = ("online", "offline", "disabled")
@@ -39,8 +41,8 @@ def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
 class RunLogger:
     """One run's metrics stream. Use as a context manager so that W&B is finished even on failure.
 
-    `resume_step`: this run continues from a checkpoint at that step; records logged after it
-    (by the interrupted process, and about to be redone) are dropped from metrics.jsonl.
+    `resume_step`: this run continues from a checkpoint at that step (0: from the start); records
+    logged after it (by an interrupted process, and about to be redone) are dropped from metrics.jsonl.
     `wandb_run_id`: the interrupted run's W&B id, to continue the same W&B run.
     `group`, `name`: W&B grouping for sweeps (see `sweep_group` and `run_name`).
     """
@@ -59,10 +61,26 @@ class RunLogger:
         return self._wandb_run.id if self._wandb_run is not None else None
 
     def _rewind(self, step: int) -> None:
+        """Keep the records up to `step`. A kill can truncate the last line: it is dropped; a
+        corrupt line before it is an error (the records it holds would be lost silently)."""
         if not self.metrics_path.exists():
             return
-        kept = [line for line in self.metrics_path.read_text().splitlines()
-                if line.strip() and json.loads(line)["step"] <= step]
+        lines = [line for line in self.metrics_path.read_text(errors="replace").splitlines() if line.strip()]
+        kept = []
+        for number, line in enumerate(lines, start=1):
+            try:
+                record = json.loads(line)
+                record_step = record["step"]
+            except (json.JSONDecodeError, TypeError, KeyError):
+                if number == len(lines):
+                    log.warning("%s: dropping its truncated last line", self.metrics_path)
+                    break
+                raise RunDirError(
+                    f"{self.metrics_path}: line {number} is not a metrics record ({line[:60]!r}); "
+                    "trainer.resume=false starts this run over (replacing it), or use another output directory"
+                ) from None
+            if record_step <= step:
+                kept.append(line)
         tmp = self.metrics_path.with_name(self.metrics_path.name + ".tmp")
         tmp.write_text("".join(line + "\n" for line in kept))
         os.replace(tmp, self.metrics_path)

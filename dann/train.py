@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import time
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,9 @@ from torch import Tensor
 
 from dann.checkpoint import rng_state, run_config, save_checkpoint, set_rng_state
 from dann.data import DomainData, make_stream, to_device
+from dann.errors import Diverged, Interrupted
 from dann.evaluate import evaluate
+from dann.interrupt import StopRequests
 from dann.methods import Batch, Method
 from dann.tracking import RunLogger
 
@@ -33,12 +36,17 @@ def train(
     run_dir: Path,
     checkpoint: dict[str, Any] | None = None,
     started: float | None = None,
+    stop: StopRequests | None = None,
 ) -> dict:
     """Run `cfg.trainer.steps` updates, from `checkpoint` if given; return the final
     evaluation and the one each selection criterion picks.
 
     `started`: the run's wall-clock origin (`time.time()`, moved back by the time spent
     before a resume), so that checkpoints record the run's whole elapsed time.
+    `stop`: when it has a request (SIGTERM, SIGINT), the loop writes a checkpoint after the
+    current step and raises `Interrupted`.
+    Raises `Diverged` when a logged training metric is NaN or infinite (checked at log
+    intervals, where the values are read anyway: no extra host sync).
     """
     trainer = cfg.trainer
     steps = trainer.steps
@@ -67,6 +75,8 @@ def train(
     if started is None:
         started = time.time()
 
+    if stop is not None and stop.requested and start < steps:  # before any step: the state is the checkpoint's
+        raise Interrupted(start, stop.signal_name, 128 + stop.signum)
     method.train()
     for step in range(start + 1, steps + 1):
         source_x, source_y = next(source)
@@ -83,6 +93,9 @@ def train(
             logged = {name: value.item() for name, value in means.items()} | latest
             logger.log(step, logged)
             pending.clear()
+            non_finite = {name: value for name, value in logged.items() if not math.isfinite(value)}
+            if non_finite:
+                raise Diverged(step, non_finite)
 
         if step % trainer.eval_every == 0 or step == steps:
             record = {"step": step}
@@ -100,7 +113,8 @@ def train(
                 f"{logged['train/domain_acc']:.3f}" if "train/domain_acc" in logged else "n/a",
             )
 
-        if step % trainer.checkpoint_every == 0 or step == steps:
+        stopping = stop is not None and stop.requested
+        if step % trainer.checkpoint_every == 0 or step == steps or stopping:
             save_checkpoint(run_dir, {
                 "step": step,
                 "method": method.state_dict(),
@@ -116,6 +130,8 @@ def train(
                 "wandb_run_id": logger.wandb_run_id,
                 "elapsed_s": time.time() - started,
             })
+        if stopping and step < steps:
+            raise Interrupted(step, stop.signal_name, 128 + stop.signum)
 
     selection = {
         criterion: max(evaluations, key=lambda r: r[metric])  # the earliest of equals

@@ -1,0 +1,56 @@
+"""SIGTERM and SIGINT as a request to stop cleanly at the next step boundary.
+
+SLURM sends SIGTERM before preemption or at a time limit; Ctrl-C sends SIGINT. Raising at an
+arbitrary point could leave an optimiser step half applied, so the handler only records the
+request and the training loop, between two steps, writes a checkpoint and stops. A second
+Ctrl-C stops at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+class StopRequests:
+    """`with StopRequests() as stop:` … `if stop.requested:` — the signal is in `stop.signum`.
+
+    Handlers are installed only in the main thread (Python allows no other) and the previous
+    ones are restored on exit, so a launcher's own handlers (submitit's) work again after the run.
+    """
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self._previous: dict[int, Any] = {}
+
+    @property
+    def requested(self) -> bool:
+        return self.signum is not None
+
+    @property
+    def signal_name(self) -> str:
+        return signal.Signals(self.signum).name if self.signum is not None else ""
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.signum is not None and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.signum = signum
+        log.warning("%s received: stopping after this step with a checkpoint (Ctrl-C again to stop at once)",
+                    signal.Signals(signum).name)
+
+    def __enter__(self) -> StopRequests:
+        if threading.current_thread() is threading.main_thread():
+            for signum in SIGNALS:
+                self._previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+        self._previous.clear()
