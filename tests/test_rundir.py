@@ -1,0 +1,386 @@
+"""A run directory holds the results of exactly one configuration, and nothing read from it runs code.
+
+Each test here reproduces a way the numbers in a directory could come to belong to another
+config, or a file could run code, and checks that it is refused with one line or recovered.
+"""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from conftest import compose_config, read_jsonl, run_cli
+from dann.checkpoint import checkpoint_path, read_checkpoint
+from dann.errors import Diverged, Interrupted, RunDirError
+from dann.rundir import job_dir_name
+from dann.run import run
+
+QUICK = ["trainer.steps=20", "trainer.eval_every=10", "trainer.log_every=10", "logger=none"]
+TIMEOUT = 900  # generous: the suite must pass on a loaded machine; nothing here asserts a duration
+
+
+def one_error_line(stderr: str) -> str:
+    """The single `error: …` line a refused run prints, with no traceback."""
+    assert "Traceback" not in stderr, stderr
+    lines = [line for line in stderr.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1, stderr
+    return lines[0]
+
+
+def snapshot(run_dir: Path) -> dict[str, bytes]:
+    """Every result-bearing file of a run directory, byte for byte."""
+    names = ["summary.json", "metrics.jsonl", ".hydra/config.yaml", ".hydra/overrides.yaml", "checkpoints/last.pt"]
+    return {name: (run_dir / name).read_bytes() for name in names if (run_dir / name).exists()}
+
+
+# --- no file we read runs code --------------------------------------------------------------
+
+
+class Payload:
+    """What a crafted checkpoint could hold: unpickling it calls Path.touch(marker)."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
+
+
+def test_a_crafted_checkpoint_never_runs_its_payload(tmp_path: Path):
+    marker = tmp_path / "payload_ran"
+    run_dir = tmp_path / "run"
+    checkpoint_path(run_dir).parent.mkdir(parents=True)
+    torch.save({"step": 10, "config": {}, "method": Payload(marker)}, checkpoint_path(run_dir))
+
+    result = run_cli(*QUICK, f"hydra.run.dir={run_dir}", cwd=tmp_path, timeout=TIMEOUT)
+    line = one_error_line(result.stderr)
+    assert result.returncode == 2
+    assert str(checkpoint_path(run_dir)) in line and "trainer.resume=false" in line
+    assert not marker.exists()
+
+    # The way out the message names: start over, which replaces the file.
+    result = run_cli(*QUICK, f"hydra.run.dir={run_dir}", "trainer.resume=false", cwd=tmp_path, timeout=TIMEOUT)
+    assert result.returncode == 0, result.stderr
+    assert not marker.exists()
+    assert read_checkpoint(checkpoint_path(run_dir))["step"] == 20
+
+
+def test_checkpoints_load_as_data_only(tmp_path: Path):
+    run(compose_config(*QUICK), tmp_path)
+    state = torch.load(checkpoint_path(tmp_path), weights_only=True)  # raises if anything but data is inside
+    assert state["step"] == 20 and state["config"]["lambda"] == 1.0
+
+
+@pytest.mark.parametrize("damage", ["truncated", "garbage", "empty"])
+def test_a_corrupt_checkpoint_gets_one_line_naming_the_file_and_the_fix(tmp_path: Path, damage: str):
+    run(compose_config(*QUICK, "trainer.checkpoint_every=10"), tmp_path)
+    (tmp_path / "summary.json").unlink()  # as if killed before the end
+    path = checkpoint_path(tmp_path)
+    data = path.read_bytes()
+    path.write_bytes({"truncated": data[: len(data) // 2], "garbage": b"not a checkpoint", "empty": b""}[damage])
+    with pytest.raises(RunDirError, match="trainer.resume=false") as error:
+        run(compose_config(*QUICK, "trainer.checkpoint_every=10"), tmp_path)
+    assert str(path) in str(error.value) and "\n" not in str(error.value)
+
+
+# --- one directory, one config ----------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_a_finished_directory_refuses_another_config_and_keeps_its_results(tmp_path: Path):
+    run_dir = tmp_path / "run"
+    first = run_cli(*QUICK, f"hydra.run.dir={run_dir}", cwd=tmp_path, timeout=TIMEOUT)
+    assert first.returncode == 0, first.stderr
+    before = snapshot(run_dir)
+
+    other = run_cli(*QUICK, f"hydra.run.dir={run_dir}", "lambda=0.5", "seed=3", cwd=tmp_path, timeout=TIMEOUT)
+    line = one_error_line(other.stderr)
+    assert other.returncode == 2
+    assert "lambda: 1.0 → 0.5" in line and "seed: 0 → 3" in line and str(run_dir) in line
+    assert snapshot(run_dir) == before  # .hydra/ too: it still describes the run whose results are there
+
+    same = run_cli(*QUICK, f"hydra.run.dir={run_dir}", cwd=tmp_path, timeout=TIMEOUT)
+    assert same.returncode == 0, same.stderr
+    assert "target/acc" in same.stdout  # the stored result, which belongs to this config
+    assert snapshot(run_dir) == before
+
+
+def test_a_result_neutral_key_may_change_on_rerun(tmp_path: Path):
+    first = run(compose_config(*QUICK), tmp_path)
+    again = run(compose_config(*QUICK, "trainer.checkpoint_every=5", "trainer.eval_batch_size=7"), tmp_path)
+    assert again == first
+
+
+def test_starting_over_replaces_the_old_run_entirely(tmp_path: Path):
+    run(compose_config(*QUICK, "trainer.steps=30"), tmp_path)
+    summary = run(compose_config(*QUICK, "lambda=0.5", "trainer.resume=false", "trainer.rerun_finished=true"),
+                  tmp_path)
+    assert summary["status"] == "finished" and summary["lambda"] == 0.5
+    assert max(r["step"] for r in read_jsonl(tmp_path / "metrics.jsonl")) == 20  # nothing of the 30-step run left
+    assert read_checkpoint(checkpoint_path(tmp_path))["config"]["lambda"] == 0.5
+
+
+def sweep(tmp_path: Path, sweep_dir: Path, *grid: str, extra: tuple[str, ...] = ()):
+    result = run_cli("-m", *grid, *QUICK, f"hydra.sweep.dir={sweep_dir}", *extra, cwd=tmp_path, timeout=TIMEOUT)
+    assert result.returncode == 0, result.stderr
+    return result
+
+
+def job_dirs(sweep_dir: Path) -> list[Path]:
+    return sorted(p for p in sweep_dir.iterdir() if (p / ".hydra").is_dir())
+
+
+def assert_every_summary_matches_its_hydra(sweep_dir: Path) -> list[dict]:
+    summaries = []
+    for job in job_dirs(sweep_dir):
+        overrides = dict(o.split("=", 1) for o in yaml.safe_load((job / ".hydra" / "overrides.yaml").read_text()))
+        summary = json.loads((job / "summary.json").read_text())
+        assert summary["status"] == "finished", job
+        assert (summary["method"], str(summary["seed"])) == (overrides.get("method", "dann"), overrides["seed"]), job
+        summaries.append(summary)
+    return summaries
+
+
+@pytest.mark.slow
+def test_relaunching_a_sweep_with_a_larger_grid_runs_the_new_jobs_in_their_own_directories(tmp_path: Path):
+    sweep_dir = tmp_path / "sweep"
+    sweep(tmp_path, sweep_dir, "method=dann,source_only", "seed=0,1")
+    first = {p.name: snapshot(p) for p in job_dirs(sweep_dir)}
+    assert sorted(first) == sorted(job_dir_name(f"logger=none,method={m},seed={s},trainer.eval_every=10,"
+                                                f"trainer.log_every=10,trainer.steps=20")
+                                   for m in ("dann", "source_only") for s in (0, 1))
+
+    sweep(tmp_path, sweep_dir, "method=source_only,dann", "seed=0,1,2")  # other order, one more seed
+    summaries = assert_every_summary_matches_its_hydra(sweep_dir)
+    assert sorted((s["method"], s["seed"]) for s in summaries) == sorted(
+        (m, s) for m in ("dann", "source_only") for s in (0, 1, 2))
+    assert {name: snapshot(sweep_dir / name) for name in first} == first  # finished jobs untouched
+
+
+@pytest.mark.slow
+def test_numbered_job_directories_refuse_a_shifted_grid_instead_of_mixing_configs(tmp_path: Path):
+    sweep_dir = tmp_path / "sweep"
+    numbered = ("hydra.sweep.subdir=${hydra.job.num}",)
+    sweep(tmp_path, sweep_dir, "method=dann,source_only", "seed=0", extra=numbered)
+    before = {p.name: snapshot(p) for p in job_dirs(sweep_dir)}
+    # Job 0 is now source_only, job 1 dann: each lands in a directory holding the other config.
+    result = sweep(tmp_path, sweep_dir, "method=source_only,dann", "seed=0", extra=numbered)
+    assert (result.stdout + result.stderr).count("already holds a finished run of another config") == 2
+    assert {p.name: snapshot(p) for p in job_dirs(sweep_dir)} == before
+    assert_every_summary_matches_its_hydra(sweep_dir)
+
+
+# --- one process at a time ----------------------------------------------------------------------
+
+
+def start(run_dir: Path, *args: str) -> subprocess.Popen:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_")} | {"PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen([sys.executable, "-m", "dann.run", *args, f"hydra.run.dir={run_dir}"],
+                            cwd=run_dir.parent, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def wait_for_step(process: subprocess.Popen, run_dir: Path, step: int) -> None:
+    """Until metrics.jsonl has a record at `step` or later (the process must still be running)."""
+    deadline = time.time() + TIMEOUT
+    metrics = run_dir / "metrics.jsonl"
+    while time.time() < deadline:
+        assert process.poll() is None, process.communicate()
+        if metrics.exists() and any(r["step"] >= step for r in read_jsonl(metrics)):
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"no step {step} in {metrics}")
+
+
+LONG = ["trainer.steps=2000", "trainer.eval_every=500", "trainer.log_every=25", "trainer.checkpoint_every=1000",
+        "logger=none"]
+
+
+@pytest.mark.slow
+def test_a_second_process_in_a_busy_directory_stops_at_once_and_the_first_is_unharmed(tmp_path: Path):
+    run_dir = tmp_path / "run"
+    first = start(run_dir, *LONG)
+    wait_for_step(first, run_dir, 100)
+    second = run_cli(*LONG, f"hydra.run.dir={run_dir}", cwd=tmp_path, timeout=TIMEOUT)
+    line = one_error_line(second.stderr)
+    assert second.returncode == 2
+    assert str(run_dir) in line and f"process {first.pid}" in line
+    out, err = first.communicate(timeout=TIMEOUT)
+    assert first.returncode == 0, err
+    assert json.loads((run_dir / "summary.json").read_text())["status"] == "finished"
+    steps = [r["step"] for r in read_jsonl(run_dir / "metrics.jsonl") if "train/label_loss" in r]
+    assert steps == list(range(25, 2001, 25))  # every record, once
+
+
+# --- a diverged run is not a result ---------------------------------------------------------------
+
+
+def test_a_huge_learning_rate_diverges_and_is_recorded_as_such(tmp_path: Path):
+    with pytest.raises(Diverged) as error:
+        run(compose_config(*QUICK, "trainer.steps=200", "optim.optimizer.lr=1e6"), tmp_path)
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["status"] == "diverged"
+    assert summary["step"] == error.value.step
+    assert "nan" in summary["error"] or "inf" in summary["error"]
+    assert "final" not in summary  # no accuracy is recorded for it
+
+
+@pytest.mark.slow
+def test_a_diverged_run_exits_non_zero_and_a_sweep_goes_on_and_flags_it(tmp_path: Path):
+    result = run_cli(*QUICK, "trainer.steps=200", "optim.optimizer.lr=1e6", f"hydra.run.dir={tmp_path / 'one'}",
+                     cwd=tmp_path, timeout=TIMEOUT)
+    assert result.returncode == 3 and "diverged at step" in one_error_line(result.stderr)
+
+    sweep_dir = tmp_path / "sweep"
+    sweep(tmp_path, sweep_dir, "optim.optimizer.lr=0.03,1e6", extra=("trainer.steps=200",))
+    summary = json.loads((sweep_dir / "sweep_summary.json").read_text())
+    assert summary["counts"] == {"finished": 1, "diverged": 1}
+
+
+# --- faults lose nothing and never block ----------------------------------------------------------
+
+
+def sigterm_at_update(monkeypatch, n: int) -> None:
+    """Make the n-th DANN update of this process send SIGTERM to itself, as SLURM does before preemption."""
+    from dann.methods.dann import DANN
+
+    real_update, calls = DANN.update, {"n": 0}
+
+    def update(self, batch, progress):
+        calls["n"] += 1
+        if calls["n"] == n:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return real_update(self, batch, progress)
+
+    monkeypatch.setattr(DANN, "update", update)
+
+
+def test_a_truncated_last_metrics_line_is_dropped_on_resume(tmp_path: Path, monkeypatch):
+    args = (*QUICK, "trainer.steps=40", "trainer.log_every=5")
+    reference = tmp_path / "reference"
+    run(compose_config(*args), reference)
+
+    run_dir = tmp_path / "run"
+    with monkeypatch.context() as patch:
+        sigterm_at_update(patch, 20)
+        with pytest.raises(Interrupted):
+            run(compose_config(*args), run_dir)
+    with open(run_dir / "metrics.jsonl", "a") as f:
+        f.write('{"step": 25, "train/la')  # a kill in the middle of a write
+    run(compose_config(*args), run_dir)
+    assert read_jsonl(run_dir / "metrics.jsonl") == read_jsonl(reference / "metrics.jsonl")
+
+
+def test_a_corrupt_metrics_line_before_the_last_is_one_error(tmp_path: Path):
+    run(compose_config(*QUICK, "trainer.steps=40", "trainer.checkpoint_every=20"), tmp_path)
+    (tmp_path / "summary.json").unlink()
+    lines = (tmp_path / "metrics.jsonl").read_text().splitlines()
+    lines[1] = "{oops"
+    (tmp_path / "metrics.jsonl").write_text("\n".join(lines) + "\n")
+    with pytest.raises(RunDirError, match=r"metrics.jsonl: line 2 is not a metrics record.*trainer.resume=false"):
+        run(compose_config(*QUICK, "trainer.steps=40", "trainer.checkpoint_every=20"), tmp_path)
+
+
+@pytest.mark.parametrize("content", ["{\"status\": \"fini", "", "[1, 2]"])
+def test_a_corrupt_summary_never_blocks_the_directory(tmp_path: Path, content: str):
+    first = run(compose_config(*QUICK), tmp_path)
+    (tmp_path / "summary.json").write_text(content)
+    again = run(compose_config(*QUICK), tmp_path)  # resumes from the final checkpoint, rewrites the summary
+    assert again["status"] == "finished" and again["final"] == first["final"]
+    assert json.loads((tmp_path / "summary.json").read_text())["final"] == first["final"]
+
+
+@pytest.mark.slow
+def test_an_unusable_output_directory_is_one_line(tmp_path: Path):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    result = run_cli(*QUICK, f"hydra.run.dir={blocker}/run", cwd=tmp_path, timeout=TIMEOUT)
+    assert result.returncode == 2
+    assert "hydra.run.dir" in one_error_line(result.stderr)
+
+
+# --- SIGTERM and SIGINT ---------------------------------------------------------------------------
+
+
+def final_state(run_dir: Path):
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary.pop("wall_time_s") > 0
+    weights = read_checkpoint(checkpoint_path(run_dir))["method"]
+    return summary, read_jsonl(run_dir / "metrics.jsonl"), weights
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory) -> Path:
+    run_dir = tmp_path_factory.mktemp("uninterrupted") / "run"
+    result = run_cli(*LONG, f"hydra.run.dir={run_dir}", cwd=run_dir.parent, timeout=TIMEOUT)
+    assert result.returncode == 0, result.stderr
+    return run_dir
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_writes_a_checkpoint_and_an_interrupted_summary_and_resume_ends_identical(
+        tmp_path: Path, signum: int, uninterrupted: Path):
+    run_dir = tmp_path / "run"
+    process = start(run_dir, *LONG)
+    wait_for_step(process, run_dir, 300)  # between checkpoints (every 1000 steps)
+    process.send_signal(signum)
+    out, err = process.communicate(timeout=TIMEOUT)
+    assert process.returncode == 128 + signum, err
+    assert "Traceback" not in err and f"interrupted by {signal.Signals(signum).name}" in err
+
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["status"] == "interrupted"
+    stopped_at = summary["step"]
+    assert 300 <= stopped_at < 2000
+    assert read_checkpoint(checkpoint_path(run_dir))["step"] == stopped_at  # nothing trained is lost
+    assert max(r["step"] for r in read_jsonl(run_dir / "metrics.jsonl")) <= stopped_at
+
+    resumed = run_cli(*LONG, f"hydra.run.dir={run_dir}", cwd=tmp_path, timeout=TIMEOUT)
+    assert resumed.returncode == 0, resumed.stderr
+    summary, records, weights = final_state(run_dir)
+    ref_summary, ref_records, ref_weights = final_state(uninterrupted)
+    assert summary == ref_summary and summary["status"] == "finished"
+    assert records == ref_records
+    assert weights.keys() == ref_weights.keys()
+    assert all(torch.equal(weights[k], ref_weights[k]) for k in weights)
+
+
+def test_a_signal_flushes_and_finishes_the_wandb_run(tmp_path: Path, monkeypatch):
+    import wandb
+
+    logged_steps, finished = [], []
+    real_init = wandb.init
+
+    def recording_init(**kwargs):
+        wb_run = real_init(**kwargs)
+        real_log, real_finish = wb_run.log, wb_run.finish
+        monkeypatch.setattr(wb_run, "log", lambda data, step=None: (logged_steps.append(step), real_log(data, step=step)))
+        monkeypatch.setattr(wb_run, "finish", lambda **kw: (finished.append(kw), real_finish(**kw)))
+        return wb_run
+
+    monkeypatch.setattr(wandb, "init", recording_init)
+    sigterm_at_update(monkeypatch, 13)
+    with pytest.raises(Interrupted) as stopped:
+        run(compose_config("trainer.steps=40", "trainer.log_every=5", "trainer.eval_every=20"), tmp_path)
+    assert stopped.value.step == 13
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # our handler is gone after the run
+    assert finished and wandb.run is None
+    assert sorted(set(logged_steps)) == [5, 10]  # every interval logged before the signal reached W&B
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert (summary["status"], summary["step"]) == ("interrupted", 13)
+
+
+def test_job_directory_names_are_safe_and_distinct():
+    assert job_dir_name("lambda=0.1,seed=0") == "lambda=0.1,seed=0"
+    assert job_dir_name("") == "default"
+    slashed, underscored = job_dir_name("dataset.root=/data/x"), job_dir_name("dataset.root=_data_x")
+    assert "/" not in slashed and slashed != underscored
+    long = job_dir_name("a=" + "x" * 500)
+    assert len(long) <= 120 and long != job_dir_name("a=" + "x" * 499)
