@@ -13,15 +13,21 @@ beats chance quickly and the domains differ.
     write_visda2017(root)                  <root>/visda2017/<split>/<class>/*, <split>/image_list.txt
     write_domainnet(root)                  <root>/domainnet/<domain>/<class>/*.jpg, <domain>_{train,test}.txt
     write_class_folders(dir, classes)      <dir>/<class>/*.jpg (dataset=folder)
+
+`paths_touched()` records every file this process opens and every directory it lists, to
+check that a loader reads nothing outside its dataset's folder.
 """
 
 from __future__ import annotations
 
 import colorsys
 import hashlib
+import os
+import sys
 import tarfile
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -132,6 +138,30 @@ def _image(label: int, num_classes: int, size: int, brightness: float, rng: np.r
     image[top:top + side, left:left + side] = colorsys.hsv_to_rgb(label / num_classes, 1.0, 1.0)
     image += rng.normal(0, 0.03, size=image.shape)
     return np.clip(np.rint(image * 255), 0, 255).astype(np.uint8)
+
+
+_TOUCHED: list[list[str]] = []  # one list per open paths_touched() block
+
+
+def _audit(event: str, args: tuple) -> None:
+    # Python raises these audit events for open()/io.open (PIL and Path.read_text included)
+    # and for directory listings (os.walk lists through os.scandir).
+    if _TOUCHED and event in ("open", "os.listdir", "os.scandir") and isinstance(args[0], (str, bytes, os.PathLike)):
+        _TOUCHED[-1].append(os.fsdecode(args[0]))
+
+
+sys.addaudithook(_audit)  # once per process: audit hooks cannot be removed
+
+
+@contextmanager
+def paths_touched() -> Iterator[list[str]]:
+    """The paths this process opens or lists inside the block, as given (not resolved)."""
+    touched: list[str] = []
+    _TOUCHED.append(touched)
+    try:
+        yield touched
+    finally:
+        _TOUCHED.remove(touched)
 
 
 def corrupt(path: Path, how: str = "garbage") -> None:

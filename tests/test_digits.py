@@ -7,6 +7,7 @@ file:// URLs only and records every other URL something tried to fetch.
 
 from __future__ import annotations
 
+import os
 import tarfile
 from pathlib import Path
 
@@ -14,6 +15,7 @@ import numpy as np
 import pytest
 import torch
 from digit_files import Written, write_mnist, write_mnistm, write_mnistm_archive, write_svhn, write_usps
+from image_files import paths_touched
 from omegaconf import DictConfig
 from PIL import Image
 from torchvision.datasets import USPS
@@ -273,6 +275,7 @@ def test_unreadable_mnistm_image_is_named(tmp_path, damage):
     with pytest.raises(DataError, match="00000007.png") as error:
         load_domain_data(dataset_cfg("mnist_mnistm", tmp_path))
     assert str(image) in str(error.value)
+    assert f"delete {tmp_path / 'mnist_m'} and download it again" in str(error.value)  # MNIST-M's folder, no higher
 
 
 @pytest.mark.parametrize("bad_line", ["00000002.png seven", "00000002.png 10", "00000002.png"])
@@ -286,6 +289,44 @@ def test_bad_mnistm_labels_line_is_named_with_its_number(tmp_path, bad_line):
     with pytest.raises(DataError) as error:
         load_domain_data(dataset_cfg("mnist_mnistm", tmp_path))
     assert f"{labels_file}, line 3" in str(error.value)
+
+
+@pytest.mark.parametrize("how", ["dotdot", "absolute"])
+def test_mnistm_labels_line_naming_a_file_outside_the_dataset_is_refused_unread(tmp_path, how):
+    root = tmp_path / "data"
+    write(root, "mnist", "mnistm")
+    secret = tmp_path / "outside" / "secret.png"  # a real 28×28 RGB image: reading it would succeed
+    secret.parent.mkdir()
+    Image.new("RGB", (28, 28)).save(secret)
+    labels_file, image_dir = root / "mnist_m" / "mnist_m_train_labels.txt", root / "mnist_m" / "mnist_m_train"
+    entry = os.path.relpath(secret, image_dir) if how == "dotdot" else str(secret)
+    lines = labels_file.read_text().splitlines()
+    lines.insert(2, f"{entry} 3")
+    labels_file.write_text("\n".join(lines) + "\n")
+
+    with paths_touched() as touched, pytest.raises(DataError) as error:
+        load_domain_data(dataset_cfg("mnist_mnistm", root))
+
+    assert str(error.value).startswith(f"{labels_file}, line 3: {entry!r} is not a path inside {image_dir}")
+    assert str(labels_file) in touched  # the recorder works …
+    assert not [p for p in touched if Path(p).resolve().is_relative_to(secret.parent)]  # … nothing outside
+
+
+@pytest.mark.parametrize("damage, lines", [("line removed", N_TRAIN - 1), ("line repeated", N_TRAIN + 1)])
+def test_mnistm_labels_file_must_have_one_line_per_image(tmp_path, damage, lines):
+    write(tmp_path, "mnist", "mnistm")
+    labels_file = tmp_path / "mnist_m" / "mnist_m_train_labels.txt"
+    kept = labels_file.read_text().splitlines()
+    kept = kept[1:] if damage == "line removed" else kept + kept[:1]
+    labels_file.write_text("\n".join(kept) + "\n")
+
+    with pytest.raises(DataError) as error:
+        load_domain_data(dataset_cfg("mnist_mnistm", tmp_path))
+
+    assert str(error.value) == (
+        f"MNIST-M labels file {labels_file} has {lines} lines but {tmp_path / 'mnist_m' / 'mnist_m_train'} holds "
+        f"{N_TRAIN} PNG images; each image needs exactly one line: the copy is partial or mixed. "
+        f"Delete {tmp_path / 'mnist_m'} and download it again")
 
 
 def test_truncated_mnist_file_is_a_data_error(tmp_path):

@@ -9,13 +9,14 @@ and records every other URL something tried to fetch.
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 from pathlib import Path
 
 import pytest
 import torch
-from image_files import (corrupt, write_class_folders, write_domainnet, write_office31, write_office31_archive,
-                         write_office_home, write_visda2017)
+from image_files import (corrupt, paths_touched, write_class_folders, write_domainnet, write_office31,
+                         write_office31_archive, write_office_home, write_visda2017)
 from omegaconf import DictConfig
 from torch import nn
 
@@ -192,6 +193,86 @@ def test_domainnet_label_that_disagrees_with_the_class_order_is_named_with_its_l
         load_domain_data(dataset_cfg("domainnet", tmp_path))
 
 
+# --- List files name files inside their dataset's folder only ------------------------------------
+
+
+LIST_FILES = {  # dataset → (writer, its list file and the folder that file's paths are relative to, under the root)
+    "domainnet": (write_domainnet, "domainnet/clipart_train.txt", "domainnet"),
+    "visda2017": (write_visda2017, "visda2017/train/image_list.txt", "visda2017/train"),
+}
+
+
+def insert_line(list_file: Path, line: str, index: int = 2) -> None:
+    lines = list_file.read_text().splitlines()
+    lines.insert(index, line)
+    list_file.write_text("\n".join(lines) + "\n")
+
+
+@pytest.mark.parametrize("how", ["dotdot", "absolute"])
+@pytest.mark.parametrize("dataset", LIST_FILES)
+def test_list_line_naming_a_file_outside_the_dataset_is_refused_unread(tmp_path, dataset, how):
+    writer, list_name, folder_name = LIST_FILES[dataset]
+    root = tmp_path / "data"
+    writer(root)
+    list_file, folder = root / list_name, root / folder_name
+    # A real image of class 0, outside the root: today's checks (class, label, file present) all pass.
+    first_class = (DOMAINNET_CLASSES if dataset == "domainnet" else VISDA2017_CLASSES)[0]
+    secret = write_class_folders(tmp_path / "outside", [first_class], 1)[0][0]
+    prefix = f"clipart/{first_class}" if dataset == "domainnet" else first_class  # a class folder, as listed
+    entry = f"{prefix}/{os.path.relpath(secret, folder / prefix)}" if how == "dotdot" else str(secret)
+    insert_line(list_file, f"{entry} 0")
+
+    with paths_touched() as touched, pytest.raises(DataError) as error:
+        load_domain_data(dataset_cfg(dataset, root))
+
+    assert str(error.value).startswith(f"{list_file}, line 3: {entry!r} is not a path inside {folder}")
+    assert f"get the release's {list_file.name} again, or remove that line" in str(error.value)
+    assert str(list_file) in touched  # the recorder works …
+    assert not [p for p in touched if Path(p).resolve().is_relative_to(secret.parent.parent)]  # … nothing outside
+
+
+def test_symlinked_data_root_and_dataset_folder_still_load(tmp_path):
+    written = write_domainnet(tmp_path / "disk")
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "domainnet").symlink_to(tmp_path / "disk" / "domainnet")
+    (tmp_path / "root").symlink_to(tmp_path / "data")
+
+    data = load_domain_data(dataset_cfg("domainnet", tmp_path / "root"))
+
+    assert len(data.source_train) == len(written["train"]["clipart"])
+
+
+def test_symlink_inside_the_dataset_leading_out_is_refused(tmp_path):
+    written = write_domainnet(tmp_path / "data")
+    secret = write_class_folders(tmp_path / "outside", ["aircraft_carrier"], 1)[0][0]
+    image = written["train"]["clipart"][0][0]
+    image.unlink()
+    image.symlink_to(secret)
+    list_file = tmp_path / "data" / "domainnet" / "clipart_train.txt"
+
+    with pytest.raises(DataError) as error:
+        load_domain_data(dataset_cfg("domainnet", tmp_path / "data"))
+
+    entry = image.relative_to(tmp_path / "data" / "domainnet").as_posix()
+    assert str(error.value).startswith(f"{list_file}, line 1: {entry!r} leads to {secret}, outside "
+                                       f"{tmp_path / 'data' / 'domainnet'}, through a symlink")
+
+
+def test_visda_image_list_must_list_every_image_of_its_class_folders(tmp_path):
+    written = write_visda2017(tmp_path)
+    list_file = tmp_path / "visda2017" / "validation" / "image_list.txt"
+    lines = list_file.read_text().splitlines()
+    list_file.write_text("\n".join(lines[1:]) + "\n")  # a truncated list: its first image would be left out
+    unlisted = written["validation"][0][0].relative_to(list_file.parent).as_posix()
+
+    with pytest.raises(DataError) as error:
+        load_domain_data(dataset_cfg("visda2017", tmp_path))
+
+    assert str(error.value).startswith(
+        f"{list_file} has {len(lines) - 1} image lines but the class folders of {list_file.parent} hold "
+        f"{len(lines)} images; not listed: {unlisted}; each image needs exactly one line.")
+
+
 def test_office31_without_download_says_where_to_get_it(tmp_path, network):
     with pytest.raises(DataError) as error:
         load_domain_data(dataset_cfg("office31", tmp_path, "dataset.download=false"))
@@ -260,6 +341,20 @@ def test_folder_with_different_classes_lists_them(tmp_path):
     with pytest.raises(DataError, match=r"only in the source \(.*/a\): emu; only in the target \(.*/b\): owl, yak"):
         load_domain_data(dataset_cfg("folder", None, f"dataset.source_dir={tmp_path / 'a'}",
                                      f"dataset.target_dir={tmp_path / 'b'}"))
+
+
+@pytest.mark.parametrize("source, target", [("x", "./x/"), ("x", "link")])
+def test_folder_refuses_the_same_directory_as_source_and_target(tmp_path, monkeypatch, source, target):
+    write_class_folders(tmp_path / "x", ["cat", "dog"], 1)
+    (tmp_path / "link").symlink_to(tmp_path / "x")
+    monkeypatch.chdir(tmp_path)
+
+    with pytest.raises(ConfigError) as error:
+        load_domain_data(dataset_cfg("folder", None, f"dataset.source_dir={source}", f"dataset.target_dir={target}"))
+
+    assert str(error.value) == (f"dataset.source_dir and dataset.target_dir are the same directory ({tmp_path / 'x'}): "
+                                "a source domain would be adapted to itself; point dataset.target_dir at the target "
+                                "domain's class folders")
 
 
 def test_folder_requires_both_directories():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -11,7 +12,7 @@ import torch
 from omegaconf import DictConfig
 from torch import Tensor
 
-from dann.errors import ConfigError
+from dann.errors import ConfigError, DataError, describe_error
 
 
 @dataclass
@@ -93,6 +94,55 @@ def labelled_subset(split: AnySplit, fraction: float, seed: int = 0) -> AnySplit
 def data_root(cfg: DictConfig) -> Path:
     """`dataset.root` as an absolute path (`~` expanded), for messages that name files."""
     return Path(str(cfg.root)).expanduser().absolute()
+
+
+class ListedPaths:
+    """Checks that every path a list file names stays inside its dataset's folder.
+
+    A list or labels file (DomainNet's splits, VisDA's image_list.txt, MNIST-M's labels)
+    names files by paths relative to `folder`. A line such as `clipart/x/../../../../etc/passwd 0`
+    must not make a run read, list or train on files elsewhere, so each path is resolved
+    (`..` and symlinks followed, as `Path.resolve` does) and compared with the resolved folder:
+    a symlinked data root or dataset folder still works, but a symlink inside the dataset that
+    leads out does not. Absolute paths are refused outright.
+
+    Strings, not `Path`s, and each folder a list names resolved once (DomainNet lists ~100k
+    files in 345 folders): a file is resolved on its own only if it is a symlink itself.
+    """
+
+    def __init__(self, list_file: Path, folder: Path):
+        self.list_file = list_file
+        self.folder = folder
+        self.home = os.path.realpath(folder)
+        self._resolved_folders: dict[str, str] = {}
+
+    def check(self, entry: str, number: int) -> None:
+        """Raise a `DataError` naming the line unless `folder`/`entry` lies inside `folder`."""
+        normal = os.path.normpath(entry)
+        if os.path.isabs(entry) or normal == ".." or normal.startswith("../"):
+            raise DataError(f"{self.list_file}, line {number}: {entry!r} is not a path inside {self.folder}: a list "
+                            f"file may only name files inside its dataset's folder, by relative paths. The file is "
+                            f"corrupt or was not made for this dataset: get the release's {self.list_file.name} "
+                            f"again, or remove that line")
+        # The path as written, not `normal`: "link/../x" is wherever link's target has a sibling x.
+        parent, name = os.path.split(entry)
+        if parent not in self._resolved_folders:
+            self._resolved_folders[parent] = self._resolve(os.path.join(self.home, parent), entry, number)
+        path = os.path.join(self._resolved_folders[parent], name)
+        if name == ".." or os.path.islink(path):
+            path = self._resolve(path, entry, number)
+        if path != self.home and not path.startswith(self.home.rstrip(os.sep) + os.sep):
+            raise DataError(f"{self.list_file}, line {number}: {entry!r} leads to {path}, outside {self.home}, "
+                            f"through a symlink; a dataset's files must lie inside its folder: replace the symlink "
+                            f"by the files it points to, or point dataset.root at a copy whose files are all inside it")
+
+    def _resolve(self, path: str, entry: str, number: int) -> str:
+        try:
+            return os.path.realpath(path)
+        except ValueError as e:  # a NUL byte in the line (realpath leaves what it cannot resolve as it is)
+            raise DataError(f"{self.list_file}, line {number}: {entry!r} cannot be resolved ({describe_error(e)}); "
+                            f"the file is corrupt: get the release's {self.list_file.name} again, "
+                            f"or remove that line") from e
 
 
 def to_device(split: AnySplit, device: torch.device) -> AnySplit:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +31,7 @@ from torch import Tensor
 from torchvision.datasets import MNIST, SVHN, USPS
 from torchvision.datasets.utils import download_url
 
-from dann.data.base import DomainSpec, Split, data_root, register_domain
+from dann.data.base import DomainSpec, ListedPaths, Split, data_root, register_domain
 from dann.data.download import download_file, extract_tar, network_timeout
 from dann.errors import ConfigError, DataError, describe_error
 
@@ -270,8 +271,14 @@ def _load_mnistm(cfg: DictConfig, train: bool) -> Split:
                f"or from the original release linked at {MNISTM_HOME}")
     _ensure_files(cfg, "MNIST-M", files, by_hand, lambda: _download_mnistm(root))
     labels_file, image_dir = files[:2] if train else files[2:]
-    names, labels = _read_mnistm_labels(labels_file)
-    images = _read_pngs([image_dir / name for name in names])
+    names, labels = _read_mnistm_labels(labels_file, image_dir, folder)
+    images = _read_pngs([image_dir / name for name in names], folder)
+    # Every listed image was read; an image the labels file does not list would be silently left out.
+    pngs = sum(1 for entry in os.scandir(image_dir) if entry.name.endswith(".png"))
+    if pngs != len(names):
+        raise DataError(f"MNIST-M labels file {labels_file} has {len(names)} lines but {image_dir} holds {pngs} "
+                        f"PNG images; each image needs exactly one line: the copy is partial or mixed. "
+                        f"Delete {folder} and download it again")
     return _to_split(image_format, "MNIST-M", folder, images, torch.tensor(labels))
 
 
@@ -280,10 +287,14 @@ def _download_mnistm(root: Path) -> None:
     extract_tar(archive, root)
 
 
-def _read_mnistm_labels(path: Path) -> tuple[list[str], list[int]]:
-    """Parse lines `filename label` (e.g. `00000000.png 5`); blank lines are skipped."""
+def _read_mnistm_labels(path: Path, image_dir: Path, folder: Path) -> tuple[list[str], list[int]]:
+    """Parse lines `filename label` (e.g. `00000000.png 5`) naming files in `image_dir`; blank lines are skipped.
+
+    `folder` is MNIST-M's own folder, the one the messages say to download again.
+    """
     names, labels = [], []
-    text = _read("MNIST-M", path.parent, lambda: path.read_text())
+    inside = ListedPaths(path, image_dir)
+    text = _read("MNIST-M", folder, lambda: path.read_text())
     for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
@@ -291,16 +302,17 @@ def _read_mnistm_labels(path: Path) -> tuple[list[str], list[int]]:
         if len(fields) != 2 or not fields[1].isdecimal() or int(fields[1]) >= NUM_CLASSES:
             raise DataError(
                 f"MNIST-M labels file {path}, line {number}: expected 'filename label' with a label 0-9, "
-                f"got {line.strip()!r}; the file is corrupt: delete {path.parent} and download it again"
+                f"got {line.strip()!r}; the file is corrupt: delete {folder} and download it again"
             )
+        inside.check(fields[0], number)
         names.append(fields[0])
         labels.append(int(fields[1]))
     if not names:
-        raise DataError(f"MNIST-M labels file {path} lists no images; delete {path.parent} and download it again")
+        raise DataError(f"MNIST-M labels file {path} lists no images; delete {folder} and download it again")
     return names, labels
 
 
-def _read_pngs(paths: list[Path]) -> Tensor:
+def _read_pngs(paths: list[Path], folder: Path) -> Tensor:
     """Decode RGB PNGs into uint8 [N, 3, H, W] (the real train split: 59,001 files, a few seconds).
 
     Decoding a 28×28 PNG is mostly Python work under the GIL, so threads beyond a few only
@@ -309,22 +321,23 @@ def _read_pngs(paths: list[Path]) -> Tensor:
     """
     chunks = [paths[i:i + _PNG_CHUNK] for i in range(0, len(paths), _PNG_CHUNK)]
     with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
-        arrays = [array for chunk in pool.map(_read_png_chunk, chunks) for array in chunk]
+        arrays = [array for chunk in pool.map(partial(_read_png_chunk, folder=folder), chunks) for array in chunk]
     return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2)
 
 
-def _read_png_chunk(paths: list[Path]) -> list[np.ndarray]:
-    return [_read_png(path) for path in paths]
+def _read_png_chunk(paths: list[Path], folder: Path) -> list[np.ndarray]:
+    return [_read_png(path, folder) for path in paths]
 
 
-def _read_png(path: Path) -> np.ndarray:
+def _read_png(path: Path, folder: Path) -> np.ndarray:
+    """One MNIST-M image; `folder` (MNIST-M's own) is what the message says to download again."""
     try:
         with Image.open(path) as image:
             array = np.asarray(image.convert("RGB"))
     except (OSError, ValueError, SyntaxError) as e:  # missing, truncated, not an image: PIL raises all three
         raise DataError(
             f"MNIST-M image {path} is missing or unreadable ({describe_error(e)}); "
-            f"delete {path.parent.parent} and download it again"
+            f"delete {folder} and download it again"
         ) from e
     if array.shape != (MNISTM_SIZE, MNISTM_SIZE, 3):
         raise DataError(f"MNIST-M image {path} is {array.shape[1]}×{array.shape[0]}; "

@@ -59,7 +59,7 @@ def _load_domainnet(cfg: DictConfig, train: bool, domain: str) -> ImageSplit:
                         "already holds it.")
     _check_class_folders(folder, title, get_it)
     files, labels = read_list_file(list_file, base, DOMAINNET_CLASSES, 1, title, f"{get_it} again.")
-    elsewhere = [f for f in files if Path(f).parts[0] != domain]
+    elsewhere = [f for f in files if Path(os.path.normpath(f)).parts[0] != domain]  # normpath: clipart/../real/…
     if elsewhere:
         raise DataError(f"{title}: {list_file} lists images of another domain: {names(elsewhere, shown=5)}; "
                         f"its paths must start with {domain}/")

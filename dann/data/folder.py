@@ -22,7 +22,13 @@ from dann.errors import ConfigError, DataError
 
 
 def _load_folder(cfg: DictConfig, train: bool, side: str) -> ImageSplit:
-    directory = _directory(cfg, f"{side}_dir")
+    source, target = _directory(cfg, "source_dir"), _directory(cfg, "target_dir")
+    same = source.resolve()  # resolved, so that ./x, x/ and a symlink to x are all seen as x
+    if same == target.resolve():
+        raise ConfigError(f"dataset.source_dir and dataset.target_dir are the same directory ({same}): "
+                          "a source domain would be adapted to itself; point dataset.target_dir at the target "
+                          "domain's class folders")
+    directory = source if side == "source" else target
     check_image_config(cfg)
     by_class = scan_class_folders(directory)
     fix = "Expected one sub-folder per class, each holding that class's images"

@@ -39,7 +39,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 from torchvision import transforms as T
 
-from dann.data.base import ImageSplit
+from dann.data.base import ImageSplit, ListedPaths
 from dann.errors import ConfigError, DataError, describe_error
 
 log = logging.getLogger(__name__)
@@ -237,16 +237,18 @@ def read_list_file(list_file: Path, base: Path, classes: Sequence[str], class_pa
 
     The class is the path's `class_part`-th component; its label must be its index in
     `classes`, so that a list and the class order can never silently disagree. Every
+    path must stay inside `base` (checked before anything it names is touched), and every
     listed file must exist (checked from the listings of the folders the list names).
     """
     files, labels = [], []
     label_of = {name: index for index, name in enumerate(classes)}
+    inside = ListedPaths(list_file, base)
     listings: dict[Path, set[str]] = {}
     missing = []
     for number, line in enumerate(list_file.read_text().splitlines(), start=1):
         if not line.strip():
             continue
-        path, label = _parse_line(list_file, number, line, label_of, class_part)
+        path, label = _parse_line(list_file, number, line, label_of, class_part, inside)
         folder = (base / path).parent
         if folder not in listings:
             listings[folder] = set(os.listdir(folder)) if folder.is_dir() else set()
@@ -263,12 +265,13 @@ def read_list_file(list_file: Path, base: Path, classes: Sequence[str], class_pa
 
 
 def _parse_line(list_file: Path, number: int, line: str, label_of: dict[str, int],
-                class_part: int) -> tuple[str, int]:
+                class_part: int, inside: ListedPaths) -> tuple[str, int]:
     fields = line.rsplit(maxsplit=1)
     where = f"{list_file}, line {number}"
     if len(fields) != 2 or not fields[1].isdecimal():
         raise DataError(f"{where}: expected 'relative/path label', got {line.strip()!r}")
     path, label = fields[0], int(fields[1])
+    inside.check(path, number)
     parts = Path(path).parts
     name = parts[class_part] if len(parts) > class_part + 1 else None
     if name not in label_of:

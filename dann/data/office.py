@@ -25,6 +25,7 @@ empty or unexpected class folder is a `DataError`, never trained on.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from functools import partial
 from pathlib import Path
@@ -142,9 +143,23 @@ def _load_visda2017(cfg: DictConfig, train: bool, domain: str) -> ImageSplit:
     if unlisted:
         raise DataError(f"{title}: {list_file} lists no image of the classes {names(unlisted)}: a partial copy. "
                         f"{get_it} again.")
+    _check_list_covers_folders(list_file, files, folder, f"{get_it} again")
     if train:
         warn_if_count_differs(title, len(files), VISDA_SIZES[domain])
     return image_split(cfg, split_name("visda2017", domain, train), folder, files, labels, VISDA2017_CLASSES, train)
+
+
+def _check_list_covers_folders(list_file: Path, files: Sequence[str], folder: Path, fix: str) -> None:
+    """The list names each image of the class folders once: a truncated list or a partly
+    replaced folder would otherwise train on a silent subset of the split."""
+    by_class = scan_class_folders(folder)
+    found = {path for name in VISDA2017_CLASSES for path in by_class.get(name, [])}
+    listed = {os.path.normpath(path) for path in files}
+    if len(files) != len(found) or listed != found:
+        unlisted = f"; not listed: {names(found - listed, shown=5)}" if found - listed else ""
+        raise DataError(f"{list_file} has {len(files)} image lines but the class folders of {folder} hold "
+                        f"{len(found)} images{unlisted}; each image needs exactly one line. {fix}, or remove the "
+                        f"images that are not listed.")
 
 
 # --- Registration -------------------------------------------------------------------------
