@@ -110,6 +110,24 @@ def test_optuna_search_runs_and_returns_the_source_validation_score(tmp_path: Pa
     assert len(scores) == 2 and best == max(scores)
 
 
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore:Deprecated API features detected")  # optuna 2.x on SQLAlchemy 1.4: expected
+def test_optuna_study_in_sqlite_resumes_across_launches(tmp_path: Path):
+    # The storage conf/hparams_search/*.yaml documents: a second launch with the same
+    # study_name and storage adds its trials to the first launch's study.
+    import optuna
+
+    storage = f"sqlite:///{tmp_path / 'study.db'}"
+    for launch in ("first", "second"):
+        result = run_cli("-m", "hparams_search=dann_moons", "hydra.sweeper.n_trials=2",
+                         f"hydra.sweeper.storage={storage}", "hydra.sweeper.study_name=moons_resume",
+                         f"hydra.sweep.dir={tmp_path / launch}", "logger=none", "trainer.steps=40",
+                         "trainer.eval_every=20", "trainer.log_every=10", cwd=tmp_path, timeout=600)
+        assert result.returncode == 0, result.stderr
+    trials = optuna.load_study(study_name="moons_resume", storage=storage).trials
+    assert [trial.state for trial in trials] == [optuna.trial.TrialState.COMPLETE] * 4
+
+
 def test_wandb_sweep_example_calls_the_app_with_hydra_overrides():
     sweep = yaml.safe_load((REPO / "experiments" / "sweeps" / "wandb_sweep.yaml").read_text())
     assert sweep["command"][2:4] == ["-m", "dann.run"] and "${args_no_hyphens}" in sweep["command"]
