@@ -43,11 +43,12 @@ class Diverged(DannError):
 
 
 class Interrupted(Exception):
-    """Training stopped at a step boundary on SIGTERM or SIGINT, after writing a checkpoint."""
+    """Training stopped at a step boundary on SIGTERM or SIGINT, with a checkpoint of that step
+    (or before the first step, when there is nothing new to save)."""
 
     def __init__(self, step: int, signal_name: str, exit_code: int):
         self.step = step
         self.signal_name = signal_name
         self.exit_code = exit_code
-        super().__init__(f"interrupted by {signal_name} at step {step}; checkpoint written: "
-                         "run the same command again to resume")
+        super().__init__(f"interrupted by {signal_name} at step {step}; "
+                         "run the same command again to resume from there")

@@ -6,7 +6,6 @@ once every job is done, whichever launcher ran them (local, submitit, SLURM).
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -14,19 +13,20 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
+from dann.rundir import previous_summary
 from dann.tracking import write_json_atomic
 
 log = logging.getLogger(__name__)
 
 
 def job_status(job_dir: Path) -> dict[str, Any]:
-    """A job's status from its directory: finished, failed or skipped (summary.json), else unfinished."""
+    """A job's status from its summary.json (finished, failed, skipped, diverged, interrupted), or
+    unfinished when it has none (killed, still running) or an unreadable one."""
     overrides_file = job_dir / ".hydra" / "overrides.yaml"
     overrides = list(OmegaConf.load(overrides_file)) if overrides_file.exists() else []
-    summary_file = job_dir / "summary.json"
-    if not summary_file.exists():
+    summary = previous_summary(job_dir)
+    if summary is None:
         return {"job": job_dir.name, "status": "unfinished", "overrides": overrides}
-    summary = json.loads(summary_file.read_text())
     status = {"job": job_dir.name, "status": summary["status"], "overrides": overrides}
     if "error" in summary:
         status["error"] = summary["error"]
