@@ -1,48 +1,39 @@
 """Checks on the composed config, run before any data is loaded or any step is taken.
 
-Each failure is one `ConfigError` naming the key, the value, and what is expected.
+Each failure is one `ConfigError` of one line that starts with the key at fault. Every value
+is checked against its spec in `dann.config_schema.SCHEMA` (type and range; no nan or inf);
+then the rules no single key can check: the settings a `_target_` takes (its signature),
+the optimiser's own checks, the device this machine has, the two domains.
 """
 
 from __future__ import annotations
 
-from numbers import Number
+import inspect
+from functools import cache
+from pathlib import Path
+from typing import Any
 
-from omegaconf import DictConfig
+import torch
+from hydra.errors import InstantiationException
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
+from dann.config_schema import SCHEMA, locate, spec_of
 from dann.data import DomainData, resolve_domains
-from dann.errors import ConfigError
+from dann.errors import ConfigError, DannError, describe_error
 from dann.tracking import WANDB_MODES, wandb_mode
 
-
-def _positive_int(cfg: DictConfig, key: str) -> None:
-    value = cfg
-    for part in key.split("."):
-        value = value[part]
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigError(f"{key}: expected a positive integer, got {value!r}")
+CONF_DIR = Path(__file__).resolve().parents[1] / "conf"  # what dann.run's @hydra.main reads
 
 
 def validate(cfg: DictConfig) -> None:
-    final_lambda = cfg["lambda"]
-    if isinstance(final_lambda, bool) or not isinstance(final_lambda, Number) or final_lambda < 0:
-        raise ConfigError(
-            f"lambda: expected a number >= 0 (the final adaptation weight), got {final_lambda!r}; "
-            "e.g. lambda=0.1"
-        )
-    for key in ("trainer.steps", "trainer.batch_size", "trainer.eval_batch_size",
-                "trainer.eval_every", "trainer.log_every", "trainer.checkpoint_every"):
-        _positive_int(cfg, key)
-    if not isinstance(cfg.seed, int) or isinstance(cfg.seed, bool) or cfg.seed < 0:
-        raise ConfigError(f"seed: expected an integer >= 0, got {cfg.seed!r}")
-    if cfg.optim.optimizer.lr is None or cfg.optim.optimizer.lr <= 0:
-        raise ConfigError(f"optim.optimizer.lr: expected a learning rate > 0, got {cfg.optim.optimizer.lr!r}")
-    if cfg.trainer.device not in ("auto", "cpu", "cuda") and not str(cfg.trainer.device).startswith("cuda:"):
-        raise ConfigError(f"trainer.device: expected auto, cpu, cuda or cuda:N, got {cfg.trainer.device!r}")
-    if cfg.trainer.objective not in ("source_val", "oracle"):
-        raise ConfigError(f"trainer.objective: expected source_val or oracle, got {cfg.trainer.objective!r}")
-    fraction = cfg.dataset.target_labeled_fraction
-    if isinstance(fraction, bool) or not isinstance(fraction, Number) or not 0 < fraction <= 1:
-        raise ConfigError(f"dataset.target_labeled_fraction: expected a fraction in (0, 1], got {fraction!r}")
+    resolved = _resolved(cfg)
+    for key, value in flatten(resolved).items():
+        check_value(key, value)
+    _check_targets(resolved)
+    _check_device(cfg.trainer.device)
+    _check_optimizer(cfg.optim.optimizer)
     mode = wandb_mode(cfg.logger.wandb)
     if mode not in WANDB_MODES:
         raise ConfigError(
@@ -63,9 +54,148 @@ def validate(cfg: DictConfig) -> None:
 
 def validate_against_data(cfg: DictConfig, data: DomainData) -> None:
     """The checks that need the loaded data; still before any training step."""
+    validate_model_input(cfg, data.input_shape)
     for domain, name, split in (("source", data.source, data.source_train), ("target", data.target, data.target_train)):
         if cfg.trainer.batch_size > len(split):
             raise ConfigError(
                 f"trainer.batch_size: {cfg.trainer.batch_size} is larger than the {domain} training split "
                 f"({name}: {len(split)} examples); lower it"
             )
+
+
+def validate_model_input(cfg: DictConfig, input_shape: tuple[int, ...]) -> None:
+    """Refuse a feature extractor that cannot take the dataset's inputs (an MLP on images, a CNN on
+    vectors, images too small for its convolutions), before it is built: a dry run on the meta
+    device, which allocates nothing and computes only shapes; pretrained weights are not loaded."""
+    node = cfg.model.feature_extractor
+    dry = {"weights": None} if "weights" in node else {}
+    try:
+        with torch.device("meta"):
+            backbone = instantiate(node, input_shape=tuple(input_shape), **dry)
+            backbone(torch.zeros(2, *input_shape))
+    except Exception as e:
+        cause = e.__cause__ if isinstance(e, InstantiationException) and e.__cause__ else e
+        if isinstance(cause, DannError):
+            raise cause from None
+        raise ConfigError(
+            f"model.feature_extractor: {node._target_} cannot take the inputs of dataset={cfg.dataset.name}, "
+            f"of shape {tuple(input_shape)} ({describe_error(cause)}); choose a model made for such inputs "
+            "(each dataset config picks one by default: leave model= out), or change the inputs "
+            "(dataset.image_size, dataset.channels)"
+        ) from None
+
+
+# --- One value against its spec ------------------------------------------------------------------
+
+
+def check_value(key: str, value: Any) -> None:
+    """Raise the one-line `ConfigError` for `key` if `value` is not what its spec accepts."""
+    spec = spec_of(key)
+    if spec is None:
+        raise ConfigError(_unknown_key(key))
+    expected = spec.expected(value)
+    if expected is not None:
+        raise ConfigError(f"{key}: expected {expected}, got {value!r}" + (f"; {spec.hint}" if spec.hint else ""))
+
+
+def flatten(container: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Dotted key → leaf value. Lists are leaves (`hidden: [32]`, the transform lists); `hydra` is Hydra's."""
+    leaves: dict[str, Any] = {}
+    for name, value in container.items():
+        key = f"{prefix}{name}"
+        if key == "hydra":
+            continue
+        if isinstance(value, dict):
+            leaves |= flatten(value, f"{key}.")
+        else:
+            leaves[key] = value
+    return leaves
+
+
+def _resolved(cfg: DictConfig) -> dict[str, Any]:
+    try:
+        return OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
+    except OmegaConfBaseException as e:  # an interpolation that fails, a mandatory value (???) not given
+        raise ConfigError(f"{e.full_key}: {' '.join(str(e.msg).split())}") from None
+
+
+def _unknown_key(key: str) -> str:
+    parent = key.rpartition(".")[0]
+    prefix = f"{parent}." if parent else ""
+    known = sorted({k.removeprefix(prefix).split(".")[0] for k in SCHEMA if k.startswith(prefix)})
+    where = f"{parent} has" if parent else "the top-level keys are"
+    return f"{key}: no such setting (a typo?); {where} {', '.join(known) or 'no settings'}"
+
+
+# --- Rules that involve several keys or the machine ---------------------------------------------
+
+
+def _check_targets(container: dict[str, Any], prefix: str = "") -> None:
+    """Every setting of a `_target_` node must be a parameter of what it names: a backbone
+    given a setting another backbone takes (`weights` on an MLP) is refused, naming the key."""
+    if isinstance(container.get("_target_"), str):
+        settings = _settings_of(container["_target_"])
+        for name in container:
+            if settings is not None and not name.startswith("_") and name not in settings:
+                raise ConfigError(_not_taken(prefix, container["_target_"], name, settings))
+    for name, value in container.items():
+        if isinstance(value, dict) and f"{prefix}{name}" != "hydra":
+            _check_targets(value, f"{prefix}{name}.")
+
+
+@cache
+def _settings_of(target: str) -> tuple[str, ...] | None:
+    """The keyword parameters `target` takes from the config (those with defaults: the others,
+    such as a backbone's input_shape or an optimiser's params, the code supplies); None: any."""
+    parameters = inspect.signature(locate(target)).parameters.values()
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters):
+        return None
+    return tuple(p.name for p in parameters if p.default is not inspect.Parameter.empty)
+
+
+def _not_taken(prefix: str, target: str, name: str, settings: tuple[str, ...]) -> str:
+    key = f"{prefix}{name}"
+    message = (f"{key}: {target} ({prefix}_target_) takes no setting '{name}' "
+               f"(it takes {', '.join(settings) or 'none'}); drop it with ~{key}")
+    group, _, path = prefix.rstrip(".").partition(".")
+    options = [option for option, other in _group_targets(group, path)
+               if _settings_of(other) is None or name in _settings_of(other)]
+    if options:
+        message += f", or choose a {group} that takes it: {' or '.join(f'{group}={o}' for o in options)}"
+    return message
+
+
+def _group_targets(group: str, path: str) -> list[tuple[str, str]]:
+    """(option, _target_ at `path`) for each config file of conf/<group>/ that has one there."""
+    found = []
+    for file in sorted((CONF_DIR / group).glob("*.yaml")):
+        node = OmegaConf.select(OmegaConf.load(file), f"{path}._target_") if path else None
+        if isinstance(node, str):
+            found.append((file.stem, node))
+    return found
+
+
+def _check_device(device: str) -> None:
+    """`cuda` and `cuda:N` must name a device this machine has."""
+    if not device.startswith("cuda"):
+        return
+    if not torch.cuda.is_available():
+        raise ConfigError(f"trainer.device: expected auto or cpu on this machine, where torch.cuda.is_available() "
+                          f"is false (no CUDA GPU, or a PyTorch build without CUDA), got {device!r}; "
+                          "trainer.device=auto picks a GPU where there is one")
+    count = torch.cuda.device_count()
+    index = int(device.partition(":")[2] or 0)
+    if index >= count:
+        devices = "cuda:0" if count == 1 else f"cuda:0 … cuda:{count - 1}"
+        raise ConfigError(f"trainer.device: expected auto, cpu, cuda or {devices} (this machine has {count} CUDA "
+                          f"device{'s' if count > 1 else ''}), got {device!r}")
+
+
+def _check_optimizer(optimizer_cfg: DictConfig) -> None:
+    """The optimiser's own checks (SGD's Nesterov needs momentum, Adam's betas, …), on one dummy parameter."""
+    try:
+        instantiate(optimizer_cfg)(params=[torch.nn.Parameter(torch.zeros(1))])
+    except Exception as e:
+        cause = e.__cause__ if isinstance(e, InstantiationException) and e.__cause__ else e
+        raise ConfigError(f"optim.optimizer: {optimizer_cfg._target_} refuses these settings "
+                          f"({describe_error(cause)})") from None

@@ -1,0 +1,307 @@
+"""The type and range of every config key, in one table (`SCHEMA`) that `dann.config.validate` checks.
+
+Each dotted key maps to a `Spec`; a wrong value gets one message of one shape:
+
+    optim.optimizer.momentum: expected a number in [0, 1), got -1
+
+Numbers must be finite everywhere (nan and inf are refused), booleans must be real
+booleans (`maybe` or 1 is not true), integers real integers (1e3 is a float). A key
+that is neither in `SCHEMA` nor matched by a pattern in `OPEN_KEYS` is refused as
+unknown (a typo, e.g. `+trainer.stpes=5`). `hydra.*` is Hydra's own business.
+
+To add a config key: give it a spec here (tests/test_config.py fails until every key
+in conf/ has one) and state its allowed values in its comment in conf/.
+"""
+
+from __future__ import annotations
+
+import math
+import pydoc
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from dann.data.images import ON_CORRUPT
+from dann.methods import METHODS
+from dann.methods.finetune import FREEZE_IN_STAGE2
+from dann.models.feature_extractors import _ACTIVATIONS, RESNETS
+from dann.schedules import LAMBDA_SCHEDULES, LR_SCHEDULES
+from dann.tracking import WANDB_MODES
+
+OBJECTIVES = ("source_val", "oracle")  # the keys of dann.run.OBJECTIVES (dann.run imports dann.config: no cycle)
+
+
+@dataclass(frozen=True)
+class Spec:
+    """What one key accepts. `expected(value)` is None when `value` is fine, else what was expected."""
+
+    kind: str  # int | number | bool | choice | str | target | transforms | device | any
+    lo: float | None = None  # range of an int or number
+    hi: float | None = None
+    open_lo: bool = False  # lo itself is excluded
+    open_hi: bool = False
+    choices: tuple = ()
+    null: bool = False  # null (None) is allowed too
+    list: bool = False  # a list of such values
+    noun: str = ""  # "a fraction" instead of "a number", …
+    means: str = ""  # what the value is, in parentheses after the expectation
+    hint: str = ""  # how to fix it, after the message
+
+    def expected(self, value: Any) -> str | None:
+        if value is None and self.null:
+            return None
+        if self.list:
+            ok = isinstance(value, list) and all(_ok(self, item) for item in value)
+        else:
+            ok = _ok(self, value)
+        return None if ok else self.describe(finite=_finite(value))
+
+    def describe(self, finite: bool = True) -> str:
+        text = _describe(self, finite)
+        if self.list:  # "a positive integer" → "a list of positive integers"
+            text = "a list of " + _plural(text.removeprefix("an ").removeprefix("a "))
+        if self.null:
+            text = "null or " + text
+        return text + (f" ({self.means})" if self.means else "")
+
+
+def _ok(spec: Spec, value: Any) -> bool:
+    kind = spec.kind
+    if kind in ("int", "number"):
+        if isinstance(value, bool) or not isinstance(value, int if kind == "int" else (int, float)):
+            return False
+        if isinstance(value, float) and not math.isfinite(value):
+            return False
+        return ((spec.lo is None or value > spec.lo or (value == spec.lo and not spec.open_lo))
+                and (spec.hi is None or value < spec.hi or (value == spec.hi and not spec.open_hi)))
+    if kind == "bool":
+        return isinstance(value, bool)
+    if kind == "choice":
+        return any(value == c and type(value) is type(c) for c in spec.choices)
+    if kind == "str":
+        return isinstance(value, str) and value.strip() != ""
+    if kind == "target":
+        return isinstance(value, str) and _locatable(value)
+    if kind == "transforms":
+        return isinstance(value, list) and all(isinstance(step, dict) and isinstance(step.get("_target_"), str)
+                                               and _finite(step) for step in value)
+    if kind == "device":
+        return isinstance(value, str) and (value in ("auto", "cpu", "cuda") or
+                                           (value.startswith("cuda:") and value[5:].isdigit()))
+    if kind == "any":  # a setting of a `_target_` (checked against its signature): numbers finite
+        return _finite(value)
+    raise ValueError(f"unknown spec kind {kind!r}")
+
+
+def _finite(value: Any) -> bool:
+    """No nan or inf anywhere in `value` (a scalar, or lists and dicts of them)."""
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if isinstance(value, list):
+        return all(_finite(v) for v in value)
+    if isinstance(value, dict):
+        return all(_finite(v) for v in value.values())
+    return True
+
+
+def locate(path: str) -> Any:
+    """The object a `_target_` names (package.module.Name), or None; quietly, unlike Hydra's get_object."""
+    try:
+        return pydoc.locate(path)
+    except pydoc.ErrorDuringImport:
+        return None
+
+
+def _locatable(path: str) -> bool:
+    return callable(locate(path))
+
+
+def _describe(spec: Spec, finite: bool) -> str:
+    kind = spec.kind
+    if kind == "int":
+        if spec.lo == 1 and spec.hi is None:
+            return "a positive integer"
+        return "an integer" + _range(spec)
+    if kind == "number":
+        noun = spec.noun or "a number"
+        return (noun if finite else f"a finite {noun.removeprefix('a ')}") + _range(spec)
+    if kind == "bool":
+        return "true or false"
+    if kind == "choice":
+        names = [_show(c) for c in spec.choices]
+        return names[0] if len(names) == 1 else "one of " + ", ".join(names)
+    if kind == "str":
+        return spec.noun or "a non-empty string"
+    if kind == "target":
+        return "an importable class or function, package.module.Name"
+    if kind == "transforms":
+        return ("a list of torchvision transforms, each with a _target_, "
+                "e.g. [{_target_: torchvision.transforms.CenterCrop, size: 224}]")
+    if kind == "device":
+        return "auto, cpu, cuda or cuda:N"
+    if kind == "any":
+        return "finite numbers (no nan or inf)"
+    raise ValueError(f"unknown spec kind {kind!r}")
+
+
+def _range(spec: Spec) -> str:
+    lo, hi = spec.lo, spec.hi
+    if lo is not None and hi is not None:
+        return f" in {'(' if spec.open_lo else '['}{_show(lo)}, {_show(hi)}{')' if spec.open_hi else ']'}"
+    if lo is not None:
+        return f" {'>' if spec.open_lo else '>='} {_show(lo)}"
+    if hi is not None:
+        return f" {'<' if spec.open_hi else '<='} {_show(hi)}"
+    return ""
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def _plural(text: str) -> str:
+    """"positive integer" → "positive integers", "number > 0" → "numbers > 0"."""
+    return re.sub(r"\b(integer|number|string|fraction)\b", r"\1s", text, count=1)
+
+
+# --- Constructors, so that the table below reads as a table -----------------------------------
+
+
+def integer(lo: int | None = None, hi: int | None = None, **kw: Any) -> Spec:
+    return Spec("int", lo, hi, **kw)
+
+
+def number(lo: float | None = None, hi: float | None = None, **kw: Any) -> Spec:
+    return Spec("number", lo, hi, **kw)
+
+
+def boolean(**kw: Any) -> Spec:
+    return Spec("bool", **kw)
+
+
+def one_of(*choices: Any, **kw: Any) -> Spec:
+    return Spec("choice", choices=choices, **kw)
+
+
+def text(**kw: Any) -> Spec:
+    return Spec("str", **kw)
+
+
+TARGET = Spec("target")
+ANY = Spec("any")
+POSITIVE = integer(1)
+HIDDEN = integer(1, list=True, means="widths of the hidden layers; [] for none")
+DROPOUT = number(0, 1, open_hi=True, means="the probability of zeroing a unit")
+
+# numpy (np.random.seed, scikit-learn's random_state) takes seeds in [0, 2**32).
+SEED_MAX = 2**32 - 1
+
+SCHEMA: dict[str, Spec] = {
+    "seed": integer(0, SEED_MAX, means="numpy seeds must be < 2**32"),
+    "lambda": number(0, means="the final adaptation weight", hint="e.g. lambda=0.1"),
+
+    # --- dataset: every dataset
+    "dataset.name": text(),
+    "dataset.source": text(noun="a domain name"),
+    "dataset.target": text(noun="a domain name"),
+    "dataset.root": text(noun="a directory"),
+    "dataset.protocol": one_of("inductive", "transductive"),
+    "dataset.target_labeled_fraction": number(0, 1, open_lo=True, noun="a fraction"),
+    # moons
+    "dataset.num_train": POSITIVE,
+    "dataset.num_test": POSITIVE,
+    "dataset.noise": number(0, means="std of the Gaussian noise"),
+    "dataset.rotation_deg": number(means="degrees"),
+    # the moons' generator seeds are data_seed·4 + 0…3, and must stay below 2**32
+    "dataset.data_seed": integer(0, (SEED_MAX - 3) // 4),
+    # digits and image datasets
+    "dataset.image_size": integer(1, means="square side in pixels"),
+    "dataset.channels": one_of(1, 3, means="1: grey, 3: RGB"),
+    "dataset.download": boolean(),
+    "dataset.mean": number(list=True, means="one per channel"),
+    "dataset.std": number(0, open_lo=True, list=True, means="one per channel"),
+    # image datasets (office31, office_home, visda2017, domainnet, folder)
+    "dataset.on_corrupt": one_of(*ON_CORRUPT, means="what an unreadable image does"),
+    "dataset.num_workers": integer(0, means="DataLoader worker processes"),
+    "dataset.resize_size": integer(1, means="pixels"),
+    "dataset.transforms.train": Spec("transforms"),
+    "dataset.transforms.eval": Spec("transforms"),
+    "dataset.source_dir": text(null=True, noun="a directory"),
+    "dataset.target_dir": text(null=True, noun="a directory"),
+
+    # --- model
+    "model.feature_extractor._target_": TARGET,
+    "model.feature_extractor.hidden": HIDDEN,
+    "model.feature_extractor.activation": one_of(*_ACTIVATIONS),
+    "model.feature_extractor.arch": one_of(*RESNETS),
+    "model.feature_extractor.weights": text(null=True, noun="a torchvision weights name or a .pth path",
+                                            hint="null trains from scratch"),
+    "model.bottleneck_dim": integer(1, null=True, means="width of the bottleneck layer; null for none"),
+    "model.backbone_lr_mult": number(0, means="the backbone's learning rate as a fraction of optim.optimizer.lr",
+                                     hint="e.g. 0.1"),
+    "model.freeze_backbone": boolean(),
+    "model.unfreeze_last": integer(0, 4, means="ResNet stages left trainable, counted from the last"),
+    **{f"model.{head}.{key}": spec
+       for head in ("label_predictor", "domain_classifier")
+       for key, spec in (("hidden", HIDDEN), ("dropout", DROPOUT), ("batch_norm", boolean()))},
+
+    # --- method
+    "method.name": one_of(*METHODS),
+    "method.lambda_schedule": one_of(*LAMBDA_SCHEDULES),
+    "method.gamma": number(0, open_lo=True, means="γ of the ganin schedule", hint="e.g. 10"),
+    "method.stage1_fraction": number(0, 1, noun="a fraction", means="of trainer.steps, the source stage",
+                                     hint="e.g. 0.5"),
+    "method.freeze_in_stage2": one_of(*FREEZE_IN_STAGE2),
+
+    # --- optim
+    "optim.optimizer._target_": TARGET,
+    "optim.optimizer._partial_": one_of(True, means="the method supplies the parameter groups"),
+    "optim.optimizer.lr": number(0, open_lo=True, noun="a learning rate"),
+    "optim.optimizer.momentum": number(0, 1, open_hi=True),
+    "optim.optimizer.weight_decay": number(0),
+    "optim.optimizer.nesterov": boolean(),
+    "optim.lr_schedule.name": one_of(*LR_SCHEDULES),
+    "optim.lr_schedule.alpha": number(0, means="α of the annealed schedule"),
+    "optim.lr_schedule.beta": number(0, means="β of the annealed schedule"),
+    "optim.lr_schedule.gamma": number(0, means="gamma of the inv schedule"),
+    "optim.lr_schedule.power": number(0, means="power of the inv schedule"),
+
+    # --- trainer
+    "trainer.steps": POSITIVE,
+    "trainer.batch_size": POSITIVE,
+    "trainer.eval_batch_size": POSITIVE,
+    "trainer.eval_every": POSITIVE,
+    "trainer.log_every": POSITIVE,
+    "trainer.checkpoint_every": POSITIVE,
+    "trainer.resume": boolean(),
+    "trainer.rerun_finished": boolean(),
+    "trainer.objective": one_of(*OBJECTIVES),
+    "trainer.device": Spec("device"),
+
+    # --- logger
+    "logger.wandb.mode": one_of(*WANDB_MODES),
+    "logger.wandb.project": text(),
+    "logger.wandb.entity": text(null=True),
+    "logger.wandb.group": text(null=True),
+    "logger.wandb.name": text(null=True),
+    "logger.wandb.tags": text(list=True, noun="a string"),
+}
+
+# Settings of a `_target_` that the table does not list (an Adam's betas, a custom backbone's
+# depth): any value with finite numbers; `dann.config` checks the name against the target's signature.
+OPEN_KEYS: dict[str, Spec] = {
+    "model.feature_extractor.": ANY,
+    "optim.optimizer.": ANY,
+}
+
+
+def spec_of(key: str) -> Spec | None:
+    """The spec of a dotted key, or None for a key no spec covers."""
+    if key in SCHEMA:
+        return SCHEMA[key]
+    parent = key.rpartition(".")[0] + "."
+    return OPEN_KEYS.get(parent)
