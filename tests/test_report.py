@@ -1,13 +1,16 @@
 """`python -m dann.report`: result tables from run directories.
 
 Run directories are written here in the exact format dann.run leaves them (`.hydra/config.yaml`
-at start, `summary.json` at the end); one test makes real runs with `dann.run.run`. Expected
-numbers are computed in the tests from the values written, independently of the report.
+at start, `summary.json` with the resolved `config` at the end), from configs composed by Hydra
+as `dann.run` composes them; two tests make real runs. Expected numbers are computed in the
+tests from the values written, independently of the report.
 """
 
 from __future__ import annotations
 
+import copy
 import csv
+import functools
 import json
 import re
 import statistics
@@ -17,8 +20,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from omegaconf import OmegaConf
 
-from conftest import REPO, compose_config
+from conftest import REPO, compose_config, only, run_cli
 from dann.report import main
 
 REFERENCES = REPO / "experiments" / "references.yaml"
@@ -34,38 +38,46 @@ def evaluation(step: int, target_acc: float, source_acc: float = 0.95) -> dict:
             "target/acc_per_class_mean": round(target_acc - 0.02, 6)}
 
 
-def write_config(run_dir: Path, *, method: str, lam, dataset: str, source: str, target: str, seed: int,
-                 steps: int = 100, protocol: str = "inductive") -> None:
-    """`.hydra/config.yaml`, which Hydra writes when the job starts (the keys the report reads, and a few more)."""
-    (run_dir / ".hydra").mkdir(parents=True, exist_ok=True)
-    (run_dir / ".hydra" / "config.yaml").write_text(
-        f"seed: {seed}\nlambda: {lam}\n"
-        f"dataset:\n  name: {dataset}\n  source: {source}\n  target: {target}\n"
-        f"  root: ${{oc.env:DANN_DATA,./data}}\n  protocol: {protocol}\n"
-        f"method:\n  name: {method}\n"
-        f"trainer:\n  steps: {steps}\n  batch_size: 32\n  eval_every: 50\n")
+@functools.lru_cache(maxsize=None)
+def composed(*overrides: str):
+    return compose_config(*overrides)
+
+
+def run_config(*, method: str, lam, dataset: str, source: str, target: str, seed: int, steps: int = 100,
+               protocol: str | None = None, overrides: tuple[str, ...] = ()):
+    """The config `python -m dann.run` composes for these overrides (unresolved, as Hydra keeps it)."""
+    cfg = copy.deepcopy(composed(f"method={method}", f"lambda={lam}", f"dataset={dataset}",
+                                 f"dataset.source={source}", f"dataset.target={target}", f"trainer.steps={steps}",
+                                 *([f"dataset.protocol={protocol}"] if protocol else []), *overrides))
+    cfg.seed = seed
+    return cfg
 
 
 def write_run(run_dir: Path, *, method: str = "dann", lam: float = 0.1, dataset: str = "office31",
               source: str = "amazon", target: str = "webcam", seed: int = 0, steps: int = 100,
               status: str = "finished", final: dict | None = None, source_val: dict | None = None,
               oracle: dict | None = None, error: str = "RuntimeError: CUDA out of memory",
-              protocol: str = "inductive") -> Path:
-    """A run directory as dann.run leaves it. status 'unfinished': the config only (killed mid-run)."""
-    write_config(run_dir, method=method, lam=lam, dataset=dataset, source=source, target=target, seed=seed,
-                 steps=steps, protocol=protocol)
+              protocol: str | None = None, overrides: tuple[str, ...] = (), with_config: bool = True) -> Path:
+    """A run directory as dann.run leaves it: `.hydra/config.yaml` when the job starts, summary.json at
+    the end (with the resolved `config`; `with_config=False`: an older summary without it).
+    status 'unfinished': the config only (killed mid-run)."""
+    cfg = run_config(method=method, lam=lam, dataset=dataset, source=source, target=target, seed=seed,
+                     steps=steps, protocol=protocol, overrides=overrides)
+    (run_dir / ".hydra").mkdir(parents=True, exist_ok=True)
+    (run_dir / ".hydra" / "config.yaml").write_text(OmegaConf.to_yaml(cfg))
     if status == "unfinished":
         return run_dir
     summary = {"method": method, "lambda": lam, "dataset": dataset, "source": source, "target": target,
-               "seed": seed, "steps": steps, "protocol": protocol, "status": "failed"}
+               "seed": seed, "steps": steps, "protocol": cfg.dataset.protocol, "status": status}
+    if with_config:
+        summary["config"] = OmegaConf.to_container(cfg, resolve=True)
     if status == "finished":
         final = final or evaluation(steps, 0.8)
-        summary |= {"final": final,
-                    "selection": {"source_val": source_val or final, "oracle": oracle or final}}
-        summary["status"] = "finished"
+        summary |= {"final": final, "selection": {"source_val": source_val or final, "oracle": oracle or final}}
     else:
-        summary["status"] = status
         summary["error"] = error
+    if status in ("diverged", "interrupted"):
+        summary["step"] = steps // 2
     summary["wall_time_s"] = 12.5
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     return run_dir
@@ -240,16 +252,14 @@ def test_columns_by_lambda_and_combinations(tmp_path, capsys):
     v01 = office_grid(one_method, methods=("dann",), lam=0.1, seed=1)
     v1 = office_grid(one_method, methods=("dann",), lam=1.0, seed=2)
     table = text_table(report(one_method, capsys=capsys))
-    # One method: λ columns by default, in increasing order.
+    # One method: λ columns, in increasing order.
     assert list(table[(None, "amazon→webcam")]) == ["λ=0.1", "λ=1"]
     assert table[(None, "dslr→webcam")]["λ=1"] == cell_text(v1[("dslr", "webcam", "dann")])
     assert table[(None, "dslr→webcam")]["λ=0.1"] == cell_text(v01[("dslr", "webcam", "dann")])
 
     office_grid(one_method, methods=("source_only",), lam=1.0, seed=3)
-    # Both vary: each column is a combination, ordered by the chosen key.
-    by_lambda = text_table(report(one_method, "--columns", "lambda", capsys=capsys))
-    assert list(by_lambda[(None, "amazon→webcam")]) == ["dann λ=0.1", "source_only λ=1", "dann λ=1"]
-    by_method = text_table(report(one_method, capsys=capsys))  # default: several methods → method
+    # Both vary: each column is a combination, the method first (lower bound first), then λ.
+    by_method = text_table(report(one_method, capsys=capsys))
     assert list(by_method[(None, "amazon→webcam")]) == ["source_only λ=1", "dann λ=0.1", "dann λ=1"]
     assert by_method[(None, "amazon→webcam")]["dann λ=1"] == cell_text(v1[("amazon", "webcam", "dann")])
 
@@ -291,8 +301,9 @@ def test_markdown_csv_and_latex_files(tmp_path, capsys):
     assert ("office31", "average") in table and ("mnist_mnistm", "average") not in table
 
     lines = [line for line in md.read_text().splitlines() if line.startswith("|")]
-    cells = [[c.strip() for c in line.strip("|").split(" | ")] for line in lines]
-    assert cells[0] == ["task", "source_only", "dann"] and set(cells[1][1:]) == {"---:"}
+    cells = [[c.strip() for c in re.split(r"(?<!\\)\|", line.strip("|"))] for line in lines]
+    assert cells[0] == ["task", "source_only", "dann"]
+    assert all(re.fullmatch("-+:", c) for c in cells[1][1:])  # numbers right-aligned
     assert all(len(row) == 3 for row in cells)
     assert ["**mnist_mnistm**", "", ""] in cells and ["**office31**", "", ""] in cells
     assert ["mnist→mnistm", "—", cell_text([0.70, 0.74, 0.72])] in cells
@@ -380,12 +391,165 @@ def test_report_on_real_runs(tmp_path, capsys):
             assert (row["dataset"], row["protocol"], row["lambda"]) == ("moons", "inductive", "1")
 
 
+# --- a cell holds the seeds of one configuration, never more ----------------------------------
+
+
+@pytest.mark.parametrize("key, values", [("optim.optimizer.lr", ("0.003", "0.1")),
+                                         ("dataset.image_size", ("160", "224")),
+                                         ("method.gamma", ("5", "10"))])
+def test_configurations_that_differ_in_any_key_never_share_a_cell(tmp_path, capsys, key, values):
+    accs = {values[0]: [0.70, 0.86], values[1]: [0.78, 0.74]}
+    for value, by_seed in accs.items():
+        for seed, acc in enumerate(by_seed):  # directories named by the job's overrides
+            write_run(tmp_path / f"{key}={value},seed={seed}", seed=seed, overrides=(f"{key}={value}",),
+                      final=evaluation(100, acc))
+    out = report(tmp_path, "--csv", tmp_path / "t.csv", capsys=capsys)
+    # One column per value, labelled by the key (keys it determines, like the transforms that
+    # use dataset.image_size, are left out); the seeds of both are never pooled.
+    assert text_table(out) == {(None, "amazon→webcam"): {f"{key}={v}": cell_text(accs[v]) for v in values}}
+    assert cell_text(accs[values[0]] + accs[values[1]]) not in out
+    assert "method dann, λ=0.1" in out.splitlines()[0]
+    rows = read_csv(tmp_path / "t.csv")
+    assert sorted((r[key], r["n"], r["seeds"]) for r in rows) == sorted((v, "2", "0 1") for v in values)
+
+
+def test_runs_that_did_not_finish_are_listed_by_status_and_never_averaged_in(tmp_path, capsys):
+    values = [0.80, 0.84]
+    for seed, acc in enumerate(values):
+        write_run(tmp_path / "sweep" / str(seed), seed=seed, final=evaluation(100, acc))
+    failed = write_run(tmp_path / "sweep" / "2", seed=2, status="failed", error="RuntimeError: CUDA out of memory")
+    diverged = write_run(tmp_path / "sweep" / "3", seed=3, status="diverged",
+                         error="diverged at step 50: loss/total is nan")
+    interrupted = write_run(tmp_path / "sweep" / "4", seed=4, status="interrupted",
+                            error="interrupted by SIGTERM at step 50; checkpoint written")
+    killed = write_run(tmp_path / "sweep" / "5", seed=5, status="unfinished")
+    # A summary that says finished but holds a non-finite number is no result either.
+    nan = write_run(tmp_path / "sweep" / "6", seed=6, final=evaluation(100, float("nan")))
+    # Another task has no finished run at all.
+    lone = write_run(tmp_path / "sweep" / "7", source="dslr", seed=0, status="diverged", error="diverged at step 10")
+    out = report(tmp_path / "sweep", "--csv", tmp_path / "t.csv", capsys=capsys)
+    table = text_table(out)
+
+    flags = " †1 failed §2 diverged ¶1 interrupted ‡1 unfinished"
+    assert table[(None, "amazon→webcam")] == {"λ=0.1": cell_text(values, 2) + flags}
+    assert table[(None, "dslr→webcam")] == {"λ=0.1": "— §1 diverged"}
+    assert table[(None, "average")] == {"λ=0.1": f"{100 * statistics.mean(values):.1f} [1/2 tasks]"}
+    notes = out[out.index("Legend:"):]
+    for heading, paths in (("Failed runs (1):", [failed]), ("Diverged runs (3):", [diverged, nan, lone]),
+                           ("Interrupted runs (1):", [interrupted]), ("Unfinished runs (1):", [killed])):
+        listed = notes[notes.index(heading):].split("\n\n")[0].splitlines()[1:]
+        assert len(listed) == len(paths) and all(str(p) in line for p, line in zip(paths, listed)), listed
+    assert "final.target/acc is nan" in notes and "diverged at step 50: loss/total is nan" in notes
+    assert "SIGTERM at step 50" in notes and "no summary.json" in notes
+    for word in ("failed:", "diverged:", "interrupted:", "unfinished:"):
+        assert word in notes.split("\n\n")[0]  # each flag in the legend
+
+    row = next(r for r in read_csv(tmp_path / "t.csv") if r["task"] == "amazon→webcam")
+    assert float(row["mean"]) == pytest.approx(statistics.mean(values)) and row["seeds"] == "0 1"
+    counts = [row[k] for k in ("n", "n_failed", "n_diverged", "n_interrupted", "n_unfinished")]
+    assert counts == ["2", "1", "2", "1", "1"]
+
+
+def test_group_by_turns_a_key_into_row_groups(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    accs: dict = {}
+    for job, (lr, method, (source, target), seed) in enumerate(
+            (lr, m, t, s) for lr in ("0.003", "0.1") for m in ("source_only", "dann") for t in OFFICE_TASKS[:2]
+            for s in (0, 1)):
+        acc = round(float(rng.uniform(0.55, 0.95)), 4)
+        write_run(tmp_path / str(job), method=method, source=source, target=target, seed=seed,
+                  overrides=(f"optim.optimizer.lr={lr}",), final=evaluation(100, acc))
+        accs.setdefault((lr, method, f"{source}→{target}"), []).append(acc)
+
+    plain = text_table(report(tmp_path, capsys=capsys))  # both vary: combinations as columns
+    assert list(plain[(None, "amazon→webcam")]) == [f"{m} optim.optimizer.lr={lr}" for m in ("source_only", "dann")
+                                                    for lr in ("0.003", "0.1")]
+    by_lr = text_table(report(tmp_path, "--group-by", "optim.optimizer.lr", "--csv", tmp_path / "t.csv",
+                              capsys=capsys))
+    by_method = text_table(report(tmp_path, "--group-by", "method.name", capsys=capsys))
+    for (lr, method, task), values in accs.items():
+        assert by_lr[(f"office31, optim.optimizer.lr={lr}", task)][method] == cell_text(values)
+        assert by_method[(f"office31, {method}", task)][f"optim.optimizer.lr={lr}"] == cell_text(values)
+        assert plain[(None, task)][f"{method} optim.optimizer.lr={lr}"] == cell_text(values)
+    assert {group for group, _ in by_lr} == {"office31, optim.optimizer.lr=0.003", "office31, optim.optimizer.lr=0.1"}
+    rows = read_csv(tmp_path / "t.csv")
+    assert {(r["optim.optimizer.lr"], r["method"], r["task"]) for r in rows if r["row"] == "task"} == set(accs)
+
+    result = _report_cli(str(tmp_path), "--group-by", "optim.lr", cwd=tmp_path)
+    assert result.returncode == 2 and result.stderr.startswith("error: --group-by optim.lr: not a config key")
+    assert "optim.optimizer.lr" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_keys_that_the_method_determines_are_not_labels(tmp_path, capsys):
+    values = office_grid(tmp_path / "sweep", methods=("source_only", "dann"))
+    # The configs do differ in more than the method: dann's own keys.
+    summaries = [json.loads(path.read_text()) for path in (tmp_path / "sweep").glob("*/summary.json")]
+    configs = {s["method"]: s["config"]["method"] for s in summaries}
+    assert {"gamma", "lambda_schedule"} <= set(configs["dann"]) - set(configs["source_only"])
+    table = text_table(report(tmp_path / "sweep", capsys=capsys))
+    assert list(table[(None, "amazon→webcam")]) == ["source_only", "dann"]  # not method.gamma=…
+
+    # A dann key that varies among dann runs is a label again, where the method has it.
+    for seed, acc in enumerate([0.61, 0.65, 0.63]):
+        write_run(tmp_path / "sweep" / f"gamma5-{seed}", seed=seed, overrides=("method.gamma=5",),
+                  final=evaluation(100, acc))
+    table = text_table(report(tmp_path / "sweep", capsys=capsys))
+    assert list(table[(None, "amazon→webcam")]) == ["source_only", "dann method.gamma=5", "dann method.gamma=10"]
+    assert table[(None, "amazon→webcam")]["dann method.gamma=5"] == cell_text([0.61, 0.65, 0.63])
+    assert table[(None, "amazon→webcam")]["dann method.gamma=10"] == cell_text(values[("amazon", "webcam", "dann")])
+
+
+def test_a_summary_without_config_is_identified_by_hydras_copy(tmp_path, capsys):
+    write_run(tmp_path / "0", seed=0, final=evaluation(100, 0.70))
+    write_run(tmp_path / "1", seed=1, final=evaluation(100, 0.74), with_config=False)
+    write_run(tmp_path / "2", seed=0, final=evaluation(100, 0.90), with_config=False,
+              overrides=("optim.optimizer.lr=0.1",))
+    # Hydra's copy is unresolved; an interpolation only Hydra can resolve is tolerated.
+    hydra_copy = tmp_path / "1" / ".hydra" / "config.yaml"
+    assert "${oc.env:DANN_DATA,./data}" in hydra_copy.read_text()
+    hydra_copy.write_text(hydra_copy.read_text().replace("${oc.env:DANN_DATA,./data}", "${hydra:runtime.cwd}/data"))
+    table = text_table(report(tmp_path, capsys=capsys))
+    assert table == {(None, "amazon→webcam"): {"optim.optimizer.lr=0.01": cell_text([0.70, 0.74]),
+                                               "optim.optimizer.lr=0.1": cell_text([0.90], 2)}}
+
+
+def test_select_any_recorded_criterion(tmp_path, capsys):
+    for seed, acc in enumerate([0.66, 0.68]):
+        path = write_run(tmp_path / str(seed), seed=seed, final=evaluation(100, 0.5)) / "summary.json"
+        summary = json.loads(path.read_text())
+        summary["selection"]["last_5_mean"] = evaluation(100, acc)  # a criterion added after this report
+        path.write_text(json.dumps(summary))
+    out = report(tmp_path, "--select", "last_5_mean", capsys=capsys)
+    assert text_table(out) == {(None, "amazon→webcam"): {"λ=0.1": cell_text([0.66, 0.68])}}
+    assert "selection.last_5_mean" in out.splitlines()[0]
+    result = _report_cli(str(tmp_path), "--select", "best_ever", cwd=tmp_path)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.startswith("error: --select best_ever: no finished run has selection.best_ever")
+    assert "final, last_5_mean, oracle, source_val" in result.stderr
+
+
+@pytest.mark.slow
+def test_a_real_lr_sweep_is_two_cells(tmp_path, capsys):
+    result = run_cli("-m", "optim.optimizer.lr=0.003,0.1", "seed=0,1", "logger=none", "trainer.steps=40",
+                     "trainer.eval_every=20", "trainer.log_every=10", cwd=tmp_path, timeout=600)
+    assert result.returncode == 0, result.stderr
+    sweep = only(tmp_path.glob("multirun/*/*"))
+    summaries = [json.loads(p.read_text()) for p in sweep.glob("*/summary.json")]
+    assert sorted((s["config"]["optim"]["optimizer"]["lr"], s["seed"], s["status"]) for s in summaries) == [
+        (0.003, 0, "finished"), (0.003, 1, "finished"), (0.1, 0, "finished"), (0.1, 1, "finished")]
+    table = text_table(report(sweep, capsys=capsys))
+    assert table == {(None, "moons→moons_rotated"): {
+        f"optim.optimizer.lr={lr}": cell_text([s["final"]["target/acc"] for s in summaries
+                                               if s["config"]["optim"]["optimizer"]["lr"] == lr])
+        for lr in (0.003, 0.1)}}
+
+
 def _report_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "dann.report", *args], cwd=cwd, capture_output=True,
                           text=True, timeout=120)
 
 
-@pytest.mark.parametrize("problem", ["no runs", "invalid json", "missing field", "bad reference"])
+@pytest.mark.parametrize("problem", ["no runs", "invalid json", "missing field", "no config", "bad reference"])
 def test_errors_name_the_file_and_exit_2_without_a_traceback(tmp_path, problem):
     sweep = tmp_path / "sweep"
     sweep.mkdir()
@@ -404,6 +568,10 @@ def test_errors_name_the_file_and_exit_2_without_a_traceback(tmp_path, problem):
         del summary["target"]
         path.write_text(json.dumps(summary))
         named, says = str(path), "missing required field target"
+    elif problem == "no config":
+        run_dir = write_run(sweep / "0", with_config=False)
+        (run_dir / ".hydra" / "config.yaml").unlink()
+        named, says = str(run_dir / "summary.json"), "no config"
     else:
         write_run(sweep / "0")
         reference = tmp_path / "refs.yaml"

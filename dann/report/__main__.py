@@ -1,0 +1,3 @@
+from dann.report import main
+
+main()
