@@ -28,6 +28,7 @@ CONF_DIR = Path(__file__).resolve().parents[1] / "conf"  # what dann.run's @hydr
 
 
 def validate(cfg: DictConfig) -> None:
+    """Every value against its spec, then the rules across keys; the first failure is raised."""
     resolved = _resolved(cfg)
     for key, value in flatten(resolved).items():
         check_value(key, value)
@@ -53,7 +54,8 @@ def validate(cfg: DictConfig) -> None:
 
 
 def validate_against_data(cfg: DictConfig, data: DomainData) -> None:
-    """The checks that need the loaded data; still before any training step."""
+    """The checks that need the loaded data; still before any training step. (Calling
+    `validate_model_input` before the network is built also catches backbones that fail there.)"""
     validate_model_input(cfg, data.input_shape)
     for domain, name, split in (("source", data.source, data.source_train), ("target", data.target, data.target_train)):
         if cfg.trainer.batch_size > len(split):
@@ -116,7 +118,8 @@ def _resolved(cfg: DictConfig) -> dict[str, Any]:
     try:
         return OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
     except OmegaConfBaseException as e:  # an interpolation that fails, a mandatory value (???) not given
-        raise ConfigError(f"{e.full_key}: {' '.join(str(e.msg).split())}") from None
+        message = str(e.msg).split("\n    full_key:")[0]  # omegaconf appends where; the key says it
+        raise ConfigError(f"{e.full_key}: {' '.join(message.split())}") from None
 
 
 def _unknown_key(key: str) -> str:

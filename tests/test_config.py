@@ -212,6 +212,18 @@ def test_messages_say_what_was_expected_and_what_came(override, message):
     assert str(error.value) == message
 
 
+@pytest.mark.parametrize("override, message", [
+    ("dataset.root=${oc.env:DANN_NO_SUCH_VARIABLE}",
+     "dataset.root: KeyError raised while resolving interpolation: \"Environment variable 'DANN_NO_SUCH_VARIABLE' "
+     "not found\""),
+    ("dataset.root=???", "dataset.root: Missing mandatory value: root"),
+])
+def test_a_value_that_cannot_be_resolved_is_one_line_naming_its_key(override, message):
+    with pytest.raises(ConfigError) as error:
+        validate(compose_config(override))
+    assert str(error.value) == message
+
+
 def test_huge_but_finite_values_are_legal():
     validate(compose_config("optim.optimizer.lr=1e6", "lambda=1e6", "method.gamma=1e9"))
 
