@@ -5,7 +5,6 @@ config → validate → data → network → method → training loop → metric
 
 from __future__ import annotations
 
-import json
 import logging
 import random
 import sys
@@ -23,7 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from dann.checkpoint import (checkpoint_path, describe_differences, discard_checkpoint, load_checkpoint,
                              read_checkpoint, run_config)
-from dann.config import validate, validate_against_data
+from dann.config import validate, validate_against_data, validate_model_input
 from dann.data import labelled_subset, load_domain_data, resolve_domains
 from dann.errors import ConfigError, DannError, Diverged, Interrupted, RunDirError, describe_error
 from dann.identity import differing_keys, identity
@@ -64,7 +63,9 @@ def run(cfg: DictConfig, run_dir: Path, wandb_group: str | None = None, wandb_na
     `trainer.rerun_finished`); with another config it is refused. A run that was interrupted
     resumes from its last checkpoint (unless not `trainer.resume`, which starts over).
     `hydra_files`: `.hydra/` files to write once the directory is known to be this run's.
+    An invalid config raises `ConfigError` before the directory is touched.
     """
+    validate(cfg)  # first: everything below reads the config (and resolves it)
     with RunDirLock(run_dir):
         previous = previous_summary(run_dir)
         if previous is not None and previous["status"] == "finished" and not cfg.trainer.rerun_finished:
@@ -97,34 +98,37 @@ def _check_same_config(run_dir: Path, summary: dict[str, Any], cfg: DictConfig) 
         )
 
 
-def _train_run(cfg: DictConfig, run_dir: Path, checkpoint: dict[str, Any] | None,
-               wandb_group: str | None, wandb_name: str | None) -> dict[str, Any]:
-    started = time.time()
-    summary: dict[str, Any] = {
+def base_summary(cfg: DictConfig, status: str) -> dict[str, Any]:
+    """The fields every summary.json has, whatever its status; `cfg` must have passed `validate`."""
+    source, target = resolve_domains(cfg.dataset)
+    return {
         "method": cfg.method.name,
-        "lambda": cfg["lambda"],
+        "lambda": float(cfg["lambda"]),  # `lambda=1` on the command line is an int
         "dataset": cfg.dataset.name,
-        "source": str(cfg.dataset.source),
-        "target": str(cfg.dataset.target),
+        "source": source.name,  # canonical names, not the aliases given (`A` → `amazon`)
+        "target": target.name,
         "seed": cfg.seed,
         "steps": cfg.trainer.steps,
         "protocol": cfg.dataset.protocol,
-        "status": "failed",
+        "status": status,
         # The whole resolved config: what `dann.report` and reruns identify this run by (dann.identity).
         "config": OmegaConf.to_container(cfg, resolve=True),
     }
+
+
+def _train_run(cfg: DictConfig, run_dir: Path, checkpoint: dict[str, Any] | None,
+               wandb_group: str | None, wandb_name: str | None) -> dict[str, Any]:
+    started = time.time()
+    summary = base_summary(cfg, status="failed")
     if checkpoint is not None:
         started -= checkpoint["elapsed_s"]
     stop = StopRequests()  # a signal while data loads or W&B starts is honoured before the first step
     try:
         stop.__enter__()
-        validate(cfg)
-        summary["lambda"] = float(cfg["lambda"])  # `lambda=1` on the command line is an int
-        source, target = resolve_domains(cfg.dataset)
-        summary["source"], summary["target"] = source.name, target.name
         seed_everything(cfg.seed)
         device = pick_device(cfg.trainer.device)
         data = load_domain_data(cfg.dataset)
+        validate_model_input(cfg, data.input_shape)  # before building a network that could not take them
         network = build_network(cfg.model, data.input_shape, data.num_classes).to(device)
         method = build_method(cfg, network)
         fraction = cfg.dataset.target_labeled_fraction
@@ -212,7 +216,7 @@ def main(cfg: DictConfig) -> float | None:
     except ConfigError as e:
         if multirun:
             # An invalid combination in a grid (source = target, …): skipped, never run.
-            _mark_skipped(run_dir)
+            _mark_skipped(run_dir, cfg, e, hydra_job_files(cfg, hydra_cfg))
             print(f"skipping {job}: {e}", file=sys.stderr)
             return None
         print(f"error: {e}", file=sys.stderr)  # one clear line, no traceback; summary.json has it too
@@ -236,11 +240,22 @@ def main(cfg: DictConfig) -> float | None:
     return summary["selection"][criterion][metric]
 
 
-def _mark_skipped(run_dir: Path) -> None:
-    path = run_dir / "summary.json"
-    summary = json.loads(path.read_text())
-    summary["status"] = "skipped"
-    write_json_atomic(path, summary)
+def _mark_skipped(run_dir: Path, cfg: DictConfig, error: ConfigError, files: dict[str, str]) -> None:
+    """Record a sweep job whose config is invalid as skipped, unless its directory holds a result."""
+    previous = previous_summary(run_dir)
+    if previous is not None and previous["status"] == "finished":
+        return
+    if previous is not None and previous["status"] == "failed":  # refused after loading data
+        summary = previous
+    else:  # refused by validate: nothing was written yet, and the config may not even resolve
+        write_hydra_files(run_dir, files)
+        def value(key: str) -> Any:
+            return OmegaConf.select(cfg, key, default=None, throw_on_resolution_failure=False)
+
+        summary = {"method": value("method.name"), "lambda": value("lambda"), "dataset": value("dataset.name"),
+                   "source": str(value("dataset.source")), "target": str(value("dataset.target")),
+                   "seed": value("seed"), "steps": value("trainer.steps")}
+    write_json_atomic(run_dir / "summary.json", summary | {"status": "skipped", "error": str(error)})
 
 
 if __name__ == "__main__":
