@@ -22,6 +22,7 @@ from omegaconf.errors import OmegaConfBaseException
 from dann.config_schema import SCHEMA, locate, spec_of
 from dann.data import DomainData, resolve_domains
 from dann.errors import ConfigError, DannError, describe_error
+from dann.identity import flatten
 from dann.tracking import WANDB_MODES, wandb_mode
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"  # what dann.run's @hydra.main reads
@@ -30,6 +31,7 @@ CONF_DIR = Path(__file__).resolve().parents[1] / "conf"  # what dann.run's @hydr
 def validate(cfg: DictConfig) -> None:
     """Every value against its spec, then the rules across keys; the first failure is raised."""
     resolved = _resolved(cfg)
+    resolved.pop("hydra", None)  # Hydra's own business
     for key, value in flatten(resolved).items():
         check_value(key, value)
     _check_targets(resolved)
@@ -98,20 +100,6 @@ def check_value(key: str, value: Any) -> None:
     expected = spec.expected(value)
     if expected is not None:
         raise ConfigError(f"{key}: expected {expected}, got {value!r}" + (f"; {spec.hint}" if spec.hint else ""))
-
-
-def flatten(container: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """Dotted key → leaf value. Lists are leaves (`hidden: [32]`, the transform lists); `hydra` is Hydra's."""
-    leaves: dict[str, Any] = {}
-    for name, value in container.items():
-        key = f"{prefix}{name}"
-        if key == "hydra":
-            continue
-        if isinstance(value, dict):
-            leaves |= flatten(value, f"{key}.")
-        else:
-            leaves[key] = value
-    return leaves
 
 
 def _resolved(cfg: DictConfig) -> dict[str, Any]:

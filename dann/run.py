@@ -63,10 +63,14 @@ def run(cfg: DictConfig, run_dir: Path, wandb_group: str | None = None, wandb_na
     `trainer.rerun_finished`); with another config it is refused. A run that was interrupted
     resumes from its last checkpoint (unless not `trainer.resume`, which starts over).
     `hydra_files`: `.hydra/` files to write once the directory is known to be this run's.
-    An invalid config raises `ConfigError` before the directory is touched.
+    An invalid config raises `ConfigError` (recorded as a failed summary) before anything else.
     """
-    validate(cfg)  # first: everything below reads the config (and resolves it)
     with RunDirLock(run_dir):
+        try:
+            validate(cfg)  # first: everything below reads the config (and resolves it)
+        except ConfigError as e:
+            _record_invalid(run_dir, cfg, e, hydra_files)
+            raise
         previous = previous_summary(run_dir)
         if previous is not None and previous["status"] == "finished" and not cfg.trainer.rerun_finished:
             _check_same_config(run_dir, previous, cfg)
@@ -216,7 +220,7 @@ def main(cfg: DictConfig) -> float | None:
     except ConfigError as e:
         if multirun:
             # An invalid combination in a grid (source = target, …): skipped, never run.
-            _mark_skipped(run_dir, cfg, e, hydra_job_files(cfg, hydra_cfg))
+            _mark_skipped(run_dir)
             print(f"skipping {job}: {e}", file=sys.stderr)
             return None
         print(f"error: {e}", file=sys.stderr)  # one clear line, no traceback; summary.json has it too
@@ -240,22 +244,28 @@ def main(cfg: DictConfig) -> float | None:
     return summary["selection"][criterion][metric]
 
 
-def _mark_skipped(run_dir: Path, cfg: DictConfig, error: ConfigError, files: dict[str, str]) -> None:
-    """Record a sweep job whose config is invalid as skipped, unless its directory holds a result."""
+def _record_invalid(run_dir: Path, cfg: DictConfig, error: ConfigError, files: dict[str, str] | None) -> None:
+    """A failed summary for a config refused by `validate`, unless the directory holds a result."""
     previous = previous_summary(run_dir)
     if previous is not None and previous["status"] == "finished":
         return
-    if previous is not None and previous["status"] == "failed":  # refused after loading data
-        summary = previous
-    else:  # refused by validate: nothing was written yet, and the config may not even resolve
+    if files:
         write_hydra_files(run_dir, files)
-        def value(key: str) -> Any:
-            return OmegaConf.select(cfg, key, default=None, throw_on_resolution_failure=False)
 
-        summary = {"method": value("method.name"), "lambda": value("lambda"), "dataset": value("dataset.name"),
-                   "source": str(value("dataset.source")), "target": str(value("dataset.target")),
-                   "seed": value("seed"), "steps": value("trainer.steps")}
-    write_json_atomic(run_dir / "summary.json", summary | {"status": "skipped", "error": str(error)})
+    def value(key: str) -> Any:  # the config may not even resolve
+        return OmegaConf.select(cfg, key, default=None, throw_on_resolution_failure=False)
+
+    write_json_atomic(run_dir / "summary.json", {
+        "method": value("method.name"), "lambda": value("lambda"), "dataset": value("dataset.name"),
+        "source": str(value("dataset.source")), "target": str(value("dataset.target")), "seed": value("seed"),
+        "steps": value("trainer.steps"), "status": "failed", "error": str(error)})
+
+
+def _mark_skipped(run_dir: Path) -> None:
+    """A sweep job refused for its config: skipped, not failed (unless the directory holds a result)."""
+    summary = previous_summary(run_dir)
+    if summary is not None and summary["status"] == "failed":
+        write_json_atomic(run_dir / "summary.json", summary | {"status": "skipped"})
 
 
 if __name__ == "__main__":

@@ -198,23 +198,28 @@ def wait_for_step(process: subprocess.Popen, run_dir: Path, step: int) -> None:
     raise AssertionError(f"no step {step} in {metrics}")
 
 
-LONG = ["trainer.steps=1200", "trainer.eval_every=300", "trainer.log_every=25", "logger=none"]
 
 
 @pytest.mark.slow
 def test_a_second_process_in_a_busy_directory_stops_at_once_and_the_first_is_unharmed(tmp_path: Path):
     run_dir = tmp_path / "run"
-    first = start(run_dir, *LONG)
+    # Far longer than the second launch takes on any machine; stopped with SIGTERM once checked.
+    endless = ["trainer.steps=1000000", "trainer.eval_every=300", "trainer.log_every=25", "logger=none"]
+    first = start(run_dir, *endless)
     wait_for_step(first, run_dir, 100)
-    second = run_cli(*LONG, f"hydra.run.dir={run_dir}", cwd=tmp_path, timeout=TIMEOUT)
+    second = run_cli(*endless, f"hydra.run.dir={run_dir}", cwd=tmp_path, timeout=TIMEOUT)
     line = one_error_line(second.stderr)
     assert second.returncode == 2
     assert str(run_dir) in line and f"process {first.pid}" in line
+    assert first.poll() is None  # it was running all along
+    wait_for_step(first, run_dir, max(r["step"] for r in read_jsonl(run_dir / "metrics.jsonl")) + 100)
+    first.send_signal(signal.SIGTERM)
     out, err = first.communicate(timeout=TIMEOUT)
-    assert first.returncode == 0, err
-    assert json.loads((run_dir / "summary.json").read_text())["status"] == "finished"
+    assert first.returncode == 128 + signal.SIGTERM, err
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["status"] == "interrupted" and summary["config"]["trainer"]["steps"] == 1000000
     steps = [r["step"] for r in read_jsonl(run_dir / "metrics.jsonl") if "train/label_loss" in r]
-    assert steps == list(range(25, 1201, 25))  # every record, once
+    assert steps == list(range(25, summary["step"] + 1, 25))  # every record, once
 
 
 # --- a diverged run is not a result ---------------------------------------------------------------
