@@ -204,33 +204,18 @@ def main(cfg: DictConfig) -> float | None:
         # Not a failure to contain: the user or the scheduler wants this process to stop, sweep included.
         print(f"{job} {e}", file=sys.stderr)
         sys.exit(e.exit_code)
-    except RunDirError as e:
-        # Refused before anything was written: the directory's summary belongs to another run.
-        if multirun:
-            log.error("%s not run: %s", job, e)
-            return None
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
-    except Diverged as e:
-        if multirun:
-            log.error("%s %s", job, e)
-            return None
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(3)
-    except ConfigError as e:
-        if multirun:
-            # An invalid combination in a grid (source = target, …): skipped, never run.
+    except DannError as e:  # the user's config, data or directory, or a diverged run: one line, no traceback
+        if not multirun:
+            print(f"error: {e}", file=sys.stderr)  # summary.json has it too, unless the directory was refused
+            sys.exit(3 if isinstance(e, Diverged) else 2)
+        # One job never takes the sweep down.
+        if isinstance(e, ConfigError):  # an invalid combination in a grid (source = target, …): never run
             _mark_skipped(run_dir)
             print(f"skipping {job}: {e}", file=sys.stderr)
-            return None
-        print(f"error: {e}", file=sys.stderr)  # one clear line, no traceback; summary.json has it too
-        sys.exit(2)
-    except DannError as e:
-        if multirun:
-            log.error("%s failed: %s", job, e)
-            return None  # one failing job never takes the sweep down
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
+        else:  # a refused directory (nothing was written there), a data error, or a diverged run
+            outcome = "not run" if isinstance(e, RunDirError) else "stopped" if isinstance(e, Diverged) else "failed"
+            log.error("%s %s: %s", job, outcome, e)
+        return None
     except Exception:
         if not multirun:
             raise

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -24,14 +25,37 @@ def compose_config(*overrides: str):
         return compose("config", overrides=list(overrides))
 
 
+def cli_env(env: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment a user's shell would give `python -m dann.run`, without the developer's W&B settings."""
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_")}
+    return full_env | {"PYTHONUNBUFFERED": "1", "HYDRA_FULL_ERROR": "0"} | (env or {})
+
+
 def run_cli(*args: str, cwd: Path, env: dict[str, str] | None = None, timeout: float = 300):
     """Run `python -m dann.run <args>` as a user would, in `cwd`."""
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_")}
-    full_env |= {"PYTHONUNBUFFERED": "1", "HYDRA_FULL_ERROR": "0"} | (env or {})
     return subprocess.run(
         [sys.executable, "-m", "dann.run", *args],
-        cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout,
+        cwd=cwd, env=cli_env(env), capture_output=True, text=True, timeout=timeout,
     )
+
+
+def start_cli(*args: str, run_dir: Path) -> subprocess.Popen:
+    """Start `python -m dann.run <args>` in `run_dir` (hydra.run.dir) without waiting for it."""
+    return subprocess.Popen([sys.executable, "-m", "dann.run", *args, f"hydra.run.dir={run_dir}"],
+                            cwd=run_dir.parent, env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+
+
+def wait_for_step(process: subprocess.Popen, run_dir: Path, step: int, timeout: float = 900) -> None:
+    """Until the run's metrics.jsonl has a record at `step` or later; the process must still be running."""
+    deadline = time.time() + timeout
+    metrics = run_dir / "metrics.jsonl"
+    while time.time() < deadline:
+        assert process.poll() is None, "the run ended first: " + str(process.communicate())
+        if metrics.exists() and any(r["step"] >= step for r in read_jsonl(metrics)):
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"no step {step} in {metrics} after {timeout} s")
 
 
 def only(paths) -> Path:

@@ -2,17 +2,13 @@
 one never interrupted."""
 
 import json
-import os
 import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
 import torch
 
-from conftest import compose_config, read_jsonl, run_cli
+from conftest import compose_config, read_jsonl, run_cli, start_cli, wait_for_step
 from dann.checkpoint import checkpoint_path, read_checkpoint
 from dann.errors import RunDirError
 from dann.run import run
@@ -39,30 +35,12 @@ def uninterrupted(tmp_path_factory) -> Path:
     return run_dir
 
 
-def start(run_dir: Path) -> subprocess.Popen:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_")} | {"PYTHONUNBUFFERED": "1"}
-    return subprocess.Popen([sys.executable, "-m", "dann.run", *ARGS, f"hydra.run.dir={run_dir}"],
-                            cwd=run_dir.parent, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-
-def wait_for_step(process: subprocess.Popen, run_dir: Path, step: int) -> None:
-    """Until metrics.jsonl has a record at `step` or later; the process must still be running."""
-    deadline = time.time() + TIMEOUT
-    metrics = run_dir / "metrics.jsonl"
-    while time.time() < deadline:
-        assert process.poll() is None, "the run ended before the signal: " + str(process.communicate())
-        if metrics.exists() and any(r["step"] >= step for r in read_jsonl(metrics)):
-            return
-        time.sleep(0.02)
-    raise AssertionError(f"no step {step} in {metrics}")
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("signum", [signal.SIGKILL, signal.SIGTERM, signal.SIGINT])
 def test_a_stopped_and_resumed_run_ends_exactly_like_an_uninterrupted_one(tmp_path: Path, signum: int,
                                                                          uninterrupted: Path):
     run_dir = tmp_path / "run"
-    process = start(run_dir)
+    process = start_cli(*ARGS, run_dir=run_dir)
     wait_for_step(process, run_dir, 600 if signum == signal.SIGKILL else 300)
     process.send_signal(signum)
     out, err = process.communicate(timeout=TIMEOUT)

@@ -7,16 +7,13 @@ config, or a file could run code, and checks that it is refused with one line or
 import json
 import os
 import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
 import torch
 import yaml
 
-from conftest import compose_config, read_jsonl, run_cli
+from conftest import compose_config, read_jsonl, run_cli, start_cli, wait_for_step
 from dann.checkpoint import checkpoint_path, read_checkpoint
 from dann.errors import Diverged, Interrupted, RunDirError
 from dann.rundir import job_dir_name
@@ -180,32 +177,12 @@ def test_numbered_job_directories_refuse_a_shifted_grid_instead_of_mixing_config
 # --- one process at a time ----------------------------------------------------------------------
 
 
-def start(run_dir: Path, *args: str) -> subprocess.Popen:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_")} | {"PYTHONUNBUFFERED": "1"}
-    return subprocess.Popen([sys.executable, "-m", "dann.run", *args, f"hydra.run.dir={run_dir}"],
-                            cwd=run_dir.parent, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-
-def wait_for_step(process: subprocess.Popen, run_dir: Path, step: int) -> None:
-    """Until metrics.jsonl has a record at `step` or later (the process must still be running)."""
-    deadline = time.time() + TIMEOUT
-    metrics = run_dir / "metrics.jsonl"
-    while time.time() < deadline:
-        assert process.poll() is None, process.communicate()
-        if metrics.exists() and any(r["step"] >= step for r in read_jsonl(metrics)):
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"no step {step} in {metrics}")
-
-
-
-
 @pytest.mark.slow
 def test_a_second_process_in_a_busy_directory_stops_at_once_and_the_first_is_unharmed(tmp_path: Path):
     run_dir = tmp_path / "run"
     # Far longer than the second launch takes on any machine; stopped with SIGTERM once checked.
     endless = ["trainer.steps=1000000", "trainer.eval_every=300", "trainer.log_every=25", "logger=none"]
-    first = start(run_dir, *endless)
+    first = start_cli(*endless, run_dir=run_dir)
     wait_for_step(first, run_dir, 100)
     second = run_cli(*endless, f"hydra.run.dir={run_dir}", cwd=tmp_path, timeout=TIMEOUT)
     line = one_error_line(second.stderr)
