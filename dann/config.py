@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import inspect
 from functools import cache
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,9 @@ from dann.errors import ConfigError, DannError, describe_error
 from dann.identity import flatten
 from dann.tracking import WANDB_MODES, wandb_mode
 
-CONF_DIR = Path(__file__).resolve().parents[1] / "conf"  # what dann.run's @hydra.main reads
+# What dann.run's @hydra.main reads (pkg://dann.conf): the clone's conf/ in an editable install, the
+# installed copy in a wheel's. A directory on disk either way (dann.conf is a regular package).
+CONF_DIR = Path(str(resources.files("dann.conf")))
 
 
 def validate(cfg: DictConfig) -> None:

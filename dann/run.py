@@ -188,7 +188,9 @@ def sweep_group(sweep_dir: str) -> str:
         return path.name
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="config")
+# conf/ installs as the package dann.conf (pyproject.toml): found the same way in a clone's editable
+# install and in a wheel installed anywhere, whatever the working directory.
+@hydra.main(version_base="1.3", config_path="pkg://dann.conf", config_name="config")
 def main(cfg: DictConfig) -> float | None:
     hydra_cfg = HydraConfig.get()
     run_dir = Path(hydra_cfg.runtime.output_dir)

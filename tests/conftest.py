@@ -14,8 +14,9 @@ from pathlib import Path
 import pytest
 from hydra import compose, initialize_config_dir
 
+from dann.config import CONF_DIR  # the configs dann.run reads (dann.conf): tests compose exactly those
+
 REPO = Path(__file__).resolve().parents[1]
-CONF_DIR = REPO / "conf"
 sys.path.insert(0, str(Path(__file__).parent))  # lets tests import the fixture writers in tests/
 
 
