@@ -1,0 +1,143 @@
+"""dann as an installed package: the wheel holds the code and the configs, and runs from any directory.
+
+Builds the wheel, installs it with `pip install --target` into a folder of its own, and runs it from an
+empty directory with that folder on PYTHONPATH (this venv supplies the dependencies): nothing of the
+clone is read, so a config or module missing from the wheel fails here, not on a user's machine.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO, cli_env, only
+
+pytestmark = pytest.mark.slow
+
+BUILD_TIMEOUT = 900  # building a wheel in a fresh build environment; never a measure of speed
+RUN_TIMEOUT = 600
+FAST = ("trainer.steps=20", "trainer.eval_every=10", "logger=none")
+RESULT_LINE = re.compile(r"^source/acc \d\.\d{4}  target/acc \d\.\d{4}  \(dann, moons → moons_rotated", re.M)
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory) -> Path:
+    """The wheel `pip wheel .` builds, from a copy of what it is built from: setuptools leaves build/ in
+    the tree it builds, and a stale build/ there could put files in the wheel that the clone no longer has."""
+    tmp = tmp_path_factory.mktemp("wheel")
+    source = tmp / "source"
+    source.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(REPO / name, source / name)
+    for name in ("dann", "conf"):
+        shutil.copytree(REPO / name, source / name, ignore=shutil.ignore_patterns("__pycache__"))
+    subprocess.run([sys.executable, "-m", "pip", "wheel", ".", "--no-deps", "-w", str(tmp / "dist")],
+                   cwd=source, check=True, capture_output=True, text=True, timeout=BUILD_TIMEOUT)
+    return only((tmp / "dist").glob("dann-*.whl"))
+
+
+@pytest.fixture(scope="module")
+def site(wheel, tmp_path_factory) -> Path:
+    """The wheel installed on its own in a folder (its dependencies come from this venv)."""
+    site = tmp_path_factory.mktemp("installed") / "site"
+    subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "--target", str(site), str(wheel)],
+                   check=True, capture_output=True, text=True, timeout=BUILD_TIMEOUT)
+    return site
+
+
+def run_installed(args: list[str], site: Path, cwd: Path) -> subprocess.CompletedProcess:
+    """`args` run in `cwd` as a user of the installed wheel would: the wheel's folder first on the path."""
+    env = cli_env({"PYTHONPATH": str(site)})
+    return subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=RUN_TIMEOUT)
+
+
+def empty_dir(tmp_path: Path) -> Path:
+    cwd = tmp_path / "elsewhere"
+    cwd.mkdir()
+    return cwd
+
+
+def test_wheel_holds_every_module_and_every_config(wheel):
+    names = set(zipfile.ZipFile(wheel).namelist())
+    modules = {p.relative_to(REPO).as_posix() for p in (REPO / "dann").rglob("*.py")}
+    configs = {"dann/conf/" + p.relative_to(REPO / "conf").as_posix() for p in (REPO / "conf").rglob("*.yaml")}
+    assert modules - names == set(), "a module of dann/ is missing: add its package to pyproject.toml's packages"
+    assert configs - names == set()
+    assert "dann/conf/__init__.py" in names  # Hydra's pkg:// takes only a package with an __init__.py
+    entry_points = next(n for n in names if n.endswith(".dist-info/entry_points.txt"))
+    scripts = zipfile.ZipFile(wheel).read(entry_points).decode()
+    assert "dann-run = dann.run:main" in scripts and "dann-report = dann.report:main" in scripts
+
+
+def test_installed_wheel_imports_from_its_own_folder(site, tmp_path):
+    # What the runs below import: the wheel's code and configs, not the clone's (installed editable here).
+    result = run_installed([sys.executable, "-c", "import dann.run, dann.config; "
+                            "print(dann.run.__file__); print(dann.config.CONF_DIR)"], site, empty_dir(tmp_path))
+    assert result.returncode == 0, result.stderr
+    module, conf = result.stdout.splitlines()
+    assert Path(module).is_relative_to(site) and Path(conf) == site / "dann" / "conf"
+
+
+def test_installed_wheel_runs_and_reports_from_an_empty_directory(site, tmp_path):
+    cwd = empty_dir(tmp_path)
+    result = run_installed([sys.executable, "-m", "dann.run", *FAST], site, cwd)
+    assert result.returncode == 0, result.stderr
+    assert RESULT_LINE.search(result.stdout), result.stdout
+    run_dir = only(cwd.glob("outputs/*/*"))
+    assert json.loads((run_dir / "summary.json").read_text())["status"] == "finished"
+
+    report = run_installed([sys.executable, "-m", "dann.report", str(run_dir)], site, cwd)
+    assert report.returncode == 0, report.stderr
+    assert "moons→moons_rotated" in report.stdout
+
+
+def test_console_scripts_of_the_wheel(site, tmp_path):
+    # pip --target writes the scripts to <site>/bin, with this interpreter in their #! line.
+    scripts = site / "bin"
+    if not (scripts / "dann-run").exists():
+        pytest.skip(f"pip install --target wrote no console scripts to {scripts}")
+    cwd = empty_dir(tmp_path)
+    help_text = run_installed([str(scripts / "dann-run"), "--help"], site, cwd)
+    assert help_text.returncode == 0 and "dataset: " in help_text.stdout, help_text.stderr
+
+    result = run_installed([str(scripts / "dann-run"), *FAST, f"hydra.run.dir={cwd / 'run'}"], site, cwd)
+    assert result.returncode == 0, result.stderr
+    assert RESULT_LINE.search(result.stdout), result.stdout
+
+    report = run_installed([str(scripts / "dann-report"), str(cwd / "run")], site, cwd)
+    assert report.returncode == 0, report.stderr
+    assert "moons→moons_rotated" in report.stdout
+
+    # Hydra's shell completion names the script it completes.
+    completion = run_installed([str(scripts / "dann-run"), "-sc", "install=bash"], site, cwd)
+    assert completion.returncode == 0 and "complete" in completion.stdout and "dann-run" in completion.stdout
+
+
+def test_a_users_own_config_through_hydra_searchpath(site, tmp_path):
+    # The README's recipe: a dataset config of the user's, outside the package, composed with the package's.
+    my_conf = tmp_path / "my_conf"
+    (my_conf / "dataset").mkdir(parents=True)
+    (my_conf / "dataset" / "moons_wide.yaml").write_text(
+        "# @package _global_\n"
+        "# The package's moons, rotated further.\n"
+        "defaults:\n"
+        "  - moons\n"
+        "\n"
+        "dataset:\n"
+        "  rotation_deg: 50.0\n")
+    cwd = empty_dir(tmp_path)
+    result = run_installed([sys.executable, "-m", "dann.run", f"hydra.searchpath=[{my_conf.as_uri()}]",
+                            "dataset=moons_wide", *FAST, "hydra.run.dir=run"], site, cwd)
+    assert result.returncode == 0, result.stderr
+    config = json.loads((cwd / "run" / "summary.json").read_text())["config"]
+    assert config["dataset"]["rotation_deg"] == 50.0  # the user's value
+    # The rest from the package's moons, its optimiser (sgd_moons) included.
+    assert config["dataset"]["source"] == "moons" and config["dataset"]["num_train"] == 300
+    assert config["optim"]["optimizer"]["lr"] == 0.03
