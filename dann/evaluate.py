@@ -1,4 +1,4 @@
-"""Accuracy of a method on a labelled split."""
+"""Accuracy of a method on a labeled split."""
 
 from __future__ import annotations
 

@@ -23,7 +23,7 @@ from omegaconf import DictConfig, OmegaConf
 from dann.checkpoint import (checkpoint_path, describe_differences, discard_checkpoint, load_checkpoint,
                              read_checkpoint, run_config)
 from dann.config import validate, validate_against_data, validate_model_input
-from dann.data import labelled_subset, load_domain_data, resolve_domains
+from dann.data import labeled_subset, load_domain_data, resolve_domains
 from dann.errors import ConfigError, DannError, Diverged, Interrupted, RunDirError, describe_error
 from dann.identity import differing_keys, identity
 from dann.interrupt import StopRequests
@@ -138,7 +138,7 @@ def _train_run(cfg: DictConfig, run_dir: Path, checkpoint: dict[str, Any] | None
         fraction = cfg.dataset.target_labeled_fraction
         summary["target_labeled_fraction"] = fraction if method.uses_target_labels else 0.0
         if method.uses_target_labels and fraction < 1:
-            data = replace(data, target_train=labelled_subset(data.target_train, fraction))
+            data = replace(data, target_train=labeled_subset(data.target_train, fraction))
         validate_against_data(cfg, data)
         log.info("%s on %s → %s (%s), λ=%s, %d steps on %s",
                  cfg.method.name, data.source, data.target, cfg.dataset.name, cfg["lambda"], cfg.trainer.steps, device)

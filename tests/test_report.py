@@ -264,7 +264,7 @@ def test_columns_by_lambda_and_combinations(tmp_path, capsys):
     assert by_method[(None, "amazon→webcam")]["dann λ=1"] == cell_text(v1[("amazon", "webcam", "dann")])
 
 
-def test_select_source_val_and_the_oracle_is_labelled(tmp_path, capsys):
+def test_select_source_val_and_the_oracle_is_labeled(tmp_path, capsys):
     picks = {"final": [0.70, 0.74], "source_val": [0.80, 0.78], "oracle": [0.91, 0.93]}
     for seed in range(2):
         write_run(tmp_path / str(seed), seed=seed, final=evaluation(100, picks["final"][seed]),
@@ -275,13 +275,13 @@ def test_select_source_val_and_the_oracle_is_labelled(tmp_path, capsys):
         args = [] if select == "final" else ["--select", select]
         out = report(tmp_path, *args, "--markdown", md, "--latex", tex, capsys=capsys)
         assert text_table(out)[(None, "amazon→webcam")] == {"λ=0.1": cell_text(accs)}
-        labelled = [text.count("ORACLE") for text in (out.splitlines()[0], out, md.read_text(), tex.read_text())]
+        labeled = [text.count("ORACLE") for text in (out.splitlines()[0], out, md.read_text(), tex.read_text())]
         if select == "oracle":
             assert out.startswith("ORACLE") and "task (ORACLE)" in out and "upper bound" in out.splitlines()[0]
             assert md.read_text().startswith("**ORACLE") and "\\caption{ORACLE" in tex.read_text()
             assert "task (ORACLE)" in tex.read_text()
         else:
-            assert labelled == [0, 0, 0, 0]
+            assert labeled == [0, 0, 0, 0]
     source_val = report(tmp_path, "--select", "source_val", capsys=capsys)
     assert "best source validation accuracy" in source_val.splitlines()[0]
 
@@ -404,7 +404,7 @@ def test_configurations_that_differ_in_any_key_never_share_a_cell(tmp_path, caps
             write_run(tmp_path / f"{key}={value},seed={seed}", seed=seed, overrides=(f"{key}={value}",),
                       final=evaluation(100, acc))
     out = report(tmp_path, "--csv", tmp_path / "t.csv", capsys=capsys)
-    # One column per value, labelled by the key (keys it determines, like the transforms that
+    # One column per value, labeled by the key (keys it determines, like the transforms that
     # use dataset.image_size, are left out); the seeds of both are never pooled.
     assert text_table(out) == {(None, "amazon→webcam"): {f"{key}={v}": cell_text(accs[v]) for v in values}}
     assert cell_text(accs[values[0]] + accs[values[1]]) not in out

@@ -136,16 +136,16 @@ def test_same_seed_same_run_and_other_seed_other_run(tmp_path: Path):
     assert first != other
 
 
-def test_labelled_target_fraction_is_fixed_stratified_and_used_only_with_target_labels(tmp_path: Path):
+def test_labeled_target_fraction_is_fixed_stratified_and_used_only_with_target_labels(tmp_path: Path):
     import torch
 
-    from dann.data import Split, labelled_subset
+    from dann.data import Split, labeled_subset
 
     labels = torch.arange(10).repeat_interleave(20)  # 10 classes × 20 examples
     split = Split(torch.arange(200).float().unsqueeze(1), labels)
-    part = labelled_subset(split, 0.1)
+    part = labeled_subset(split, 0.1)
     assert torch.bincount(part.labels).tolist() == [2] * 10  # 10% of every class
-    assert torch.equal(labelled_subset(split, 0.1).inputs, part.inputs)  # the same examples every time
+    assert torch.equal(labeled_subset(split, 0.1).inputs, part.inputs)  # the same examples every time
     assert set(part.inputs.squeeze(1).long().tolist()) <= set(range(200))
 
     overrides = ["logger=none", "trainer.steps=20", "trainer.eval_every=10", "trainer.batch_size=16",
@@ -154,7 +154,7 @@ def test_labelled_target_fraction_is_fixed_stratified_and_used_only_with_target_
         (tmp_path / name).mkdir()
     two_stage = run(compose_config("method=two_stage", *overrides), tmp_path / "a")
     assert two_stage["status"] == "finished" and two_stage["target_labeled_fraction"] == 0.1
-    # 10% of the 300 target points is 30: a batch of 64 labelled target points cannot be drawn.
+    # 10% of the 300 target points is 30: a batch of 64 labeled target points cannot be drawn.
     with pytest.raises(Exception, match="trainer.batch_size: 64 is larger than the target training split"):
         run(compose_config("method=target_only", *overrides[:-2], "trainer.batch_size=64",
                            "dataset.target_labeled_fraction=0.1"), tmp_path / "b")

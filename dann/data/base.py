@@ -1,4 +1,4 @@
-"""What every dataset provides: labelled splits of two domains, and the registry of domains."""
+"""What every dataset provides: labeled splits of two domains, and the registry of domains."""
 
 from __future__ import annotations
 
@@ -68,7 +68,7 @@ AnySplit = Split | ImageSplit
 
 
 def subset(split: AnySplit, indices: Tensor) -> AnySplit:
-    """The examples at `indices` (int64 [K]) of either kind of split, e.g. a labelled fraction."""
+    """The examples at `indices` (int64 [K]) of either kind of split, e.g. a labeled fraction."""
     indices = indices.cpu()
     if isinstance(split, ImageSplit):
         return replace(split, files=split.files[indices.numpy()], labels=split.labels[indices], skipped={})
@@ -76,10 +76,10 @@ def subset(split: AnySplit, indices: Tensor) -> AnySplit:
                    labels=split.labels[indices.to(split.labels.device)])
 
 
-def labelled_subset(split: AnySplit, fraction: float, seed: int = 0) -> AnySplit:
+def labeled_subset(split: AnySplit, fraction: float, seed: int = 0) -> AnySplit:
     """The part of `split` whose labels may be used: `fraction` of each class's examples (at least one).
 
-    Drawn with a fixed seed, not the run's, so that every run and method sees the same labelled examples.
+    Drawn with a fixed seed, not the run's, so that every run and method sees the same labeled examples.
     """
     generator = torch.Generator().manual_seed(seed)
     labels = split.labels.cpu()
@@ -158,9 +158,9 @@ class DomainData:
 
     source: str
     target: str
-    source_train: AnySplit  # labelled training data
+    source_train: AnySplit  # labeled training data
     source_val: AnySplit  # held-out source data: model selection without target labels
-    target_train: AnySplit  # unlabelled for adaptation (its labels are used by target_only alone)
+    target_train: AnySplit  # unlabeled for adaptation (its labels are used by target_only alone)
     target_test: AnySplit  # target accuracy is measured here
     num_classes: int
     input_shape: tuple[int, ...]

@@ -1,6 +1,6 @@
 """`dataset=folder`: any two directories of class sub-folders, as source and target.
 
-    dataset.source_dir/<class>/<image>     labelled source images
+    dataset.source_dir/<class>/<image>     labeled source images
     dataset.target_dir/<class>/<image>     target images (their labels are used for evaluation only)
 
 Classes are matched by folder name and numbered in sorted order; both directories must
@@ -17,7 +17,7 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from dann.data.base import DomainSpec, ImageSplit, register_domain
-from dann.data.images import check_class_folders, check_image_config, image_split, labelled_files, scan_class_folders
+from dann.data.images import check_class_folders, check_image_config, image_split, labeled_files, scan_class_folders
 from dann.errors import ConfigError, DataError
 
 
@@ -36,7 +36,7 @@ def _load_folder(cfg: DictConfig, train: bool, side: str) -> ImageSplit:
         raise DataError(f"dataset.{side}_dir: {directory} has no class sub-folders. {fix}: {directory}/<class>/<image>")
     check_class_folders(by_class, None, directory, f"dataset.{side}_dir", f"{fix}.")
     classes = sorted(by_class)
-    files, labels = labelled_files(by_class, classes)
+    files, labels = labeled_files(by_class, classes)
     return image_split(cfg, f"folder/{side} ({'train' if train else 'eval'})", directory, files, labels, classes, train)
 
 

@@ -222,7 +222,7 @@ def names(items: Iterable[str], shown: int = 20) -> str:
     return ", ".join(items[:shown]) + more
 
 
-def labelled_files(by_class: dict[str, list[str]], classes: Sequence[str]) -> tuple[list[str], list[int]]:
+def labeled_files(by_class: dict[str, list[str]], classes: Sequence[str]) -> tuple[list[str], list[int]]:
     """Files in class order, each with its class's index in `classes`."""
     files, labels = [], []
     for index, name in enumerate(classes):

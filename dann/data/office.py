@@ -35,7 +35,7 @@ from omegaconf import DictConfig
 from dann.data.base import DomainSpec, ImageSplit, data_root, register_domain
 from dann.data.class_names import OFFICE31_CLASSES, OFFICE_HOME_CLASSES, VISDA2017_CLASSES
 from dann.data.download import download_file, extract_tar
-from dann.data.images import (check_class_folders, check_image_config, image_split, labelled_files,
+from dann.data.images import (check_class_folders, check_image_config, image_split, labeled_files,
                               names, read_list_file, scan_class_folders, split_name, warn_if_count_differs)
 from dann.errors import ConfigError, DataError, describe_error
 
@@ -62,7 +62,7 @@ def _class_folder_split(cfg: DictConfig, train: bool, dataset: str, domain: str,
     title = f"{dataset} domain '{domain}'"
     by_class = scan_class_folders(folder)
     check_class_folders(by_class, classes, folder, title, fix)
-    files, labels = labelled_files(by_class, classes)
+    files, labels = labeled_files(by_class, classes)
     if train:  # once per domain
         warn_if_count_differs(title, len(files), release_size)
     return image_split(cfg, split_name(dataset, domain, train), folder, files, labels, classes, train)

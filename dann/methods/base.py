@@ -18,9 +18,9 @@ class Batch:
     """One training step's data: equal-sized source and target mini-batches, already on the device.
 
     `target_y` is given only to methods with `uses_target_labels`. Every label it holds
-    may be used: when only a fraction of the target is labelled
+    may be used: when only a fraction of the target is labeled
     (`dataset.target_labeled_fraction` < 1), `dann.run` gives those methods' training
-    loop that labelled subset as the target training split.
+    loop that labeled subset as the target training split.
     """
 
     source_x: Tensor

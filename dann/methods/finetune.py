@@ -44,11 +44,11 @@ class FineTune(SourceOnly):
 
 
 class TwoStage(SupervisedOnly):
-    """Train on the source labels, then fine-tune on the labelled target examples.
+    """Train on the source labels, then fine-tune on the labeled target examples.
 
     Stage 1 (the first `method.stage1_fraction` of the steps) is source_only's update;
     stage 2 is target_only's, on the target batches the training loop supplies, which
-    come from the labelled fraction of the target (`dataset.target_labeled_fraction`).
+    come from the labeled fraction of the target (`dataset.target_labeled_fraction`).
     With `method.freeze_in_stage2=feature_extractor`, stage 2 freezes the shared layers
     (backbone and bottleneck, BatchNorm statistics included) and trains only the label
     predictor: a linear probe on the stage-1 features. One learning-rate schedule spans
@@ -78,5 +78,5 @@ class TwoStage(SupervisedOnly):
             self.network.feature_extractor.freeze()  # idempotent; frozen parameters get no gradient, so no step
         # SupervisedOnly reads which domain's labels to train on from here; this instance
         # attribute shadows the class-level one, stage by stage.
-        self.labelled_domain = "target" if in_stage2 else "source"
+        self.labeled_domain = "target" if in_stage2 else "source"
         return super().update(batch, progress)

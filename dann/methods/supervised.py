@@ -23,19 +23,19 @@ from dann.methods.base import Batch, Method, domain_labels, step_metrics
 
 
 class SupervisedOnly(Method):
-    labelled_domain: ClassVar[str]  # "source" or "target"
+    labeled_domain: ClassVar[str]  # "source" or "target"
 
     def update(self, batch: Batch, progress: float) -> dict[str, Tensor | float]:
         lr = self.current_lr()
         net = self.network
-        if self.labelled_domain == "source":
+        if self.labeled_domain == "source":
             x, y, other_x = batch.source_x, batch.source_y, batch.target_x
         else:
             x, y, other_x = batch.target_x, batch.target_y, batch.source_x
         features = net.feature_extractor(x)
         label_loss = F.cross_entropy(net.label_predictor(features), y)
         other_features = self._frozen_features(other_x)
-        if self.labelled_domain == "source":
+        if self.labeled_domain == "source":
             probe_input = torch.cat([features.detach(), other_features])
             labels = domain_labels(len(x), len(other_x), x.device)
         else:
@@ -57,9 +57,9 @@ class SupervisedOnly(Method):
 
 
 class SourceOnly(SupervisedOnly):
-    labelled_domain = "source"
+    labeled_domain = "source"
 
 
 class TargetOnly(SupervisedOnly):
-    labelled_domain = "target"
+    labeled_domain = "target"
     uses_target_labels = True
