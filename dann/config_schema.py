@@ -26,9 +26,9 @@ from dann.methods import METHODS
 from dann.methods.finetune import FREEZE_IN_STAGE2
 from dann.models.feature_extractors import _ACTIVATIONS, RESNETS
 from dann.schedules import LAMBDA_SCHEDULES, LR_SCHEDULES
+from dann.selection import CRITERIA
 from dann.tracking import WANDB_MODES
 
-OBJECTIVES = ("source_val", "oracle")  # the keys of dann.run.OBJECTIVES (dann.run imports dann.config: no cycle)
 
 
 @dataclass(frozen=True)
@@ -279,7 +279,7 @@ SCHEMA: dict[str, Spec] = {
     "trainer.checkpoint_every": POSITIVE,
     "trainer.resume": boolean(),
     "trainer.rerun_finished": boolean(),
-    "trainer.objective": one_of(*OBJECTIVES),
+    "trainer.objective": one_of(*CRITERIA),
     "trainer.device": Spec("device"),
 
     # --- logger

@@ -30,17 +30,11 @@ from dann.interrupt import StopRequests
 from dann.methods import build_method
 from dann.models import build_network
 from dann.rundir import RunDirLock, hydra_job_files, previous_summary, write_hydra_files
+from dann.selection import CRITERIA
 from dann.tracking import RunLogger, write_json_atomic
 from dann.train import train
 
 log = logging.getLogger("dann")
-
-# What a run returns to a sweeper (Optuna) to maximise, by `trainer.objective`.
-OBJECTIVES = {
-    "source_val": ("source_val", "source/acc"),  # best source validation accuracy: needs no target labels
-    "oracle": ("oracle", "target/acc"),  # best target test accuracy: an oracle, for upper bounds only
-}
-
 
 def seed_everything(seed: int) -> None:
     random.seed(seed)
@@ -227,8 +221,8 @@ def main(cfg: DictConfig) -> float | None:
     print(f"source/acc {final['source/acc']:.4f}  target/acc {final['target/acc']:.4f}  "
           f"({summary['method']}, {summary['source']} → {summary['target']}, seed {summary['seed']})")
     print(f"outputs in {run_dir}")
-    criterion, metric = OBJECTIVES[cfg.trainer.objective]
-    return summary["selection"][criterion][metric]
+    # What a sweeper (Optuna) maximises: the metric of the evaluation the objective's criterion picks.
+    return summary["selection"][cfg.trainer.objective][CRITERIA[cfg.trainer.objective].metric]
 
 
 def _record_invalid(run_dir: Path, cfg: DictConfig, error: ConfigError, files: dict[str, str] | None) -> None:

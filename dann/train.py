@@ -18,13 +18,11 @@ from dann.errors import Diverged, Interrupted
 from dann.evaluate import evaluate
 from dann.interrupt import StopRequests
 from dann.methods import Batch, Method
+from dann.selection import select
 from dann.tracking import RunLogger
 
 log = logging.getLogger(__name__)
 
-# How each criterion picks one evaluation from a run. `source_val` needs no target
-# labels; `oracle` peeks at target test labels and is an upper bound, not a result.
-SELECTION_CRITERIA = {"source_val": "source/acc", "oracle": "target/acc"}
 
 
 def train(
@@ -133,8 +131,4 @@ def train(
         if stopping and step < steps:
             raise Interrupted(step, stop.signal_name, 128 + stop.signum)
 
-    selection = {
-        criterion: max(evaluations, key=lambda r: r[metric])  # the earliest of equals
-        for criterion, metric in SELECTION_CRITERIA.items()
-    }
-    return {"final": evaluations[-1], "selection": selection}
+    return {"final": evaluations[-1], "selection": select(evaluations)}

@@ -12,15 +12,13 @@ from pathlib import Path
 import pandas as pd
 
 from dann.report.table import CELL, FLAGGED, Table
+from dann.selection import CRITERIA
 
 METRICS = {"target/acc": "Target accuracy", "target/acc_per_class_mean": "Target mean per-class accuracy",
            "source/acc": "Source validation accuracy"}
-SELECTIONS = {
-    "final": "final evaluation (end of training)",
-    "source_val": "evaluation with the best source validation accuracy (selection.source_val, no target labels)",
-    "oracle": "evaluation with the best target test accuracy (selection.oracle), which uses target test "
-              "labels: an upper bound, not a result",
-}
+SELECTIONS = {"final": "final evaluation (end of training)"} | {
+    name: criterion.description for name, criterion in CRITERIA.items()}
+
 # Each status that is not a result: its mark in the cells, and what it means.
 FLAGS = {"failed": ("†", "runs with status failed"),
          "diverged": ("§", "runs stopped by non-finite losses, which are not results"),
@@ -30,6 +28,10 @@ LATEX = {"\\": r"\textbackslash{}", "~": r"\textasciitilde{}", "^": r"\textascii
          "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{", "}": r"\}", "±": r"$\pm$", "→": r"$\rightarrow$",
          "λ": r"$\lambda$", "—": "--", "−": "$-$", "*": r"$^{*}$", "†": r"\dag{}", "‡": r"\ddag{}",
          "§": r"\S{}", "¶": r"\P{}"}
+
+def peeks_at_target_labels(table: Table) -> bool:
+    """Whether the table's selection used target test labels: then it is an oracle, and says so."""
+    return table.select in CRITERIA and CRITERIA[table.select].uses_target_labels
 
 
 def pct(value: float, decimals: int = 1) -> str:
@@ -46,7 +48,7 @@ def caption(table: Table) -> str:
     parts = [f"{METRICS.get(table.metric, table.metric)} ({table.metric}, %)",
              SELECTIONS.get(table.select, f"evaluation picked by selection.{table.select}"),
              "mean ± std over seeds (n finished runs)"] + ([", ".join(table.fixed)] if table.fixed else [])
-    return ("ORACLE: " if table.select == "oracle" else "") + "; ".join(parts)
+    return ("ORACLE: " if peeks_at_target_labels(table) else "") + "; ".join(parts)
 
 
 def cell_text(table: Table, cell: pd.Series, kind: str) -> str:
@@ -76,7 +78,7 @@ def shows_average(table: Table, group: str) -> bool:
 def grid(table: Table) -> list[tuple[str, list[str]]]:
     """The table as (kind, texts) rows; kind is header, group, task or average."""
     kinds = list(table.columns["kind"].items())
-    rows = [("header", ["task (ORACLE)" if table.select == "oracle" else "task"] + list(table.columns.index))]
+    rows = [("header", ["task (ORACLE)" if peeks_at_target_labels(table) else "task"] + list(table.columns.index))]
     for group, tasks in table.groups.items():
         if len(table.groups) > 1:
             rows.append(("group", [group] + [""] * len(kinds)))
