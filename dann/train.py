@@ -24,6 +24,45 @@ from dann.tracking import RunLogger
 log = logging.getLogger(__name__)
 
 
+class TrainState:
+    """Everything a checkpoint saves and a resume restores, in one place: the method (network,
+    optimiser, lr schedule), the data streams' positions, every random generator, and the loop's
+    own bookkeeping."""
+
+    def __init__(self, method: Method, source: Any, target: Any):
+        self.method, self.source, self.target = method, source, target
+        self.step = 0
+        self.pending: dict[str, list[Tensor]] = {}  # device tensors since the last log, read in one sync
+        self.latest: dict[str, float] = {}  # schedule values (λ, lr): plain floats, logged as of the last step
+        self.logged: dict[str, float] = {}  # the last logged training metrics
+        self.evaluations: list[dict[str, float]] = []
+
+    def state_dict(self) -> dict[str, Any]:
+        """Tensors and plain data only (loadable with weights_only=True)."""
+        return {
+            "step": self.step,
+            "method": self.method.state_dict(),
+            "optimizer": self.method.optimizer.state_dict(),
+            "lr_scheduler": self.method.lr_scheduler.state_dict(),
+            "streams": {"source": self.source.state_dict(), "target": self.target.state_dict()},
+            "pending": {name: torch.stack(values).cpu() for name, values in self.pending.items()},
+            "latest": self.latest,
+            "logged": self.logged,
+            "evaluations": self.evaluations,
+            "rng": rng_state(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any], device: torch.device) -> None:
+        self.step = state["step"]
+        self.method.load_state_dict(state["method"])
+        self.method.optimizer.load_state_dict(state["optimizer"])
+        self.method.lr_scheduler.load_state_dict(state["lr_scheduler"])
+        self.source.load_state_dict(state["streams"]["source"])
+        self.target.load_state_dict(state["streams"]["target"])
+        self.pending = {name: list(values.to(device).unbind()) for name, values in state["pending"].items()}
+        self.latest, self.logged, self.evaluations = state["latest"], state["logged"], state["evaluations"]
+        set_rng_state(state["rng"])
+
 
 def train(
     cfg: DictConfig,
@@ -54,22 +93,12 @@ def train(
     target = make_stream(data.target_train, trainer.batch_size, seed=2 * cfg.seed + 1, **streams)
     eval_splits = {"source": to_device(data.source_val, device), "target": to_device(data.target_test, device)}
 
-    pending: dict[str, list[Tensor]] = {}  # device tensors since the last log, read in one sync
-    latest: dict[str, float] = {}  # schedule values (λ, lr): plain floats, logged as of the last step
-    logged: dict[str, float] = {}
-    evaluations: list[dict[str, float]] = []
-    start = 0
+    state = TrainState(method, source, target)
     if checkpoint is not None:
-        start = checkpoint["step"]
-        method.load_state_dict(checkpoint["method"])
-        method.optimizer.load_state_dict(checkpoint["optimizer"])
-        method.lr_scheduler.load_state_dict(checkpoint["lr_scheduler"])
-        source.load_state_dict(checkpoint["streams"]["source"])
-        target.load_state_dict(checkpoint["streams"]["target"])
-        pending = {name: list(values.to(device).unbind()) for name, values in checkpoint["pending"].items()}
-        latest, logged, evaluations = checkpoint["latest"], checkpoint["logged"], checkpoint["evaluations"]
-        set_rng_state(checkpoint["rng"])
-        log.info("resumed from step %d of %d", start, steps)
+        state.load_state_dict(checkpoint, device)
+        log.info("resumed from step %d of %d", state.step, steps)
+    start = state.step
+    pending, latest, evaluations = state.pending, state.latest, state.evaluations  # updated in place below
     if started is None:
         started = time.time()
 
@@ -77,6 +106,7 @@ def train(
         raise Interrupted(start, stop.signal_name, 128 + stop.signum)
     method.train()
     for step in range(start + 1, steps + 1):
+        state.step = step
         source_x, source_y = next(source)
         target_x, target_y = next(target)
         batch = Batch(source_x, source_y, target_x, target_y if method.uses_target_labels else None)
@@ -88,10 +118,10 @@ def train(
 
         if step % trainer.log_every == 0 or step == steps:
             means = {name: torch.stack(values).mean() for name, values in pending.items()}
-            logged = {name: value.item() for name, value in means.items()} | latest
-            logger.log(step, logged)
+            state.logged = {name: value.item() for name, value in means.items()} | latest
+            logger.log(step, state.logged)
             pending.clear()
-            non_finite = {name: value for name, value in logged.items() if not math.isfinite(value)}
+            non_finite = {name: value for name, value in state.logged.items() if not math.isfinite(value)}
             if non_finite:
                 raise Diverged(step, non_finite)
 
@@ -108,26 +138,14 @@ def train(
             log.info(
                 "step %d/%d  source/acc %.4f  target/acc %.4f  train/domain_acc %s",
                 step, steps, record["source/acc"], record["target/acc"],
-                f"{logged['train/domain_acc']:.3f}" if "train/domain_acc" in logged else "n/a",
+                f"{state.logged['train/domain_acc']:.3f}" if "train/domain_acc" in state.logged else "n/a",
             )
 
         stopping = stop is not None and stop.requested
         if step % trainer.checkpoint_every == 0 or step == steps or stopping:
-            save_checkpoint(run_dir, {
-                "step": step,
-                "method": method.state_dict(),
-                "optimizer": method.optimizer.state_dict(),
-                "lr_scheduler": method.lr_scheduler.state_dict(),
-                "streams": {"source": source.state_dict(), "target": target.state_dict()},
-                "pending": {name: torch.stack(values).cpu() for name, values in pending.items()},
-                "latest": latest,
-                "logged": logged,
-                "evaluations": evaluations,
-                "rng": rng_state(),
-                "config": run_config(cfg),
-                "wandb_run_id": logger.wandb_run_id,
-                "elapsed_s": time.time() - started,
-            })
+            # The run's own facts beside the training state: what config wrote it, its W&B run, its time.
+            save_checkpoint(run_dir, state.state_dict() | {
+                "config": run_config(cfg), "wandb_run_id": logger.wandb_run_id, "elapsed_s": time.time() - started})
         if stopping and step < steps:
             raise Interrupted(step, stop.signal_name, 128 + stop.signum)
 
