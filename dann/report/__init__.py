@@ -42,7 +42,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                              "or any other criterion under `selection` in the summaries")
     parser.add_argument("--group-by", nargs="+", default=[], metavar="KEY",
                         help="config keys (dotted, e.g. lambda optim.optimizer.lr) that group rows instead "
-                             "of labelling columns; the other keys that vary label the columns")
+                             "of labeling columns; the other keys that vary label the columns")
     parser.add_argument("--reference", type=Path, metavar="FILE",
                         help="add published numbers from FILE, beside the measured columns "
                              "(the repository's: experiments/references.yaml)")
