@@ -12,7 +12,7 @@ import torch
 import torchvision
 from torch import nn
 
-from conftest import compose_config
+from tests.helpers import compose_config
 from dann.errors import ConfigError, DataError
 from dann.methods import Batch, build_method
 from dann.models import build_network

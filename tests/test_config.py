@@ -6,11 +6,11 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from conftest import CONF_DIR, compose_config, run_cli
+from tests.helpers import CONF_DIR, compose_config, run_cli
 from dann.config import flatten, validate, validate_model_input
 from dann.config_schema import SCHEMA, Spec, spec_of
 from dann.errors import ConfigError
-from image_files import write_class_folders
+from tests.helpers.image_files import write_class_folders
 
 
 def test_defaults_compose_and_validate():

@@ -14,13 +14,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from digit_files import Written, write_mnist, write_mnistm, write_mnistm_archive, write_svhn, write_usps
-from image_files import paths_touched
+from tests.helpers.digit_files import Written, write_mnist, write_mnistm, write_mnistm_archive, write_svhn, write_usps
+from tests.helpers.image_files import paths_touched
 from omegaconf import DictConfig
 from PIL import Image
 from torchvision.datasets import USPS
 
-from conftest import compose_config, run_cli
+from tests.helpers import compose_config, run_cli
 from dann.data import digits, load_domain_data
 from dann.data.download import download_file, extract_tar
 from dann.errors import ConfigError, DataError

@@ -8,9 +8,9 @@ import json
 from pathlib import Path
 
 import pytest
-from digit_files import write_mnist, write_mnistm, write_svhn
+from tests.helpers.digit_files import write_mnist, write_mnistm, write_svhn
 
-from conftest import only, read_jsonl, run_cli
+from tests.helpers import only, read_jsonl, run_cli
 
 
 @pytest.mark.slow
@@ -52,7 +52,7 @@ def test_ganin2016_svhn_mnist_runs(tmp_path: Path):
 
 @pytest.mark.slow
 def test_office31_trains_end_to_end_with_resnet18_and_no_weights(tmp_path: Path):
-    from image_files import write_office31
+    from tests.helpers.image_files import write_office31
 
     data = tmp_path / "data"
     # All 31 classes, so the dataset's class check passes as on a real copy.

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 import torchvision
 from omegaconf import OmegaConf
 
-from conftest import CONF_DIR, compose_config
+from tests.helpers import CONF_DIR, compose_config
 from dann.data.images import check_image_config
 from dann.errors import ConfigError
 from dann.methods import METHODS, Batch, build_method

@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from conftest import compose_config
+from tests.helpers import compose_config
 from dann.methods import METHODS, Batch, build_method
 from dann.models import build_network
 

@@ -2,7 +2,7 @@ import pytest
 import torch
 from torch import nn
 
-from conftest import compose_config
+from tests.helpers import compose_config
 from dann.models import build_network
 
 

@@ -2,7 +2,7 @@
 
 import json
 
-from conftest import REPO, compose_config
+from tests.helpers import REPO, compose_config
 from dann.run import run
 
 

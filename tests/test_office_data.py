@@ -15,12 +15,12 @@ from pathlib import Path
 
 import pytest
 import torch
-from image_files import (corrupt, paths_touched, write_class_folders, write_domainnet, write_office31,
+from tests.helpers.image_files import (corrupt, paths_touched, write_class_folders, write_domainnet, write_office31,
                          write_office31_archive, write_office_home, write_visda2017)
 from omegaconf import DictConfig
 from torch import nn
 
-from conftest import compose_config
+from tests.helpers import compose_config
 from dann.data import (DomainData, DomainSpec, ImageSplit, Split, base, eval_batches, load_domain_data, make_stream,
                        office, register_domain, resolve_domains, subset, to_device)
 from dann.data.class_names import DOMAINNET_CLASSES, OFFICE31_CLASSES, OFFICE_HOME_CLASSES, VISDA2017_CLASSES

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, cli_env, only
+from tests.helpers import REPO, cli_env, only
 
 pytestmark = pytest.mark.slow
 

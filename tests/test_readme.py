@@ -2,7 +2,7 @@
 
 import re
 
-from conftest import REPO
+from tests.helpers import REPO
 
 README = (REPO / "README.md").read_text()
 BLOCKS = re.findall(r"```bash\n(.*?)\n```", README, flags=re.S)
@@ -53,7 +53,7 @@ def as_value(text: str):
 def test_every_default_in_the_config_table_is_the_composed_default():
     from omegaconf import OmegaConf
 
-    from conftest import compose_config
+    from tests.helpers import compose_config
 
     rows = config_table_rows()
     assert len(rows) >= 15

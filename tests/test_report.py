@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 from omegaconf import OmegaConf
 
-from conftest import REPO, compose_config, only, run_cli
+from tests.helpers import REPO, compose_config, only, run_cli
 from dann.report import main
 
 REFERENCES = REPO / "experiments" / "references.yaml"

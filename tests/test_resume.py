@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import compose_config, read_jsonl, run_cli, start_cli, wait_for_step
+from tests.helpers import compose_config, read_jsonl, run_cli, start_cli, wait_for_step
 from dann.checkpoint import checkpoint_path, read_checkpoint
 from dann.errors import RunDirError
 from dann.run import run

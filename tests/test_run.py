@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import compose_config, only, read_jsonl, run_cli
+from tests.helpers import compose_config, only, read_jsonl, run_cli
 from dann.run import run
 
 QUICK = ["trainer.steps=200", "trainer.eval_every=100", "trainer.log_every=50"]
@@ -47,12 +47,11 @@ def test_bare_cli_run_trains_evaluates_and_writes_every_output(tmp_path: Path):
 
 @pytest.mark.slow
 def test_multirun_jobs_get_their_own_wandb_runs(tmp_path: Path):
-    result = run_cli("-m", "seed=0,1", "trainer.steps=20", "trainer.eval_every=10", "trainer.log_every=10", cwd=tmp_path)
+    result = run_cli("-m", "seed=0,1", "trainer=debug", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     job_dirs = sorted(p for p in only(tmp_path.glob("multirun/*/*")).iterdir() if p.is_dir())
     # Named by their overrides, so that a relaunched sweep finds each job's own directory again.
-    assert [p.name for p in job_dirs] == [f"seed={s},trainer.eval_every=10,trainer.log_every=10,trainer.steps=20"
-                                          for s in (0, 1)]
+    assert [p.name for p in job_dirs] == [f"seed={s},trainer=debug" for s in (0, 1)]
     runs = [only((d / "wandb").glob("offline-run-*")).name for d in job_dirs]
     assert runs[0] != runs[1]
     seeds = [json.loads((d / "summary.json").read_text())["seed"] for d in job_dirs]

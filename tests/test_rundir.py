@@ -13,13 +13,13 @@ import pytest
 import torch
 import yaml
 
-from conftest import compose_config, read_jsonl, run_cli, start_cli, wait_for_step
+from tests.helpers import compose_config, read_jsonl, run_cli, start_cli, wait_for_step
 from dann.checkpoint import checkpoint_path, read_checkpoint
 from dann.errors import Diverged, Interrupted, RunDirError
 from dann.rundir import job_dir_name
 from dann.run import run
 
-QUICK = ["trainer.steps=20", "trainer.eval_every=10", "trainer.log_every=10", "logger=none"]
+QUICK = ["trainer=debug", "logger=none"]  # 20 steps: logs and evaluations at 10 and 20
 TIMEOUT = 900  # generous: the suite must pass on a loaded machine; nothing here asserts a duration
 
 
@@ -150,8 +150,7 @@ def test_relaunching_a_sweep_with_a_larger_grid_runs_the_new_jobs_in_their_own_d
     sweep_dir = tmp_path / "sweep"
     sweep(tmp_path, sweep_dir, "method=dann,source_only", "seed=0,1")
     first = {p.name: snapshot(p) for p in job_dirs(sweep_dir)}
-    assert sorted(first) == sorted(job_dir_name(f"logger=none,method={m},seed={s},trainer.eval_every=10,"
-                                                f"trainer.log_every=10,trainer.steps=20")
+    assert sorted(first) == sorted(job_dir_name(f"logger=none,method={m},seed={s},trainer=debug")
                                    for m in ("dann", "source_only") for s in (0, 1))
 
     sweep(tmp_path, sweep_dir, "method=source_only,dann", "seed=0,1,2")  # other order, one more seed

@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from conftest import compose_config
+from tests.helpers import compose_config
 from dann.errors import ConfigError
 from dann.optim import build_optimizer
 from dann.schedules import annealed_lr_factor, ganin_lambda, inv_lr_factor

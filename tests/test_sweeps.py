@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import REPO, compose_config, only, run_cli
+from tests.helpers import REPO, compose_config, only, run_cli
 from dann.run import run, run_name, sweep_group
 
-QUICK = ["trainer.steps=20", "trainer.eval_every=10", "trainer.log_every=10"]
+QUICK = ["trainer=debug"]  # 20 steps: logs and evaluations at 10 and 20
 
 
 # The moons MLP, but its 10th forward pass raises: a crash inside a job, not a config error.

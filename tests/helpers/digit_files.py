@@ -1,6 +1,6 @@
 """Tiny digit datasets written in the exact on-disk formats that `dann.data.digits` reads.
 
-    from digit_files import write_mnist, write_mnistm, write_usps, write_svhn, write_mnistm_archive
+    from tests.helpers.digit_files import write_mnist, write_mnistm, write_usps, write_svhn, write_mnistm_archive
 
 Each `write_*(root, n_train, n_test, seed=0)` writes both splits of one dataset under `root`
 (the directory `dataset.root` points at) and returns a `Written`: the images and labels a

@@ -1,6 +1,6 @@
 """Tiny image benchmarks written in the exact on-disk layouts that `dann.data` reads.
 
-    from image_files import write_office31, write_office_home, write_visda2017, write_domainnet, write_class_folders
+    from tests.helpers.image_files import write_office31, write_office_home, write_visda2017, write_domainnet, write_class_folders
 
 Each writer puts small images (default 32×32) under `root` (what `dataset.root` points at)
 and returns what it wrote: domain → [(path, label)], labels being indices into the

@@ -1,0 +1,70 @@
+"""Test helpers: compose the real Hydra config, run the real CLI in a subprocess, read its outputs.
+
+The fixture writers that build datasets in their real on-disk formats are beside this file:
+`tests.helpers.digit_files` and `tests.helpers.image_files`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from hydra import compose, initialize_config_dir
+
+from dann.config import CONF_DIR  # the configs dann.run reads (dann.conf): tests compose exactly those
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def compose_config(*overrides: str):
+    """The config `python -m dann.run <overrides>` would see (without the hydra node)."""
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        return compose("config", overrides=list(overrides))
+
+
+def cli_env(env: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment a user's shell would give `python -m dann.run`, without the developer's W&B settings."""
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_")}
+    return full_env | {"PYTHONUNBUFFERED": "1", "HYDRA_FULL_ERROR": "0"} | (env or {})
+
+
+def run_cli(*args: str, cwd: Path, env: dict[str, str] | None = None, timeout: float = 300):
+    """Run `python -m dann.run <args>` as a user would, in `cwd`."""
+    return subprocess.run(
+        [sys.executable, "-m", "dann.run", *args],
+        cwd=cwd, env=cli_env(env), capture_output=True, text=True, timeout=timeout,
+    )
+
+
+def start_cli(*args: str, run_dir: Path) -> subprocess.Popen:
+    """Start `python -m dann.run <args>` in `run_dir` (hydra.run.dir) without waiting for it."""
+    return subprocess.Popen([sys.executable, "-m", "dann.run", *args, f"hydra.run.dir={run_dir}"],
+                            cwd=run_dir.parent, env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+
+
+def wait_for_step(process: subprocess.Popen, run_dir: Path, step: int, timeout: float = 900) -> None:
+    """Until the run's metrics.jsonl has a record at `step` or later; the process must still be running."""
+    deadline = time.time() + timeout
+    metrics = run_dir / "metrics.jsonl"
+    while time.time() < deadline:
+        assert process.poll() is None, "the run ended first: " + str(process.communicate())
+        if metrics.exists() and any(r["step"] >= step for r in read_jsonl(metrics)):
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"no step {step} in {metrics} after {timeout} s")
+
+
+def only(paths) -> Path:
+    """The single path of a glob; fails listing what was found otherwise."""
+    paths = list(paths)
+    assert len(paths) == 1, paths
+    return paths[0]
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
