@@ -45,13 +45,14 @@ def save_checkpoint(run_dir: Path, state: dict[str, Any]) -> None:
 
 def read_checkpoint(path: Path) -> dict[str, Any]:
     """The checkpoint at `path`, read as data only; one `RunDirError` if it is unreadable or untrusted."""
-    fix = ("start over with trainer.resume=false (which replaces it), or delete it; "
-           "or use another output directory")
+    fix = "start over with trainer.resume=false (which replaces it), or delete it; or use another output directory"
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - truncated, corrupt, or holding objects that would run code
         reason = " ".join(str(e).split())[:200]
-        raise RunDirError(f"{path}: cannot be read as a dann checkpoint ({type(e).__name__}: {reason}); {fix}") from None
+        raise RunDirError(
+            f"{path}: cannot be read as a dann checkpoint ({type(e).__name__}: {reason}); {fix}"
+        ) from None
     if not isinstance(state, dict) or not {"step", "config", "method"} <= state.keys():
         raise RunDirError(f"{path}: not a dann checkpoint (expected a dict with step, config, method, …); {fix}")
     return state
@@ -96,8 +97,13 @@ def rng_state() -> dict[str, Any]:
     name, keys, position, has_gauss, cached_gaussian = np.random.get_state()
     return {
         "python": random.getstate(),  # (version, tuple of ints, None)
-        "numpy": {"name": name, "keys": torch.from_numpy(keys.astype(np.int64)), "position": int(position),
-                  "has_gauss": int(has_gauss), "cached_gaussian": float(cached_gaussian)},
+        "numpy": {
+            "name": name,
+            "keys": torch.from_numpy(keys.astype(np.int64)),
+            "position": int(position),
+            "has_gauss": int(has_gauss),
+            "cached_gaussian": float(cached_gaussian),
+        },
         "torch": torch.get_rng_state(),
         "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
     }
@@ -106,8 +112,15 @@ def rng_state() -> dict[str, Any]:
 def set_rng_state(state: dict[str, Any]) -> None:
     random.setstate(state["python"])
     numpy = state["numpy"]
-    np.random.set_state((numpy["name"], numpy["keys"].numpy().astype(np.uint32), numpy["position"],
-                         numpy["has_gauss"], numpy["cached_gaussian"]))
+    np.random.set_state(
+        (
+            numpy["name"],
+            numpy["keys"].numpy().astype(np.uint32),
+            numpy["position"],
+            numpy["has_gauss"],
+            numpy["cached_gaussian"],
+        )
+    )
     torch.set_rng_state(state["torch"])
     if state["cuda"] and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])

@@ -42,9 +42,7 @@ def validate(cfg: DictConfig) -> None:
     _check_optimizer(cfg.optim.optimizer)
     mode = wandb_mode(cfg.logger.wandb)
     if mode not in WANDB_MODES:
-        raise ConfigError(
-            f"logger.wandb.mode (or WANDB_MODE): expected one of {', '.join(WANDB_MODES)}, got {mode!r}"
-        )
+        raise ConfigError(f"logger.wandb.mode (or WANDB_MODE): expected one of {', '.join(WANDB_MODES)}, got {mode!r}")
 
     source, target = resolve_domains(cfg.dataset)
     if source.name == target.name:
@@ -149,11 +147,16 @@ def _settings_of(target: str) -> tuple[str, ...] | None:
 
 def _not_taken(prefix: str, target: str, name: str, settings: tuple[str, ...]) -> str:
     key = f"{prefix}{name}"
-    message = (f"{key}: {target} ({prefix}_target_) takes no setting '{name}' "
-               f"(it takes {', '.join(settings) or 'none'}); drop it with ~{key}")
+    message = (
+        f"{key}: {target} ({prefix}_target_) takes no setting '{name}' "
+        f"(it takes {', '.join(settings) or 'none'}); drop it with ~{key}"
+    )
     group, _, path = prefix.rstrip(".").partition(".")
-    options = [option for option, other in _group_targets(group, path)
-               if _settings_of(other) is None or name in _settings_of(other)]
+    options = [
+        option
+        for option, other in _group_targets(group, path)
+        if _settings_of(other) is None or name in _settings_of(other)
+    ]
     if options:
         message += f", or choose a {group} that takes it: {' or '.join(f'{group}={o}' for o in options)}"
     return message
@@ -174,15 +177,19 @@ def _check_device(device: str) -> None:
     if not device.startswith("cuda"):
         return
     if not torch.cuda.is_available():
-        raise ConfigError(f"trainer.device: expected auto or cpu on this machine, where torch.cuda.is_available() "
-                          f"is false (no CUDA GPU, or a PyTorch build without CUDA), got {device!r}; "
-                          "trainer.device=auto picks a GPU where there is one")
+        raise ConfigError(
+            f"trainer.device: expected auto or cpu on this machine, where torch.cuda.is_available() "
+            f"is false (no CUDA GPU, or a PyTorch build without CUDA), got {device!r}; "
+            "trainer.device=auto picks a GPU where there is one"
+        )
     count = torch.cuda.device_count()
     index = int(device.partition(":")[2] or 0)
     if index >= count:
         devices = "cuda:0" if count == 1 else f"cuda:0 … cuda:{count - 1}"
-        raise ConfigError(f"trainer.device: expected auto, cpu, cuda or {devices} (this machine has {count} CUDA "
-                          f"device{'s' if count > 1 else ''}), got {device!r}")
+        raise ConfigError(
+            f"trainer.device: expected auto, cpu, cuda or {devices} (this machine has {count} CUDA "
+            f"device{'s' if count > 1 else ''}), got {device!r}"
+        )
 
 
 def _check_optimizer(optimizer_cfg: DictConfig) -> None:
@@ -191,5 +198,6 @@ def _check_optimizer(optimizer_cfg: DictConfig) -> None:
         instantiate(optimizer_cfg)(params=[torch.nn.Parameter(torch.zeros(1))])
     except Exception as e:
         cause = e.__cause__ if isinstance(e, InstantiationException) and e.__cause__ else e
-        raise ConfigError(f"optim.optimizer: {optimizer_cfg._target_} refuses these settings "
-                          f"({describe_error(cause)})") from None
+        raise ConfigError(
+            f"optim.optimizer: {optimizer_cfg._target_} refuses these settings ({describe_error(cause)})"
+        ) from None

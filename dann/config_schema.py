@@ -30,7 +30,6 @@ from dann.selection import CRITERIA
 from dann.tracking import WANDB_MODES
 
 
-
 @dataclass(frozen=True)
 class Spec:
     """What one key accepts. `expected(value)` is None when `value` is fine, else what was expected."""
@@ -72,8 +71,9 @@ def _ok(spec: Spec, value: Any) -> bool:
             return False
         if isinstance(value, float) and not math.isfinite(value):
             return False
-        return ((spec.lo is None or value > spec.lo or (value == spec.lo and not spec.open_lo))
-                and (spec.hi is None or value < spec.hi or (value == spec.hi and not spec.open_hi)))
+        return (spec.lo is None or value > spec.lo or (value == spec.lo and not spec.open_lo)) and (
+            spec.hi is None or value < spec.hi or (value == spec.hi and not spec.open_hi)
+        )
     if kind == "bool":
         return isinstance(value, bool)
     if kind == "choice":
@@ -83,11 +83,13 @@ def _ok(spec: Spec, value: Any) -> bool:
     if kind == "target":
         return isinstance(value, str) and _locatable(value)
     if kind == "transforms":
-        return isinstance(value, list) and all(isinstance(step, dict) and isinstance(step.get("_target_"), str)
-                                               and _finite(step) for step in value)
+        return isinstance(value, list) and all(
+            isinstance(step, dict) and isinstance(step.get("_target_"), str) and _finite(step) for step in value
+        )
     if kind == "device":
-        return isinstance(value, str) and (value in ("auto", "cpu", "cuda") or
-                                           (value.startswith("cuda:") and value[5:].isdigit()))
+        return isinstance(value, str) and (
+            value in ("auto", "cpu", "cuda") or (value.startswith("cuda:") and value[5:].isdigit())
+        )
     if kind == "any":  # a setting of a `_target_` (checked against its signature): numbers finite
         return _finite(value)
     raise ValueError(f"unknown spec kind {kind!r}")
@@ -135,8 +137,10 @@ def _describe(spec: Spec, finite: bool) -> str:
     if kind == "target":
         return "an importable class or function, package.module.Name"
     if kind == "transforms":
-        return ("a list of torchvision transforms, each with a _target_, "
-                "e.g. [{_target_: torchvision.transforms.CenterCrop, size: 224}]")
+        return (
+            "a list of torchvision transforms, each with a _target_, "
+            "e.g. [{_target_: torchvision.transforms.CenterCrop, size: 224}]"
+        )
     if kind == "device":
         return "auto, cpu, cuda or cuda:N"
     if kind == "any":
@@ -164,7 +168,7 @@ def _show(value: Any) -> str:
 
 
 def _plural(text: str) -> str:
-    """"positive integer" → "positive integers", "number > 0" → "numbers > 0"."""
+    """ "positive integer" → "positive integers", "number > 0" → "numbers > 0"."""
     return re.sub(r"\b(integer|number|string|fraction)\b", r"\1s", text, count=1)
 
 
@@ -203,7 +207,6 @@ SEED_MAX = 2**32 - 1
 SCHEMA: dict[str, Spec] = {
     "seed": integer(0, SEED_MAX, means="numpy seeds must be < 2**32"),
     "lambda": number(0, means="the final adaptation weight", hint="e.g. lambda=0.1"),
-
     # --- dataset: every dataset
     "dataset.name": text(),
     "dataset.source": text(noun="a domain name"),
@@ -232,31 +235,33 @@ SCHEMA: dict[str, Spec] = {
     "dataset.transforms.eval": Spec("transforms"),
     "dataset.source_dir": text(null=True, noun="a directory"),
     "dataset.target_dir": text(null=True, noun="a directory"),
-
     # --- model
     "model.feature_extractor._target_": TARGET,
     "model.feature_extractor.hidden": HIDDEN,
     "model.feature_extractor.activation": one_of(*_ACTIVATIONS),
     "model.feature_extractor.arch": one_of(*RESNETS),
-    "model.feature_extractor.weights": text(null=True, noun="a torchvision weights name or a .pth path",
-                                            hint="null trains from scratch"),
+    "model.feature_extractor.weights": text(
+        null=True, noun="a torchvision weights name or a .pth path", hint="null trains from scratch"
+    ),
     "model.bottleneck_dim": integer(1, null=True, means="width of the bottleneck layer; null for none"),
-    "model.backbone_lr_mult": number(0, means="the backbone's learning rate as a fraction of optim.optimizer.lr",
-                                     hint="e.g. 0.1"),
+    "model.backbone_lr_mult": number(
+        0, means="the backbone's learning rate as a fraction of optim.optimizer.lr", hint="e.g. 0.1"
+    ),
     "model.freeze_backbone": boolean(),
     "model.unfreeze_last": integer(0, 4, means="ResNet stages left trainable, counted from the last"),
-    **{f"model.{head}.{key}": spec
-       for head in ("label_predictor", "domain_classifier")
-       for key, spec in (("hidden", HIDDEN), ("dropout", DROPOUT), ("batch_norm", boolean()))},
-
+    **{
+        f"model.{head}.{key}": spec
+        for head in ("label_predictor", "domain_classifier")
+        for key, spec in (("hidden", HIDDEN), ("dropout", DROPOUT), ("batch_norm", boolean()))
+    },
     # --- method
     "method.name": one_of(*METHODS),
     "method.lambda_schedule": one_of(*LAMBDA_SCHEDULES),
     "method.gamma": number(0, open_lo=True, means="γ of the ganin schedule", hint="e.g. 10"),
-    "method.stage1_fraction": number(0, 1, noun="a fraction", means="of trainer.steps, the source stage",
-                                     hint="e.g. 0.5"),
+    "method.stage1_fraction": number(
+        0, 1, noun="a fraction", means="of trainer.steps, the source stage", hint="e.g. 0.5"
+    ),
     "method.freeze_in_stage2": one_of(*FREEZE_IN_STAGE2),
-
     # --- optim
     "optim.optimizer._target_": TARGET,
     "optim.optimizer._partial_": one_of(True, means="the method supplies the parameter groups"),
@@ -269,7 +274,6 @@ SCHEMA: dict[str, Spec] = {
     "optim.lr_schedule.beta": number(0, means="β of the annealed schedule"),
     "optim.lr_schedule.gamma": number(0, means="gamma of the inv schedule"),
     "optim.lr_schedule.power": number(0, means="power of the inv schedule"),
-
     # --- trainer
     "trainer.steps": POSITIVE,
     "trainer.batch_size": POSITIVE,
@@ -281,7 +285,6 @@ SCHEMA: dict[str, Spec] = {
     "trainer.rerun_finished": boolean(),
     "trainer.objective": one_of(*CRITERIA),
     "trainer.device": Spec("device"),
-
     # --- logger
     "logger.wandb.mode": one_of(*WANDB_MODES),
     "logger.wandb.project": text(),

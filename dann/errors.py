@@ -38,8 +38,10 @@ class Diverged(DannError):
         self.step = step
         self.values = values
         described = ", ".join(f"{name} = {value}" for name, value in values.items())
-        super().__init__(f"diverged at step {step}: {described} (mean since the last log); not a result. "
-                         "Lower optim.optimizer.lr or lambda")
+        super().__init__(
+            f"diverged at step {step}: {described} (mean since the last log); not a result. "
+            "Lower optim.optimizer.lr or lambda"
+        )
 
 
 class Interrupted(Exception):
@@ -50,5 +52,6 @@ class Interrupted(Exception):
         self.step = step
         self.signal_name = signal_name
         self.exit_code = exit_code
-        super().__init__(f"interrupted by {signal_name} at step {step}; "
-                         "run the same command again to resume from there")
+        super().__init__(
+            f"interrupted by {signal_name} at step {step}; run the same command again to resume from there"
+        )

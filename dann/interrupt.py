@@ -41,8 +41,10 @@ class StopRequests:
         if self.signum is not None and signum == signal.SIGINT:
             raise KeyboardInterrupt
         self.signum = signum
-        log.warning("%s received: stopping after this step with a checkpoint (Ctrl-C again to stop at once)",
-                    signal.Signals(signum).name)
+        log.warning(
+            "%s received: stopping after this step with a checkpoint (Ctrl-C again to stop at once)",
+            signal.Signals(signum).name,
+        )
 
     def __enter__(self) -> StopRequests:
         if threading.current_thread() is threading.main_thread():

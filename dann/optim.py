@@ -46,8 +46,10 @@ def lr_factor(schedule_cfg: DictConfig) -> Callable[[int, int], float]:
     known = {key for schedule in LR_SCHEDULES.values() for key in _settings_of(schedule)}
     unknown = sorted(settings.keys() - known)
     if unknown:
-        raise ConfigError(f"optim.lr_schedule.{unknown[0]}: no learning-rate schedule has this setting; "
-                          f"the settings are {sorted(known)}")
+        raise ConfigError(
+            f"optim.lr_schedule.{unknown[0]}: no learning-rate schedule has this setting; "
+            f"the settings are {sorted(known)}"
+        )
     own = _settings_of(LR_SCHEDULES[name])
     return functools.partial(LR_SCHEDULES[name], **{k: v for k, v in settings.items() if k in own})
 

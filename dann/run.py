@@ -20,8 +20,14 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from dann.checkpoint import (checkpoint_path, describe_differences, discard_checkpoint, load_checkpoint,
-                             read_checkpoint, run_config)
+from dann.checkpoint import (
+    checkpoint_path,
+    describe_differences,
+    discard_checkpoint,
+    load_checkpoint,
+    read_checkpoint,
+    run_config,
+)
 from dann.config import validate, validate_against_data, validate_model_input
 from dann.data import labeled_subset, load_domain_data, resolve_domains
 from dann.errors import ConfigError, DannError, Diverged, Interrupted, RunDirError, describe_error
@@ -36,6 +42,7 @@ from dann.train import train
 
 log = logging.getLogger("dann")
 
+
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
@@ -48,8 +55,13 @@ def pick_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def run(cfg: DictConfig, run_dir: Path, wandb_group: str | None = None, wandb_name: str | None = None,
-        hydra_files: dict[str, str] | None = None) -> dict[str, Any]:
+def run(
+    cfg: DictConfig,
+    run_dir: Path,
+    wandb_group: str | None = None,
+    wandb_name: str | None = None,
+    hydra_files: dict[str, str] | None = None,
+) -> dict[str, Any]:
     """Train and evaluate one configuration in `run_dir`; write and return its summary.
 
     The directory holds one configuration, used by one process at a time (`RunDirLock`).
@@ -114,8 +126,9 @@ def base_summary(cfg: DictConfig, status: str) -> dict[str, Any]:
     }
 
 
-def _train_run(cfg: DictConfig, run_dir: Path, checkpoint: dict[str, Any] | None,
-               wandb_group: str | None, wandb_name: str | None) -> dict[str, Any]:
+def _train_run(
+    cfg: DictConfig, run_dir: Path, checkpoint: dict[str, Any] | None, wandb_group: str | None, wandb_name: str | None
+) -> dict[str, Any]:
     started = time.time()
     summary = base_summary(cfg, status="failed")
     if checkpoint is not None:
@@ -134,12 +147,24 @@ def _train_run(cfg: DictConfig, run_dir: Path, checkpoint: dict[str, Any] | None
         if method.uses_target_labels and fraction < 1:
             data = replace(data, target_train=labeled_subset(data.target_train, fraction))
         validate_against_data(cfg, data)
-        log.info("%s on %s → %s (%s), λ=%s, %d steps on %s",
-                 cfg.method.name, data.source, data.target, cfg.dataset.name, cfg["lambda"], cfg.trainer.steps, device)
-        with RunLogger(run_dir, cfg,
-                       resume_step=checkpoint["step"] if checkpoint else 0,
-                       wandb_run_id=checkpoint["wandb_run_id"] if checkpoint else None,
-                       group=wandb_group, name=wandb_name) as logger:
+        log.info(
+            "%s on %s → %s (%s), λ=%s, %d steps on %s",
+            cfg.method.name,
+            data.source,
+            data.target,
+            cfg.dataset.name,
+            cfg["lambda"],
+            cfg.trainer.steps,
+            device,
+        )
+        with RunLogger(
+            run_dir,
+            cfg,
+            resume_step=checkpoint["step"] if checkpoint else 0,
+            wandb_run_id=checkpoint["wandb_run_id"] if checkpoint else None,
+            group=wandb_group,
+            name=wandb_name,
+        ) as logger:
             summary |= train(cfg, method, data, logger, device, run_dir, checkpoint, started, stop)
             summary["skipped_images"] = data.skipped_images
             summary["status"] = "finished"
@@ -149,8 +174,12 @@ def _train_run(cfg: DictConfig, run_dir: Path, checkpoint: dict[str, Any] | None
         summary |= {"status": "diverged", "step": e.step, "error": str(e)}
         raise
     except (Interrupted, KeyboardInterrupt) as e:
-        summary |= {"status": "interrupted", "error": describe_error(e) if isinstance(e, Interrupted) else
-                    "KeyboardInterrupt: stopped before a checkpoint could be written"}
+        summary |= {
+            "status": "interrupted",
+            "error": describe_error(e)
+            if isinstance(e, Interrupted)
+            else "KeyboardInterrupt: stopped before a checkpoint could be written",
+        }
         summary["step"] = e.step if isinstance(e, Interrupted) else checkpoint["step"] if checkpoint else 0
         raise
     except BaseException as e:
@@ -192,10 +221,13 @@ def main(cfg: DictConfig) -> float | None:
     overrides = list(hydra_cfg.overrides.task)
     job = f"job {hydra_cfg.job.num} [{' '.join(overrides)}]" if multirun else "run"
     try:
-        summary = run(cfg, run_dir,
-                      wandb_group=sweep_group(hydra_cfg.sweep.dir) if multirun else None,
-                      wandb_name=run_name(overrides),
-                      hydra_files=hydra_job_files(cfg, hydra_cfg))
+        summary = run(
+            cfg,
+            run_dir,
+            wandb_group=sweep_group(hydra_cfg.sweep.dir) if multirun else None,
+            wandb_name=run_name(overrides),
+            hydra_files=hydra_job_files(cfg, hydra_cfg),
+        )
     except Interrupted as e:
         # Not a failure to contain: the user or the scheduler wants this process to stop, sweep included.
         print(f"{job} {e}", file=sys.stderr)
@@ -218,8 +250,10 @@ def main(cfg: DictConfig) -> float | None:
         log.exception("%s failed; its summary.json has status 'failed'", job)
         return None
     final = summary["final"]
-    print(f"source/acc {final['source/acc']:.4f}  target/acc {final['target/acc']:.4f}  "
-          f"({summary['method']}, {summary['source']} → {summary['target']}, seed {summary['seed']})")
+    print(
+        f"source/acc {final['source/acc']:.4f}  target/acc {final['target/acc']:.4f}  "
+        f"({summary['method']}, {summary['source']} → {summary['target']}, seed {summary['seed']})"
+    )
     print(f"outputs in {run_dir}")
     # What a sweeper (Optuna) maximises: the metric of the evaluation the objective's criterion picks.
     return summary["selection"][cfg.trainer.objective][CRITERIA[cfg.trainer.objective].metric]
@@ -236,10 +270,20 @@ def _record_invalid(run_dir: Path, cfg: DictConfig, error: ConfigError, files: d
     def value(key: str) -> Any:  # the config may not even resolve
         return OmegaConf.select(cfg, key, default=None, throw_on_resolution_failure=False)
 
-    write_json_atomic(run_dir / "summary.json", {
-        "method": value("method.name"), "lambda": value("lambda"), "dataset": value("dataset.name"),
-        "source": str(value("dataset.source")), "target": str(value("dataset.target")), "seed": value("seed"),
-        "steps": value("trainer.steps"), "status": "failed", "error": str(error)})
+    write_json_atomic(
+        run_dir / "summary.json",
+        {
+            "method": value("method.name"),
+            "lambda": value("lambda"),
+            "dataset": value("dataset.name"),
+            "source": str(value("dataset.source")),
+            "target": str(value("dataset.target")),
+            "seed": value("seed"),
+            "steps": value("trainer.steps"),
+            "status": "failed",
+            "error": str(error),
+        },
+    )
 
 
 def _mark_skipped(run_dir: Path) -> None:

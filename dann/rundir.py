@@ -129,7 +129,7 @@ def job_dir_name(override_dirname: str) -> str:
     name = _UNSAFE.sub("_", override_dirname)
     if name != override_dirname or len(name) > MAX_DIR_NAME:
         digest = hashlib.sha1(override_dirname.encode()).hexdigest()[:10]
-        name = f"{name[:MAX_DIR_NAME - 11]}-{digest}" if len(name) > MAX_DIR_NAME else f"{name}-{digest}"
+        name = f"{name[: MAX_DIR_NAME - 11]}-{digest}" if len(name) > MAX_DIR_NAME else f"{name}-{digest}"
     return name
 
 
@@ -155,6 +155,9 @@ def _check_creatable(key: str, directory: str) -> None:
         if not os.access(directory, os.W_OK | os.X_OK):
             raise PermissionError(errno.EACCES, "not writable")
     except OSError as e:
-        print(f"error: {key}: cannot use {directory!r} as the output directory ({e.strerror or e}); "
-              f"give a writable path, e.g. {key}=outputs/my_run", file=sys.stderr)
+        print(
+            f"error: {key}: cannot use {directory!r} as the output directory ({e.strerror or e}); "
+            f"give a writable path, e.g. {key}=outputs/my_run",
+            file=sys.stderr,
+        )
         sys.exit(2)

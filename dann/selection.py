@@ -21,14 +21,23 @@ class Criterion:
 
 
 CRITERIA = {
-    "source_val": Criterion("source/acc", "evaluation with the best source validation accuracy "
-                            "(selection.source_val, no target labels)", uses_target_labels=False),
-    "oracle": Criterion("target/acc", "evaluation with the best target test accuracy (selection.oracle), which uses "
-                        "target test labels: an upper bound, not a result", uses_target_labels=True),
+    "source_val": Criterion(
+        "source/acc",
+        "evaluation with the best source validation accuracy (selection.source_val, no target labels)",
+        uses_target_labels=False,
+    ),
+    "oracle": Criterion(
+        "target/acc",
+        "evaluation with the best target test accuracy (selection.oracle), which uses "
+        "target test labels: an upper bound, not a result",
+        uses_target_labels=True,
+    ),
 }
 
 
 def select(evaluations: list[dict[str, float]]) -> dict[str, dict[str, float]]:
     """The evaluation each criterion picks: {criterion: evaluation}. `evaluations` is in step order."""
-    return {name: max(evaluations, key=lambda record: record[criterion.metric])  # max keeps the earliest of equals
-            for name, criterion in CRITERIA.items()}
+    return {
+        name: max(evaluations, key=lambda record: record[criterion.metric])  # max keeps the earliest of equals
+        for name, criterion in CRITERIA.items()
+    }

@@ -34,8 +34,7 @@ def job_status(job_dir: Path) -> dict[str, Any]:
 
 
 def summarize_sweep(sweep_dir: Path) -> dict[str, Any]:
-    job_dirs = sorted((d for d in sweep_dir.iterdir() if (d / ".hydra").is_dir()),
-                      key=lambda d: (len(d.name), d.name))
+    job_dirs = sorted((d for d in sweep_dir.iterdir() if (d / ".hydra").is_dir()), key=lambda d: (len(d.name), d.name))
     jobs = [job_status(d) for d in job_dirs]
     counts: dict[str, int] = {}
     for job in jobs:

@@ -47,8 +47,15 @@ class RunLogger:
     `group`, `name`: W&B grouping for sweeps (see `sweep_group` and `run_name`).
     """
 
-    def __init__(self, run_dir: Path, cfg: DictConfig, resume_step: int | None = None,
-                 wandb_run_id: str | None = None, group: str | None = None, name: str | None = None):
+    def __init__(
+        self,
+        run_dir: Path,
+        cfg: DictConfig,
+        resume_step: int | None = None,
+        wandb_run_id: str | None = None,
+        group: str | None = None,
+        name: str | None = None,
+    ):
         self.run_dir = run_dir
         self.metrics_path = run_dir / "metrics.jsonl"
         if resume_step is not None:

@@ -128,8 +128,9 @@ def train(
         if step % trainer.eval_every == 0 or step == steps:
             record = {"step": step}
             for domain, split in eval_splits.items():
-                result = evaluate(method, split, data.num_classes, trainer.eval_batch_size,
-                                  data.mean, data.std, data.num_workers)
+                result = evaluate(
+                    method, split, data.num_classes, trainer.eval_batch_size, data.mean, data.std, data.num_workers
+                )
                 record[f"{domain}/acc"] = result["acc"]
                 if domain == "target":
                     record["target/acc_per_class_mean"] = result["acc_per_class_mean"]
@@ -137,15 +138,21 @@ def train(
             evaluations.append(record)
             log.info(
                 "step %d/%d  source/acc %.4f  target/acc %.4f  train/domain_acc %s",
-                step, steps, record["source/acc"], record["target/acc"],
+                step,
+                steps,
+                record["source/acc"],
+                record["target/acc"],
                 f"{state.logged['train/domain_acc']:.3f}" if "train/domain_acc" in state.logged else "n/a",
             )
 
         stopping = stop is not None and stop.requested
         if step % trainer.checkpoint_every == 0 or step == steps or stopping:
             # The run's own facts beside the training state: what config wrote it, its W&B run, its time.
-            save_checkpoint(run_dir, state.state_dict() | {
-                "config": run_config(cfg), "wandb_run_id": logger.wandb_run_id, "elapsed_s": time.time() - started})
+            save_checkpoint(
+                run_dir,
+                state.state_dict()
+                | {"config": run_config(cfg), "wandb_run_id": logger.wandb_run_id, "elapsed_s": time.time() - started},
+            )
         if stopping and step < steps:
             raise Interrupted(step, stop.signal_name, 128 + stop.signum)
 

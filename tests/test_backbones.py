@@ -12,11 +12,11 @@ import torch
 import torchvision
 from torch import nn
 
-from tests.helpers import compose_config
 from dann.errors import ConfigError, DataError
 from dann.methods import Batch, build_method
 from dann.models import build_network
 from dann.optim import build_optimizer
+from tests.helpers import compose_config
 
 INPUT = (3, 32, 32)
 RESNET18 = ("model=resnet", "model.feature_extractor.arch=resnet18")
@@ -83,8 +83,11 @@ def test_parameter_groups_split_backbone_from_new_layers():
     groups = {g["name"]: g for g in net.parameter_groups()}
     assert groups["backbone"]["lr_mult"] == 0.1 and groups["new_layers"]["lr_mult"] == 1.0
     backbone = {id(p) for p in net.feature_extractor.backbone.parameters()}
-    new = {id(p) for m in (net.feature_extractor.bottleneck, net.label_predictor, net.domain_classifier)
-           for p in m.parameters()}
+    new = {
+        id(p)
+        for m in (net.feature_extractor.bottleneck, net.label_predictor, net.domain_classifier)
+        for p in m.parameters()
+    }
     assert {id(p) for p in groups["backbone"]["params"]} == backbone
     assert {id(p) for p in groups["new_layers"]["params"]} == new
     assert backbone | new == {id(p) for p in net.parameters()}
@@ -186,10 +189,13 @@ def test_unfreeze_last_one_trains_layer4_only():
     assert {id(p) for p in backbone_group["params"]} == {id(p) for p in resnet.layer4.parameters()}
 
 
-@pytest.mark.parametrize("overrides, message", [
-    (["model.unfreeze_last=1"], "^model.unfreeze_last=1 only applies to a frozen backbone"),
-    (["model.freeze_backbone=true", "model.unfreeze_last=5"], "^model.unfreeze_last: expected 0 to 4"),
-])
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (["model.unfreeze_last=1"], "^model.unfreeze_last=1 only applies to a frozen backbone"),
+        (["model.freeze_backbone=true", "model.unfreeze_last=5"], "^model.unfreeze_last: expected 0 to 4"),
+    ],
+)
 def test_unfreeze_last_misuse_is_named(overrides, message):
     with pytest.raises(ConfigError, match=message):
         resnet18(*overrides)
@@ -272,8 +278,9 @@ def test_offline_weights_name_says_where_to_get_the_file(offline, tmp_path):
         resnet18("model.feature_extractor.weights=IMAGENET1K_V1")
     message = str(error.value)
     assert offline == [url]
-    assert message.startswith(f"model.feature_extractor.weights: could not download resnet18 IMAGENET1K_V1 "
-                              f"weights from {url} (URLError")
+    assert message.startswith(
+        f"model.feature_extractor.weights: could not download resnet18 IMAGENET1K_V1 weights from {url} (URLError"
+    )
     assert f"model.feature_extractor.weights=/path/to/{url.rsplit('/', 1)[-1]}" in message
     assert str(tmp_path / "torch_home" / "hub" / "checkpoints") in message and "TORCH_HOME" in message
 

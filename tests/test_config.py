@@ -6,10 +6,10 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from tests.helpers import CONF_DIR, compose_config, run_cli
 from dann.config import flatten, validate, validate_model_input
 from dann.config_schema import SCHEMA, Spec, spec_of
 from dann.errors import ConfigError
+from tests.helpers import CONF_DIR, compose_config, run_cli
 from tests.helpers.image_files import write_class_folders
 
 
@@ -79,8 +79,10 @@ def test_class_count_mismatch_message_gives_both_counts():
         (["seed=4294967296"], "error: seed: expected an integer in [0, 4294967295]"),
         (["trainer.resume=maybe"], "error: trainer.resume: expected true or false, got 'maybe'"),
         (["trainer.device=cuda:7"], "error: trainer.device: expected auto"),
-        (["dataset=folder", "model=mlp", "dataset.source_dir=a", "dataset.target_dir=b"],
-         "error: model.feature_extractor.weights: dann.models.feature_extractors.MlpFeatures"),
+        (
+            ["dataset=folder", "model=mlp", "dataset.source_dir=a", "dataset.target_dir=b"],
+            "error: model.feature_extractor.weights: dann.models.feature_extractors.MlpFeatures",
+        ),
     ],
 )
 def test_cli_stops_with_one_clear_line_before_training(tmp_path: Path, args, needle):
@@ -114,7 +116,10 @@ def test_dataset_picks_default_model_and_optimiser_but_the_command_line_wins():
 def test_image_benchmarks_start_from_imagenet_weights_unless_told_otherwise():
     for dataset in ("office31", "office_home", "visda2017", "domainnet"):
         assert compose_config(f"dataset={dataset}").model.feature_extractor.weights == "IMAGENET1K_V1"
-    assert compose_config("dataset=office31", "model.feature_extractor.weights=null").model.feature_extractor.weights is None
+    assert (
+        compose_config("dataset=office31", "model.feature_extractor.weights=null").model.feature_extractor.weights
+        is None
+    )
     assert compose_config().model.feature_extractor.get("weights") is None  # moons: no pretrained backbone
 
 
@@ -192,32 +197,48 @@ def test_every_key_refuses_bad_values_with_one_line_naming_it(composed):
     assert not wrong
 
 
-@pytest.mark.parametrize("override, message", [
-    ("lambda=nan", "lambda: expected a finite number >= 0 (the final adaptation weight), got nan; e.g. lambda=0.1"),
-    ("lambda=inf", "lambda: expected a finite number >= 0 (the final adaptation weight), got inf; e.g. lambda=0.1"),
-    ("optim.optimizer.lr=inf", "optim.optimizer.lr: expected a finite learning rate > 0, got inf"),
-    ("optim.optimizer.momentum=-1", "optim.optimizer.momentum: expected a number in [0, 1), got -1"),
-    ("optim.lr_schedule.beta=abc",
-     "optim.lr_schedule.beta: expected a number >= 0 (β of the annealed schedule), got 'abc'"),
-    ("model.feature_extractor.hidden=[0]", "model.feature_extractor.hidden: expected a list of positive integers "
-                                           "(widths of the hidden layers; [] for none), got [0]"),
-    ("dataset.rotation_deg=nan", "dataset.rotation_deg: expected a finite number (degrees), got nan"),
-    ("trainer.resume=maybe", "trainer.resume: expected true or false, got 'maybe'"),
-    ("seed=4294967296", "seed: expected an integer in [0, 4294967295] (numpy seeds must be < 2**32), got 4294967296"),
-    ("dataset.data_seed=1073741824", "dataset.data_seed: expected an integer in [0, 1073741823], got 1073741824"),
-])
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("lambda=nan", "lambda: expected a finite number >= 0 (the final adaptation weight), got nan; e.g. lambda=0.1"),
+        ("lambda=inf", "lambda: expected a finite number >= 0 (the final adaptation weight), got inf; e.g. lambda=0.1"),
+        ("optim.optimizer.lr=inf", "optim.optimizer.lr: expected a finite learning rate > 0, got inf"),
+        ("optim.optimizer.momentum=-1", "optim.optimizer.momentum: expected a number in [0, 1), got -1"),
+        (
+            "optim.lr_schedule.beta=abc",
+            "optim.lr_schedule.beta: expected a number >= 0 (β of the annealed schedule), got 'abc'",
+        ),
+        (
+            "model.feature_extractor.hidden=[0]",
+            "model.feature_extractor.hidden: expected a list of positive integers "
+            "(widths of the hidden layers; [] for none), got [0]",
+        ),
+        ("dataset.rotation_deg=nan", "dataset.rotation_deg: expected a finite number (degrees), got nan"),
+        ("trainer.resume=maybe", "trainer.resume: expected true or false, got 'maybe'"),
+        (
+            "seed=4294967296",
+            "seed: expected an integer in [0, 4294967295] (numpy seeds must be < 2**32), got 4294967296",
+        ),
+        ("dataset.data_seed=1073741824", "dataset.data_seed: expected an integer in [0, 1073741823], got 1073741824"),
+    ],
+)
 def test_messages_say_what_was_expected_and_what_came(override, message):
     with pytest.raises(ConfigError) as error:
         validate(compose_config(override))
     assert str(error.value) == message
 
 
-@pytest.mark.parametrize("override, message", [
-    ("dataset.root=${oc.env:DANN_NO_SUCH_VARIABLE}",
-     "dataset.root: KeyError raised while resolving interpolation: \"Environment variable 'DANN_NO_SUCH_VARIABLE' "
-     "not found\""),
-    ("dataset.root=???", "dataset.root: Missing mandatory value: root"),
-])
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        (
+            "dataset.root=${oc.env:DANN_NO_SUCH_VARIABLE}",
+            "dataset.root: KeyError raised while resolving interpolation: "
+            "\"Environment variable 'DANN_NO_SUCH_VARIABLE' not found\"",
+        ),
+        ("dataset.root=???", "dataset.root: Missing mandatory value: root"),
+    ],
+)
 def test_a_value_that_cannot_be_resolved_is_one_line_naming_its_key(override, message):
     with pytest.raises(ConfigError) as error:
         validate(compose_config(override))
@@ -241,7 +262,8 @@ def test_a_setting_the_target_does_not_take_is_named_with_the_fix():
     assert str(error.value) == (
         "model.feature_extractor.weights: dann.models.feature_extractors.MlpFeatures "
         "(model.feature_extractor._target_) takes no setting 'weights' (it takes hidden, activation); "
-        "drop it with ~model.feature_extractor.weights, or choose a model that takes it: model=resnet")
+        "drop it with ~model.feature_extractor.weights, or choose a model that takes it: model=resnet"
+    )
     with pytest.raises(ConfigError, match="^model.feature_extractor.weights: .*MnistFeatures .* takes no setting"):
         validate(compose_config("dataset=folder", "model=mnist_cnn"))
     with pytest.raises(ConfigError, match="^optim.optimizer.betas: torch.optim.SGD .* takes no setting 'betas'"):
@@ -263,18 +285,24 @@ def test_a_cuda_device_this_machine_lacks_is_refused(device):
         validate(compose_config(f"trainer.device={device}"))
 
 
-@pytest.mark.parametrize("overrides, input_shape, fine", [
-    ([], (2,), True),  # moons' MLP on moons' vectors
-    (["dataset=office31", "model.feature_extractor.arch=resnet18"], (3, 224, 224), True),  # no download: a dry run
-    (["model=mlp"], (3, 32, 32), False),  # an MLP on images
-    (["model=mnist_cnn"], (2,), False),  # a CNN on vectors
-    (["model=mnist_cnn"], (1, 8, 8), False),  # images too small for its convolutions
-])
+@pytest.mark.parametrize(
+    "overrides, input_shape, fine",
+    [
+        ([], (2,), True),  # moons' MLP on moons' vectors
+        (["dataset=office31", "model.feature_extractor.arch=resnet18"], (3, 224, 224), True),  # no download: a dry run
+        (["model=mlp"], (3, 32, 32), False),  # an MLP on images
+        (["model=mnist_cnn"], (2,), False),  # a CNN on vectors
+        (["model=mnist_cnn"], (1, 8, 8), False),  # images too small for its convolutions
+    ],
+)
 def test_the_feature_extractor_must_take_the_datasets_inputs(overrides, input_shape, fine):
     cfg = compose_config(*overrides)
     if fine:
         validate_model_input(cfg, input_shape)
         return
-    with pytest.raises(ConfigError, match=rf"^model.feature_extractor: .* cannot take the inputs .* of shape "
-                                          rf"\({', '.join(map(str, input_shape))},?\)"):
+    with pytest.raises(
+        ConfigError,
+        match=rf"^model.feature_extractor: .* cannot take the inputs .* of shape "
+        rf"\({', '.join(map(str, input_shape))},?\)",
+    ):
         validate_model_input(cfg, input_shape)

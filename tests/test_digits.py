@@ -14,16 +14,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from tests.helpers.digit_files import Written, write_mnist, write_mnistm, write_mnistm_archive, write_svhn, write_usps
-from tests.helpers.image_files import paths_touched
 from omegaconf import DictConfig
 from PIL import Image
 from torchvision.datasets import USPS
 
-from tests.helpers import compose_config, run_cli
 from dann.data import digits, load_domain_data
 from dann.data.download import download_file, extract_tar
 from dann.errors import ConfigError, DataError
+from tests.helpers import compose_config, run_cli
+from tests.helpers.digit_files import Written, write_mnist, write_mnistm, write_mnistm_archive, write_svhn, write_usps
+from tests.helpers.image_files import paths_touched
 
 N_TRAIN, N_TEST = 30, 20
 
@@ -60,8 +60,10 @@ def test_pair_loads_with_the_configured_shape_and_the_written_labels(tmp_path, n
     assert (data.source, data.target, data.num_classes, data.input_shape) == (source, target, 10, shape)
     assert data.mean == data.std == (0.5,) * shape[0]
     splits = {
-        (source, "train"): data.source_train, (source, "test"): data.source_val,
-        (target, "train"): data.target_train, (target, "test"): data.target_test,
+        (source, "train"): data.source_train,
+        (source, "test"): data.source_val,
+        (target, "train"): data.target_train,
+        (target, "test"): data.target_test,
     }
     for (domain, split), loaded in splits.items():
         assert loaded.inputs.dtype == torch.uint8 and loaded.labels.dtype == torch.int64
@@ -71,12 +73,15 @@ def test_pair_loads_with_the_configured_shape_and_the_written_labels(tmp_path, n
     assert network == []  # the files were there: download: true did not fetch anything
 
 
-@pytest.mark.parametrize("pair, overrides, side, domain", [
-    ("mnist_mnistm", [], "source", "mnist"),  # grey, repeated to RGB
-    ("mnist_mnistm", [], "target", "mnistm"),
-    ("svhn_mnist", [], "source", "svhn"),
-    ("usps_mnist", ["dataset.image_size=16"], "source", "usps"),  # USPS at its native 16×16
-])
+@pytest.mark.parametrize(
+    "pair, overrides, side, domain",
+    [
+        ("mnist_mnistm", [], "source", "mnist"),  # grey, repeated to RGB
+        ("mnist_mnistm", [], "target", "mnistm"),
+        ("svhn_mnist", [], "source", "svhn"),
+        ("usps_mnist", ["dataset.image_size=16"], "source", "usps"),  # USPS at its native 16×16
+    ],
+)
 def test_pixels_at_native_size_read_back_exactly(tmp_path, pair, overrides, side, domain):
     written = write(tmp_path, *PAIRS[pair][:2])[domain]
     data = load_domain_data(dataset_cfg(pair, tmp_path, *overrides))
@@ -88,8 +93,9 @@ def test_pixels_at_native_size_read_back_exactly(tmp_path, pair, overrides, side
 
 def test_rgb_to_grey_uses_bt601_luma(tmp_path):
     written = write(tmp_path, "svhn", "mnist")["svhn"]
-    data = load_domain_data(dataset_cfg("svhn_mnist", tmp_path, "dataset.channels=1",
-                                        "dataset.mean=[0.5]", "dataset.std=[0.5]"))
+    data = load_domain_data(
+        dataset_cfg("svhn_mnist", tmp_path, "dataset.channels=1", "dataset.mean=[0.5]", "dataset.std=[0.5]")
+    )
 
     r, g, b = written.train_images.astype(np.float64).transpose(1, 0, 2, 3)
     luma = np.rint(0.299 * r + 0.587 * g + 0.114 * b)[:, None]
@@ -97,25 +103,35 @@ def test_rgb_to_grey_uses_bt601_luma(tmp_path):
     assert np.abs(data.source_train.inputs.numpy().astype(int) - luma).max() <= 1
 
 
-@pytest.mark.parametrize("pair, overrides, domain, size", [
-    ("usps_mnist", [], "usps", 28),  # upsampled from 16
-    ("svhn_mnist", ["dataset.image_size=28"], "svhn", 28),  # downsampled from 32
-])
+@pytest.mark.parametrize(
+    "pair, overrides, domain, size",
+    [
+        ("usps_mnist", [], "usps", 28),  # upsampled from 16
+        ("svhn_mnist", ["dataset.image_size=28"], "svhn", 28),  # downsampled from 32
+    ],
+)
 def test_resizing_is_bilinear_like_pil(tmp_path, pair, overrides, domain, size):
     written = write(tmp_path, *PAIRS[pair][:2])[domain]
     data = load_domain_data(dataset_cfg(pair, tmp_path, *overrides))
 
     # PIL's bilinear resize, an independent implementation, per image and channel.
-    expected = np.stack([
-        np.stack([np.asarray(Image.fromarray(channel).resize((size, size), Image.BILINEAR)) for channel in image])
-        for image in written.train_images
-    ])
+    expected = np.stack(
+        [
+            np.stack([np.asarray(Image.fromarray(channel).resize((size, size), Image.BILINEAR)) for channel in image])
+            for image in written.train_images
+        ]
+    )
     assert np.abs(data.source_train.inputs.numpy().astype(int) - expected).max() <= 1
 
 
-@pytest.mark.parametrize("pair, source, target", [
-    ("mnist_mnistm", "M", "MM"), ("svhn_mnist", "S", "M"), ("usps_mnist", "U", "M"),
-])
+@pytest.mark.parametrize(
+    "pair, source, target",
+    [
+        ("mnist_mnistm", "M", "MM"),
+        ("svhn_mnist", "S", "M"),
+        ("usps_mnist", "U", "M"),
+    ],
+)
 def test_aliases_name_the_same_domains(tmp_path, pair, source, target):
     write(tmp_path, *PAIRS[pair][:2])
     cfg = dataset_cfg(pair, tmp_path, f"dataset.source={source}", f"dataset.target={target}")
@@ -125,7 +141,9 @@ def test_aliases_name_the_same_domains(tmp_path, pair, source, target):
     assert (data.source, data.target) == PAIRS[pair][:2]
 
 
-@pytest.mark.parametrize("override, key", [("dataset.mean=[0.5]", "dataset.mean"), ("dataset.std=[0.5,0,0.5]", "dataset.std")])
+@pytest.mark.parametrize(
+    "override, key", [("dataset.mean=[0.5]", "dataset.mean"), ("dataset.std=[0.5,0,0.5]", "dataset.std")]
+)
 def test_normalisation_needs_one_statistic_per_channel(tmp_path, override, key):
     # mnist_mnistm is 3-channel: a single mean would otherwise only fail later, inside a batch.
     write(tmp_path, "mnist", "mnistm")
@@ -142,11 +160,14 @@ def test_root_defaults_to_the_dann_data_environment_variable(tmp_path, monkeypat
     assert len(data.source_train) == N_TRAIN
 
 
-@pytest.mark.parametrize("override, key", [
-    ("dataset.channels=2", "dataset.channels"),
-    ("dataset.image_size=0", "dataset.image_size"),
-    ("dataset.download=maybe", "dataset.download"),
-])
+@pytest.mark.parametrize(
+    "override, key",
+    [
+        ("dataset.channels=2", "dataset.channels"),
+        ("dataset.image_size=0", "dataset.image_size"),
+        ("dataset.download=maybe", "dataset.download"),
+    ],
+)
 def test_bad_image_settings_are_config_errors_naming_the_key(tmp_path, override, key):
     write(tmp_path, "mnist", "usps")
     with pytest.raises(ConfigError, match=key):
@@ -326,7 +347,8 @@ def test_mnistm_labels_file_must_have_one_line_per_image(tmp_path, damage, lines
     assert str(error.value) == (
         f"MNIST-M labels file {labels_file} has {lines} lines but {tmp_path / 'mnist_m' / 'mnist_m_train'} holds "
         f"{N_TRAIN} PNG images; each image needs exactly one line: the copy is partial or mixed. "
-        f"Delete {tmp_path / 'mnist_m'} and download it again")
+        f"Delete {tmp_path / 'mnist_m'} and download it again"
+    )
 
 
 def test_truncated_mnist_file_is_a_data_error(tmp_path):
@@ -345,8 +367,15 @@ def test_truncated_mnist_file_is_a_data_error(tmp_path):
 def test_cli_reports_missing_data_in_one_line_without_traceback(tmp_path):
     root = tmp_path / "empty"
     root.mkdir()
-    result = run_cli("dataset=mnist_mnistm", f"dataset.root={root}", "dataset.download=false",
-                     "logger=none", "trainer.steps=2", f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
+    result = run_cli(
+        "dataset=mnist_mnistm",
+        f"dataset.root={root}",
+        "dataset.download=false",
+        "logger=none",
+        "trainer.steps=2",
+        f"hydra.run.dir={tmp_path / 'run'}",
+        cwd=tmp_path,
+    )
     assert result.returncode == 2, result.stderr
     assert str(root / "MNIST" / "raw" / "train-images-idx3-ubyte") in result.stderr
     assert "Traceback" not in result.stdout + result.stderr

@@ -8,11 +8,11 @@ import torch.nn.functional as F
 import torchvision
 from omegaconf import OmegaConf
 
-from tests.helpers import CONF_DIR, compose_config
 from dann.data.images import check_image_config
 from dann.errors import ConfigError
 from dann.methods import METHODS, Batch, build_method
 from dann.models import build_network
+from tests.helpers import CONF_DIR, compose_config
 
 INPUT = (3, 32, 32)
 NUM_CLASSES = 5
@@ -32,8 +32,14 @@ def weights_file(tmp_path_factory):
 
 def make(method: str, *overrides: str):
     torch.manual_seed(0)
-    cfg = compose_config(f"method={method}", "model=resnet", "model.feature_extractor.arch=resnet18",
-                         "optim=sgd", "trainer.steps=10", *overrides)
+    cfg = compose_config(
+        f"method={method}",
+        "model=resnet",
+        "model.feature_extractor.arch=resnet18",
+        "optim=sgd",
+        "trainer.steps=10",
+        *overrides,
+    )
     method = build_method(cfg, build_network(cfg.model, INPUT, NUM_CLASSES))
     method.train()
     return method
@@ -158,10 +164,13 @@ def test_two_stage_without_freezing_fine_tunes_everything_on_target():
     assert not unchanged(method.network.feature_extractor.backbone, before)
 
 
-@pytest.mark.parametrize("override, key", [
-    ("method.stage1_fraction=1.5", "method.stage1_fraction"),
-    ("method.freeze_in_stage2=backbone", "method.freeze_in_stage2"),
-])
+@pytest.mark.parametrize(
+    "override, key",
+    [
+        ("method.stage1_fraction=1.5", "method.stage1_fraction"),
+        ("method.freeze_in_stage2=backbone", "method.freeze_in_stage2"),
+    ],
+)
 def test_two_stage_bad_settings_name_their_key(override, key):
     with pytest.raises(ConfigError, match=f"^{key}: expected"):
         make("two_stage", override)
@@ -179,8 +188,10 @@ def test_two_presets_per_benchmark():
 def test_every_benchmark_preset_composes(preset):
     missing = [d for d in BENCHMARK_DATASETS if not (CONF_DIR / "dataset" / f"{d}.yaml").exists()]
     if missing:
-        pytest.skip(f"conf/dataset/{missing[0]}.yaml is not there yet (the dataset configs come with the "
-                    "image loaders); the presets need it to compose")
+        pytest.skip(
+            f"conf/dataset/{missing[0]}.yaml is not there yet (the dataset configs come with the "
+            "image loaders); the presets need it to compose"
+        )
     cfg = compose_config(f"experiment={preset}")
     OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
     check_image_config(cfg.dataset)  # the TLLib presets' own transforms build, and crop to image_size

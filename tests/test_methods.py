@@ -4,9 +4,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from tests.helpers import compose_config
 from dann.methods import METHODS, Batch, build_method
 from dann.models import build_network
+from tests.helpers import compose_config
 
 METRICS = {"train/label_loss", "train/domain_loss", "train/domain_acc", "train/lambda", "train/lr"}
 
@@ -59,7 +59,9 @@ def test_source_only_features_learn_from_source_labels_alone():
     with torch.no_grad():
         for p in list(reference.feature_extractor.parameters()) + list(reference.label_predictor.parameters()):
             p -= cfg.optim.optimizer.lr * p.grad
-    for trained, expected in zip(method.network.feature_extractor.parameters(), reference.feature_extractor.parameters()):
+    for trained, expected in zip(
+        method.network.feature_extractor.parameters(), reference.feature_extractor.parameters()
+    ):
         assert torch.allclose(trained, expected, atol=1e-7)
 
 
@@ -74,8 +76,10 @@ def test_dann_features_do_feel_the_domain_loss():
     with torch.no_grad():
         for p in reference.feature_extractor.parameters():
             p -= cfg.optim.optimizer.lr * p.grad
-    differs = [not torch.allclose(a, b, atol=1e-7) for a, b in
-               zip(method.network.feature_extractor.parameters(), reference.feature_extractor.parameters())]
+    differs = [
+        not torch.allclose(a, b, atol=1e-7)
+        for a, b in zip(method.network.feature_extractor.parameters(), reference.feature_extractor.parameters())
+    ]
     assert any(differs)
 
 

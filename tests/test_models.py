@@ -2,8 +2,8 @@ import pytest
 import torch
 from torch import nn
 
-from tests.helpers import compose_config
 from dann.models import build_network
+from tests.helpers import compose_config
 
 
 def linear_widths(module: nn.Module) -> list[int]:

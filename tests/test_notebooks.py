@@ -2,8 +2,8 @@
 
 import json
 
-from tests.helpers import REPO, compose_config
 from dann.run import run
+from tests.helpers import REPO, compose_config
 
 
 def code_cells(name: str) -> list[str]:
@@ -16,8 +16,12 @@ def test_learning_curves_plots_every_run(tmp_path, monkeypatch):
     for method in ("dann", "source_only"):
         run_dir = tmp_path / method
         run_dir.mkdir()
-        run(compose_config(f"method={method}", "logger=none", "trainer.steps=40", "trainer.eval_every=20",
-                           "trainer.log_every=10"), run_dir)
+        run(
+            compose_config(
+                f"method={method}", "logger=none", "trainer.steps=40", "trainer.eval_every=20", "trainer.log_every=10"
+            ),
+            run_dir,
+        )
     monkeypatch.setenv("DANN_RUNS", str(tmp_path / "*"))
     namespace: dict = {}
     for source in code_cells("learning_curves.ipynb"):

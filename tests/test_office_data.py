@@ -15,17 +15,38 @@ from pathlib import Path
 
 import pytest
 import torch
-from tests.helpers.image_files import (corrupt, paths_touched, write_class_folders, write_domainnet, write_office31,
-                         write_office31_archive, write_office_home, write_visda2017)
 from omegaconf import DictConfig
 from torch import nn
 
-from tests.helpers import compose_config
-from dann.data import (DomainData, DomainSpec, ImageSplit, Split, base, eval_batches, load_domain_data, make_stream,
-                       office, register_domain, resolve_domains, subset, to_device)
+from dann.data import (
+    DomainData,
+    DomainSpec,
+    ImageSplit,
+    Split,
+    base,
+    eval_batches,
+    load_domain_data,
+    make_stream,
+    office,
+    register_domain,
+    resolve_domains,
+    subset,
+    to_device,
+)
 from dann.data.class_names import DOMAINNET_CLASSES, OFFICE31_CLASSES, OFFICE_HOME_CLASSES, VISDA2017_CLASSES
 from dann.errors import ConfigError, DataError
 from dann.evaluate import evaluate
+from tests.helpers import compose_config
+from tests.helpers.image_files import (
+    corrupt,
+    paths_touched,
+    write_class_folders,
+    write_domainnet,
+    write_office31,
+    write_office31_archive,
+    write_office_home,
+    write_visda2017,
+)
 
 SMALL = ["dataset.num_workers=0", "dataset.image_size=16", "dataset.resize_size=18"]  # fast decoding
 CPU = torch.device("cpu")
@@ -112,12 +133,15 @@ def test_domainnet_split_may_lack_a_class(tmp_path):
     assert DOMAINNET_CLASSES.index("t-shirt") not in data.target_train.labels.tolist()
 
 
-@pytest.mark.parametrize("dataset, source, target, names", [
-    ("office31", "D", "A", ("dslr", "amazon")),
-    ("office_home", "Pr", "Rw", ("Product", "Real_World")),
-    ("visda2017", "T", "V", ("train", "validation")),
-    ("domainnet", "c", "p", ("clipart", "painting")),
-])
+@pytest.mark.parametrize(
+    "dataset, source, target, names",
+    [
+        ("office31", "D", "A", ("dslr", "amazon")),
+        ("office_home", "Pr", "Rw", ("Product", "Real_World")),
+        ("visda2017", "T", "V", ("train", "validation")),
+        ("domainnet", "c", "p", ("clipart", "painting")),
+    ],
+)
 def test_aliases_name_the_same_domains(tmp_path, dataset, source, target, names):
     cfg = dataset_cfg(dataset, tmp_path, f"dataset.source={source}", f"dataset.target={target}")
     assert tuple(spec.name for spec in resolve_domains(cfg)) == names
@@ -127,8 +151,11 @@ def test_aliases_name_the_same_domains(tmp_path, dataset, source, target, names)
 
 
 def test_a_benchmark_only_knows_its_own_domains():
-    with pytest.raises(ConfigError, match=r"^dataset.source: unknown domain 'mnist' in dataset=office31; "
-                                          r"known domains: amazon \(A\), dslr \(D\), webcam \(W\)"):
+    with pytest.raises(
+        ConfigError,
+        match=r"^dataset.source: unknown domain 'mnist' in dataset=office31; "
+        r"known domains: amazon \(A\), dslr \(D\), webcam \(W\)",
+    ):
         resolve_domains(dataset_cfg("office31", None, "dataset.source=mnist"))
 
 
@@ -254,8 +281,10 @@ def test_symlink_inside_the_dataset_leading_out_is_refused(tmp_path):
         load_domain_data(dataset_cfg("domainnet", tmp_path / "data"))
 
     entry = image.relative_to(tmp_path / "data" / "domainnet").as_posix()
-    assert str(error.value).startswith(f"{list_file}, line 1: {entry!r} leads to {secret}, outside "
-                                       f"{tmp_path / 'data' / 'domainnet'}, through a symlink")
+    assert str(error.value).startswith(
+        f"{list_file}, line 1: {entry!r} leads to {secret}, outside "
+        f"{tmp_path / 'data' / 'domainnet'}, through a symlink"
+    )
 
 
 def test_visda_image_list_must_list_every_image_of_its_class_folders(tmp_path):
@@ -270,7 +299,8 @@ def test_visda_image_list_must_list_every_image_of_its_class_folders(tmp_path):
 
     assert str(error.value).startswith(
         f"{list_file} has {len(lines) - 1} image lines but the class folders of {list_file.parent} hold "
-        f"{len(lines)} images; not listed: {unlisted}; each image needs exactly one line.")
+        f"{len(lines)} images; not listed: {unlisted}; each image needs exactly one line."
+    )
 
 
 def test_office31_without_download_says_where_to_get_it(tmp_path, network):
@@ -307,11 +337,14 @@ def test_office31_downloads_and_unpacks_a_checked_archive(tmp_path, monkeypatch)
     assert (root / "office31" / "webcam" / "images" / "trash_can").is_dir()
 
 
-@pytest.mark.parametrize("dataset, expected, where", [
-    ("office_home", "office_home/Art/<class>/<image>", "https://www.hemanthdv.org/officeHomeDataset.html"),
-    ("visda2017", "visda2017/train/image_list.txt", "http://csr.bu.edu/ftp/visda17/clf/train.tar"),
-    ("domainnet", "domainnet/clipart,", "http://csr.bu.edu/ftp/visda/2019/multi-source/groundtruth/clipart.zip"),
-])
+@pytest.mark.parametrize(
+    "dataset, expected, where",
+    [
+        ("office_home", "office_home/Art/<class>/<image>", "https://www.hemanthdv.org/officeHomeDataset.html"),
+        ("visda2017", "visda2017/train/image_list.txt", "http://csr.bu.edu/ftp/visda17/clf/train.tar"),
+        ("domainnet", "domainnet/clipart,", "http://csr.bu.edu/ftp/visda/2019/multi-source/groundtruth/clipart.zip"),
+    ],
+)
 def test_missing_benchmark_names_its_layout_and_where_to_get_it(tmp_path, network, dataset, expected, where):
     with pytest.raises(DataError) as error:
         load_domain_data(dataset_cfg(dataset, tmp_path))
@@ -326,8 +359,11 @@ def test_folder_matches_classes_by_name(tmp_path):
     source = write_class_folders(tmp_path / "photos", ["cat", "dog", "owl"], 2, seed=0)
     target = write_class_folders(tmp_path / "sketches", ["owl", "dog", "cat"], 3, seed=1)
 
-    data = load_domain_data(dataset_cfg("folder", None, f"dataset.source_dir={tmp_path / 'photos'}",
-                                        f"dataset.target_dir={tmp_path / 'sketches'}"))
+    data = load_domain_data(
+        dataset_cfg(
+            "folder", None, f"dataset.source_dir={tmp_path / 'photos'}", f"dataset.target_dir={tmp_path / 'sketches'}"
+        )
+    )
 
     assert data.num_classes == 3 and data.source_train.classes == data.target_train.classes == ("cat", "dog", "owl")
     assert sorted(files_and_labels(data.source_train)) == sorted(source)
@@ -339,8 +375,9 @@ def test_folder_with_different_classes_lists_them(tmp_path):
     write_class_folders(tmp_path / "b", ["cat", "dog", "owl", "yak"], 1)
 
     with pytest.raises(DataError, match=r"only in the source \(.*/a\): emu; only in the target \(.*/b\): owl, yak"):
-        load_domain_data(dataset_cfg("folder", None, f"dataset.source_dir={tmp_path / 'a'}",
-                                     f"dataset.target_dir={tmp_path / 'b'}"))
+        load_domain_data(
+            dataset_cfg("folder", None, f"dataset.source_dir={tmp_path / 'a'}", f"dataset.target_dir={tmp_path / 'b'}")
+        )
 
 
 @pytest.mark.parametrize("source, target", [("x", "./x/"), ("x", "link")])
@@ -352,9 +389,11 @@ def test_folder_refuses_the_same_directory_as_source_and_target(tmp_path, monkey
     with pytest.raises(ConfigError) as error:
         load_domain_data(dataset_cfg("folder", None, f"dataset.source_dir={source}", f"dataset.target_dir={target}"))
 
-    assert str(error.value) == (f"dataset.source_dir and dataset.target_dir are the same directory ({tmp_path / 'x'}): "
-                                "a source domain would be adapted to itself; point dataset.target_dir at the target "
-                                "domain's class folders")
+    assert str(error.value) == (
+        f"dataset.source_dir and dataset.target_dir are the same directory ({tmp_path / 'x'}): "
+        "a source domain would be adapted to itself; point dataset.target_dir at the target "
+        "domain's class folders"
+    )
 
 
 def test_folder_requires_both_directories():
@@ -365,13 +404,16 @@ def test_folder_requires_both_directories():
 # --- Config checks --------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("override, key", [
-    ("dataset.on_corrupt=ignore", "dataset.on_corrupt"),
-    ("dataset.num_workers=-1", "dataset.num_workers"),
-    ("dataset.std=[0.2,0.2]", "dataset.std"),
-    ("dataset.transforms.eval=[{_target_:torchvision.transforms.Resize,size:16}]", "dataset.transforms.eval"),
-    ("dataset.transforms.train=[{_target_:torchvision.transforms.ToTensor}]", "dataset.transforms.train"),
-])
+@pytest.mark.parametrize(
+    "override, key",
+    [
+        ("dataset.on_corrupt=ignore", "dataset.on_corrupt"),
+        ("dataset.num_workers=-1", "dataset.num_workers"),
+        ("dataset.std=[0.2,0.2]", "dataset.std"),
+        ("dataset.transforms.eval=[{_target_:torchvision.transforms.Resize,size:16}]", "dataset.transforms.eval"),
+        ("dataset.transforms.train=[{_target_:torchvision.transforms.ToTensor}]", "dataset.transforms.train"),
+    ],
+)
 def test_bad_image_settings_are_config_errors_naming_the_key(tmp_path, override, key):
     write_office31(tmp_path, 1, domains=("amazon", "webcam"))
     with pytest.raises(ConfigError, match=f"^{key}"):
@@ -394,7 +436,8 @@ def test_unreadable_image_is_skipped_with_a_warning_and_counted(tmp_path, caplog
 
     assert len(labels) == len(written["webcam"]) - 1  # evaluation leaves it out
     assert [r.getMessage() for r in caplog.records if str(bad) in r.getMessage()] == [
-        f"office31/webcam (eval): skipping unreadable image {bad} ({data.target_test.skipped[str(bad)]})"]
+        f"office31/webcam (eval): skipping unreadable image {bad} ({data.target_test.skipped[str(bad)]})"
+    ]
     assert data.skipped_images == {"source_train": 0, "source_val": 0, "target_train": 0, "target_test": 1}
 
     stream = make_stream(data.target_train, batch_size=len(written["webcam"]) - 1, seed=0, device=CPU)
@@ -438,8 +481,9 @@ def assert_same_batches(a, b):
 
 def test_image_stream_serves_normalised_full_size_batches(tmp_path):
     write_office31(tmp_path, images_per_class=1, domains=("amazon", "webcam"))
-    data = load_domain_data(compose_config("dataset=office31", f"dataset.root={tmp_path}",
-                                           "dataset.num_workers=0").dataset)  # 224 crops, as configured
+    data = load_domain_data(
+        compose_config("dataset=office31", f"dataset.root={tmp_path}", "dataset.num_workers=0").dataset
+    )  # 224 crops, as configured
     x, y = next(make_stream(data.source_train, 4, seed=0, device=CPU, mean=data.mean, std=data.std))
     unnormalised, _ = next(make_stream(data.source_train, 4, seed=0, device=CPU))
 

@@ -38,8 +38,14 @@ def wheel(tmp_path_factory) -> Path:
         shutil.copy(REPO / name, source / name)
     for name in ("dann", "conf"):
         shutil.copytree(REPO / name, source / name, ignore=shutil.ignore_patterns("__pycache__"))
-    subprocess.run([sys.executable, "-m", "pip", "wheel", ".", "--no-deps", "-w", str(tmp / "dist")],
-                   cwd=source, check=True, capture_output=True, text=True, timeout=BUILD_TIMEOUT)
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", ".", "--no-deps", "-w", str(tmp / "dist")],
+        cwd=source,
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=BUILD_TIMEOUT,
+    )
     return only((tmp / "dist").glob("dann-*.whl"))
 
 
@@ -47,8 +53,13 @@ def wheel(tmp_path_factory) -> Path:
 def site(wheel, tmp_path_factory) -> Path:
     """The wheel installed on its own in a folder (its dependencies come from this venv)."""
     site = tmp_path_factory.mktemp("installed") / "site"
-    subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "--target", str(site), str(wheel)],
-                   check=True, capture_output=True, text=True, timeout=BUILD_TIMEOUT)
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--no-deps", "--target", str(site), str(wheel)],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=BUILD_TIMEOUT,
+    )
     return site
 
 
@@ -78,8 +89,11 @@ def test_wheel_holds_every_module_and_every_config(wheel):
 
 def test_installed_wheel_imports_from_its_own_folder(site, tmp_path):
     # What the runs below import: the wheel's code and configs, not the clone's (installed editable here).
-    result = run_installed([sys.executable, "-c", "import dann.run, dann.config; "
-                            "print(dann.run.__file__); print(dann.config.CONF_DIR)"], site, empty_dir(tmp_path))
+    result = run_installed(
+        [sys.executable, "-c", "import dann.run, dann.config; print(dann.run.__file__); print(dann.config.CONF_DIR)"],
+        site,
+        empty_dir(tmp_path),
+    )
     assert result.returncode == 0, result.stderr
     module, conf = result.stdout.splitlines()
     assert Path(module).is_relative_to(site) and Path(conf) == site / "dann" / "conf"
@@ -131,10 +145,22 @@ def test_a_users_own_config_through_hydra_searchpath(site, tmp_path):
         "  - moons\n"
         "\n"
         "dataset:\n"
-        "  rotation_deg: 50.0\n")
+        "  rotation_deg: 50.0\n"
+    )
     cwd = empty_dir(tmp_path)
-    result = run_installed([sys.executable, "-m", "dann.run", f"hydra.searchpath=[{my_conf.as_uri()}]",
-                            "dataset=moons_wide", *FAST, "hydra.run.dir=run"], site, cwd)
+    result = run_installed(
+        [
+            sys.executable,
+            "-m",
+            "dann.run",
+            f"hydra.searchpath=[{my_conf.as_uri()}]",
+            "dataset=moons_wide",
+            *FAST,
+            "hydra.run.dir=run",
+        ],
+        site,
+        cwd,
+    )
     assert result.returncode == 0, result.stderr
     config = json.loads((cwd / "run" / "summary.json").read_text())["config"]
     assert config["dataset"]["rotation_deg"] == 50.0  # the user's value

@@ -26,7 +26,7 @@ def test_results_section_has_no_placeholder():
 
 def config_table_rows() -> list[tuple[list[str], str]]:
     """(keys, default cell) of each row of the README's table of config keys."""
-    table = README[README.index("| key | default | meaning |"):].split("\n\n")[0].splitlines()[2:]
+    table = README[README.index("| key | default | meaning |") :].split("\n\n")[0].splitlines()[2:]
     rows = []
     for line in table:
         keys_cell, default_cell = [cell.strip() for cell in line.strip("|").split(" | ")][:2]
@@ -74,7 +74,8 @@ def test_every_default_in_the_config_table_is_the_composed_default():
                 for part in key.split("."):
                     node = node[part]  # a key the README names must exist
                 actual = float(node) if isinstance(node, (int, float)) and not isinstance(node, bool) else node
-                assert actual == stated, f"README says {key} defaults to {text} ({' '.join(overrides) or 'bare'}), " \
-                                         f"the config has {node!r}"
+                assert actual == stated, (
+                    f"README says {key} defaults to {text} ({' '.join(overrides) or 'bare'}), the config has {node!r}"
+                )
                 checked += 1
     assert checked >= 20

@@ -22,8 +22,8 @@ import numpy as np
 import pytest
 from omegaconf import OmegaConf
 
-from tests.helpers import REPO, compose_config, only, run_cli
 from dann.report import main
+from tests.helpers import REPO, compose_config, only, run_cli
 
 REFERENCES = REPO / "experiments" / "references.yaml"
 OFFICE_TASKS = [("amazon", "webcam"), ("dslr", "webcam"), ("webcam", "dslr")]
@@ -34,8 +34,12 @@ OFFICE_TASKS = [("amazon", "webcam"), ("dslr", "webcam"), ("webcam", "dslr")]
 
 def evaluation(step: int, target_acc: float, source_acc: float = 0.95) -> dict:
     """One evaluation record, keys in the order dann.train writes them."""
-    return {"step": step, "source/acc": source_acc, "target/acc": target_acc,
-            "target/acc_per_class_mean": round(target_acc - 0.02, 6)}
+    return {
+        "step": step,
+        "source/acc": source_acc,
+        "target/acc": target_acc,
+        "target/acc_per_class_mean": round(target_acc - 0.02, 6),
+    }
 
 
 @functools.lru_cache(maxsize=None)
@@ -43,32 +47,83 @@ def composed(*overrides: str):
     return compose_config(*overrides)
 
 
-def run_config(*, method: str, lam, dataset: str, source: str, target: str, seed: int, steps: int = 100,
-               protocol: str | None = None, overrides: tuple[str, ...] = ()):
+def run_config(
+    *,
+    method: str,
+    lam,
+    dataset: str,
+    source: str,
+    target: str,
+    seed: int,
+    steps: int = 100,
+    protocol: str | None = None,
+    overrides: tuple[str, ...] = (),
+):
     """The config `python -m dann.run` composes for these overrides (unresolved, as Hydra keeps it)."""
-    cfg = copy.deepcopy(composed(f"method={method}", f"lambda={lam}", f"dataset={dataset}",
-                                 f"dataset.source={source}", f"dataset.target={target}", f"trainer.steps={steps}",
-                                 *([f"dataset.protocol={protocol}"] if protocol else []), *overrides))
+    cfg = copy.deepcopy(
+        composed(
+            f"method={method}",
+            f"lambda={lam}",
+            f"dataset={dataset}",
+            f"dataset.source={source}",
+            f"dataset.target={target}",
+            f"trainer.steps={steps}",
+            *([f"dataset.protocol={protocol}"] if protocol else []),
+            *overrides,
+        )
+    )
     cfg.seed = seed
     return cfg
 
 
-def write_run(run_dir: Path, *, method: str = "dann", lam: float = 0.1, dataset: str = "office31",
-              source: str = "amazon", target: str = "webcam", seed: int = 0, steps: int = 100,
-              status: str = "finished", final: dict | None = None, source_val: dict | None = None,
-              oracle: dict | None = None, error: str = "RuntimeError: CUDA out of memory",
-              protocol: str | None = None, overrides: tuple[str, ...] = (), with_config: bool = True) -> Path:
+def write_run(
+    run_dir: Path,
+    *,
+    method: str = "dann",
+    lam: float = 0.1,
+    dataset: str = "office31",
+    source: str = "amazon",
+    target: str = "webcam",
+    seed: int = 0,
+    steps: int = 100,
+    status: str = "finished",
+    final: dict | None = None,
+    source_val: dict | None = None,
+    oracle: dict | None = None,
+    error: str = "RuntimeError: CUDA out of memory",
+    protocol: str | None = None,
+    overrides: tuple[str, ...] = (),
+    with_config: bool = True,
+) -> Path:
     """A run directory as dann.run leaves it: `.hydra/config.yaml` when the job starts, summary.json at
     the end (with the resolved `config`; `with_config=False`: an older summary without it).
     status 'unfinished': the config only (killed mid-run)."""
-    cfg = run_config(method=method, lam=lam, dataset=dataset, source=source, target=target, seed=seed,
-                     steps=steps, protocol=protocol, overrides=overrides)
+    cfg = run_config(
+        method=method,
+        lam=lam,
+        dataset=dataset,
+        source=source,
+        target=target,
+        seed=seed,
+        steps=steps,
+        protocol=protocol,
+        overrides=overrides,
+    )
     (run_dir / ".hydra").mkdir(parents=True, exist_ok=True)
     (run_dir / ".hydra" / "config.yaml").write_text(OmegaConf.to_yaml(cfg))
     if status == "unfinished":
         return run_dir
-    summary = {"method": method, "lambda": lam, "dataset": dataset, "source": source, "target": target,
-               "seed": seed, "steps": steps, "protocol": cfg.dataset.protocol, "status": status}
+    summary = {
+        "method": method,
+        "lambda": lam,
+        "dataset": dataset,
+        "source": source,
+        "target": target,
+        "seed": seed,
+        "steps": steps,
+        "protocol": cfg.dataset.protocol,
+        "status": status,
+    }
     if with_config:
         summary["config"] = OmegaConf.to_container(cfg, resolve=True)
     if status == "finished":
@@ -83,8 +138,9 @@ def write_run(run_dir: Path, *, method: str = "dann", lam: float = 0.1, dataset:
     return run_dir
 
 
-def office_grid(root: Path, seed: int = 0, methods=("source_only", "dann"), seeds=(0, 1, 2), lam: float = 0.1,
-                skip=()) -> dict:
+def office_grid(
+    root: Path, seed: int = 0, methods=("source_only", "dann"), seeds=(0, 1, 2), lam: float = 0.1, skip=()
+) -> dict:
     """A sweep of finished runs; returns {(source, target, method): [target/acc by seed]}."""
     rng = np.random.default_rng(seed)
     values: dict = {}
@@ -95,8 +151,15 @@ def office_grid(root: Path, seed: int = 0, methods=("source_only", "dann"), seed
                 if (source, target, method, s) in skip:
                     continue
                 acc = round(float(rng.uniform(0.55, 0.95)), 4)
-                write_run(root / str(job), method=method, lam=lam, source=source, target=target, seed=s,
-                          final=evaluation(100, acc))
+                write_run(
+                    root / str(job),
+                    method=method,
+                    lam=lam,
+                    source=source,
+                    target=target,
+                    seed=s,
+                    final=evaluation(100, acc),
+                )
                 values.setdefault((source, target, method), []).append(acc)
                 job += 1
     return values
@@ -116,7 +179,7 @@ def text_table(stdout: str) -> dict:
     start = next(i for i, line in enumerate(lines) if line.startswith("task"))
     header = re.split(r"\s{2,}", lines[start].strip())
     rows, group = {}, None
-    for line in lines[start + 2:]:
+    for line in lines[start + 2 :]:
         if not line.strip():
             break
         if set(line) <= {"-", " "}:
@@ -168,10 +231,16 @@ def test_cells_are_mean_and_std_over_seeds_with_an_average_over_tasks(tmp_path, 
         assert float(row["mean"]) == pytest.approx(statistics.mean(accs), abs=1e-12)
         assert float(row["std"]) == pytest.approx(statistics.stdev(accs), abs=1e-12)
         assert (row["n"], row["n_failed"], row["n_unfinished"], row["seeds"]) == ("3", "0", "0", "0 1 2")
-        assert (row["dataset"], row["lambda"], row["metric"], row["select"]) == ("office31", "0.1", "target/acc", "final")
+        assert (row["dataset"], row["lambda"], row["metric"], row["select"]) == (
+            "office31",
+            "0.1",
+            "target/acc",
+            "final",
+        )
     averages = {r["method"]: r for r in rows if r["row"] == "average"}
     assert float(averages["dann"]["mean"]) == pytest.approx(
-        statistics.mean(statistics.mean(values[(s, t, "dann")]) for s, t in OFFICE_TASKS))
+        statistics.mean(statistics.mean(values[(s, t, "dann")]) for s, t in OFFICE_TASKS)
+    )
     assert (averages["dann"]["tasks_averaged"], averages["dann"]["tasks_total"]) == ("3", "3")
 
 
@@ -179,12 +248,20 @@ def test_failed_unfinished_and_missing_runs_are_flagged_and_never_averaged_in(tm
     sweep = tmp_path / "sweep"
     # Three seeds is the norm. dann: seed 2 of A→W failed, seed 2 of D→W was killed;
     # target_only: seed 2 of W→D never ran; source_only never ran W→D at all.
-    values = office_grid(sweep, methods=("source_only", "dann", "target_only"),
-                         skip={("amazon", "webcam", "dann", 2), ("dslr", "webcam", "dann", 2),
-                               ("webcam", "dslr", "target_only", 2)}
-                         | {("webcam", "dslr", "source_only", s) for s in range(3)})
-    failed = write_run(sweep / "90", source="amazon", target="webcam", seed=2, status="failed",
-                       error="RuntimeError: CUDA out of memory")
+    values = office_grid(
+        sweep,
+        methods=("source_only", "dann", "target_only"),
+        skip={("amazon", "webcam", "dann", 2), ("dslr", "webcam", "dann", 2), ("webcam", "dslr", "target_only", 2)}
+        | {("webcam", "dslr", "source_only", s) for s in range(3)},
+    )
+    failed = write_run(
+        sweep / "90",
+        source="amazon",
+        target="webcam",
+        seed=2,
+        status="failed",
+        error="RuntimeError: CUDA out of memory",
+    )
     killed = write_run(sweep / "91", source="dslr", target="webcam", seed=2, status="unfinished")
     out = report(sweep, "--csv", tmp_path / "t.csv", capsys=capsys)
     table = text_table(out)
@@ -202,13 +279,15 @@ def test_failed_unfinished_and_missing_runs_are_flagged_and_never_averaged_in(tm
     assert "[" not in table[(None, "average")]["dann"]
     assert " 0.0 " not in out
 
-    notes = out[out.index("Legend:"):]
+    notes = out[out.index("Legend:") :]
     assert "* fewer seeds than the table's usual 3" in notes
-    failed_notes = notes[notes.index("Failed runs (1):"):].splitlines()[1]
-    assert str(failed) in failed_notes and "seed 2" in failed_notes and "RuntimeError: CUDA out of memory" in failed_notes
-    unfinished_notes = notes[notes.index("Unfinished runs (1):"):].splitlines()[1]
+    failed_notes = notes[notes.index("Failed runs (1):") :].splitlines()[1]
+    assert (
+        str(failed) in failed_notes and "seed 2" in failed_notes and "RuntimeError: CUDA out of memory" in failed_notes
+    )
+    unfinished_notes = notes[notes.index("Unfinished runs (1):") :].splitlines()[1]
     assert str(killed) in unfinished_notes and "no summary.json" in unfinished_notes
-    missing = notes[notes.index("Missing seeds"):]
+    missing = notes[notes.index("Missing seeds") :]
     assert "office31 webcam→dslr target_only λ=0.1: seed 2 never run" in missing
     assert "webcam→dslr dann" not in missing and "amazon→webcam dann" not in missing
 
@@ -216,14 +295,22 @@ def test_failed_unfinished_and_missing_runs_are_flagged_and_never_averaged_in(tm
     assert (rows[("amazon→webcam", "dann")]["n"], rows[("amazon→webcam", "dann")]["n_failed"]) == ("2", "1")
     assert (rows[("dslr→webcam", "dann")]["n"], rows[("dslr→webcam", "dann")]["n_unfinished"]) == ("2", "1")
     assert float(rows[("amazon→webcam", "dann")]["mean"]) == pytest.approx(
-        statistics.mean(values[("amazon", "webcam", "dann")]))
+        statistics.mean(values[("amazon", "webcam", "dann")])
+    )
     assert rows[("webcam→dslr", "source_only")]["mean"] == "" and rows[("webcam→dslr", "source_only")]["n"] == "0"
 
 
 def test_an_unfinished_run_lands_in_its_cell_through_domain_aliases(tmp_path, capsys):
     for seed, acc in enumerate([0.71, 0.75]):
-        write_run(tmp_path / str(seed), dataset="mnist_mnistm", source="mnist", target="mnistm", seed=seed,
-                  lam=1.0, final=evaluation(100, acc))
+        write_run(
+            tmp_path / str(seed),
+            dataset="mnist_mnistm",
+            source="mnist",
+            target="mnistm",
+            seed=seed,
+            lam=1.0,
+            final=evaluation(100, acc),
+        )
     # Killed before writing summary.json; its config still says `M` and `MM` (aliases).
     write_run(tmp_path / "2", dataset="mnist_mnistm", source="M", target="MM", seed=2, lam=1, status="unfinished")
     # A failed run's summary.json may hold the alias too (it failed before resolving it).
@@ -237,8 +324,13 @@ def test_skipped_runs_are_left_out_and_a_rerun_seed_supersedes_its_failure(tmp_p
     write_run(tmp_path / "sweep1" / "50", seed=2, status="failed")  # amazon→webcam seed 2 failed…
     write_run(tmp_path / "sweep2" / "0", seed=2, final=evaluation(100, 0.9))  # …and was rerun elsewhere
     # dann.run marks an invalid combination of a grid (source = target) as skipped.
-    write_run(tmp_path / "sweep2" / "1", source="amazon", target="amazon", status="skipped",
-              error="ConfigError: dataset.target: the same domain as dataset.source")
+    write_run(
+        tmp_path / "sweep2" / "1",
+        source="amazon",
+        target="amazon",
+        status="skipped",
+        error="ConfigError: dataset.target: the same domain as dataset.source",
+    )
     out = report(tmp_path / "sweep1", tmp_path / "sweep2", capsys=capsys)
     table = text_table(out)
     assert (None, "amazon→amazon") not in table
@@ -267,9 +359,13 @@ def test_columns_by_lambda_and_combinations(tmp_path, capsys):
 def test_select_source_val_and_the_oracle_is_labeled(tmp_path, capsys):
     picks = {"final": [0.70, 0.74], "source_val": [0.80, 0.78], "oracle": [0.91, 0.93]}
     for seed in range(2):
-        write_run(tmp_path / str(seed), seed=seed, final=evaluation(100, picks["final"][seed]),
-                  source_val=evaluation(60, picks["source_val"][seed], source_acc=0.99),
-                  oracle=evaluation(80, picks["oracle"][seed]))
+        write_run(
+            tmp_path / str(seed),
+            seed=seed,
+            final=evaluation(100, picks["final"][seed]),
+            source_val=evaluation(60, picks["source_val"][seed], source_acc=0.99),
+            oracle=evaluation(80, picks["oracle"][seed]),
+        )
     for select, accs in picks.items():
         md, tex = tmp_path / f"{select}.md", tmp_path / f"{select}.tex"
         args = [] if select == "final" else ["--select", select]
@@ -289,8 +385,15 @@ def test_select_source_val_and_the_oracle_is_labeled(tmp_path, capsys):
 def test_markdown_csv_and_latex_files(tmp_path, capsys):
     office_grid(tmp_path / "office")
     for seed, acc in enumerate([0.70, 0.74, 0.72]):
-        write_run(tmp_path / "digits" / str(seed), method="dann", dataset="mnist_mnistm", source="mnist",
-                  target="mnistm", seed=seed, final=evaluation(100, acc))
+        write_run(
+            tmp_path / "digits" / str(seed),
+            method="dann",
+            dataset="mnist_mnistm",
+            source="mnist",
+            target="mnistm",
+            seed=seed,
+            final=evaluation(100, acc),
+        )
     md, csv_path, tex = tmp_path / "out" / "t.md", tmp_path / "out" / "t.csv", tmp_path / "out" / "t.tex"
     out = report(tmp_path, "--markdown", md, "--csv", csv_path, "--latex", tex, capsys=capsys)
 
@@ -315,7 +418,7 @@ def test_markdown_csv_and_latex_files(tmp_path, capsys):
     assert float(digits["mean"]) == pytest.approx(0.72) and float(digits["std"]) == pytest.approx(0.02)
 
     latex = tex.read_text()
-    body = latex[latex.index("\\begin{tabular}"):latex.index("\\end{tabular}")]
+    body = latex[latex.index("\\begin{tabular}") : latex.index("\\end{tabular}")]
     assert "\\begin{tabular}{lcc}" in body and all(rule in body for rule in ("\\toprule", "\\midrule", "\\bottomrule"))
     assert "72.0 $\\pm$ 2.0 (3)" in body and "source\\_only" in body and "mnist$\\rightarrow$mnistm" in body
     data_rows = [line for line in body.splitlines() if line.endswith("\\\\") and not line.startswith("\\multicolumn")]
@@ -327,11 +430,23 @@ def test_markdown_csv_and_latex_files(tmp_path, capsys):
 def test_published_numbers_beside_the_measured_columns(tmp_path, capsys):
     for seed, acc in enumerate([0.80, 0.82]):
         for source, target in OFFICE_TASKS[:2]:
-            write_run(tmp_path / "office" / f"{source}{seed}", source=source, target=target, seed=seed,
-                      final=evaluation(100, acc))
+            write_run(
+                tmp_path / "office" / f"{source}{seed}",
+                source=source,
+                target=target,
+                seed=seed,
+                final=evaluation(100, acc),
+            )
     for method in ("source_only", "dann"):
-        write_run(tmp_path / "digits" / method, method=method, dataset="mnist_mnistm", source="mnist",
-                  target="mnistm", lam=1.0, final=evaluation(100, 0.6))
+        write_run(
+            tmp_path / "digits" / method,
+            method=method,
+            dataset="mnist_mnistm",
+            source="mnist",
+            target="mnistm",
+            lam=1.0,
+            final=evaluation(100, 0.6),
+        )
     plain = report(tmp_path, capsys=capsys)
     assert "published" not in plain
 
@@ -353,8 +468,11 @@ def test_published_numbers_beside_the_measured_columns(tmp_path, capsys):
 
     published = [r for r in read_csv(csv_path) if r["kind"] == "published" and r["mean"]]
     assert {(r["task"], r["cite"], float(r["mean"])) for r in published if r["row"] == "task"} == {
-        ("amazon→webcam", "ganin2016-office", 0.73), ("dslr→webcam", "ganin2016-office", 0.964),
-        ("mnist→mnistm", "ganin2016-digits", 0.5225), ("mnist→mnistm", "ganin2016-digits", 0.7666)}
+        ("amazon→webcam", "ganin2016-office", 0.73),
+        ("dslr→webcam", "ganin2016-office", 0.964),
+        ("mnist→mnistm", "ganin2016-digits", 0.5225),
+        ("mnist→mnistm", "ganin2016-digits", 0.7666),
+    }
 
     # A reference is for target accuracy: another metric shows none, and says so.
     other = report(tmp_path, "--reference", REFERENCES, "--metric", "source/acc", capsys=capsys)
@@ -370,8 +488,14 @@ def test_report_on_real_runs(tmp_path, capsys):
         for seed in (0, 1):
             run_dir = tmp_path / "runs" / f"{method}-{seed}"
             run_dir.mkdir(parents=True)
-            cfg = compose_config(f"method={method}", f"seed={seed}", "logger=none", "trainer.steps=20",
-                                 "trainer.eval_every=10", "trainer.log_every=10")
+            cfg = compose_config(
+                f"method={method}",
+                f"seed={seed}",
+                "logger=none",
+                "trainer.steps=20",
+                "trainer.eval_every=10",
+                "trainer.log_every=10",
+            )
             run(cfg, run_dir)
             summaries[(method, seed)] = json.loads((run_dir / "summary.json").read_text())
     assert all(s["status"] == "finished" for s in summaries.values())
@@ -394,15 +518,20 @@ def test_report_on_real_runs(tmp_path, capsys):
 # --- a cell holds the seeds of one configuration, never more ----------------------------------
 
 
-@pytest.mark.parametrize("key, values", [("optim.optimizer.lr", ("0.003", "0.1")),
-                                         ("dataset.image_size", ("160", "224")),
-                                         ("method.gamma", ("5", "10"))])
+@pytest.mark.parametrize(
+    "key, values",
+    [("optim.optimizer.lr", ("0.003", "0.1")), ("dataset.image_size", ("160", "224")), ("method.gamma", ("5", "10"))],
+)
 def test_configurations_that_differ_in_any_key_never_share_a_cell(tmp_path, capsys, key, values):
     accs = {values[0]: [0.70, 0.86], values[1]: [0.78, 0.74]}
     for value, by_seed in accs.items():
         for seed, acc in enumerate(by_seed):  # directories named by the job's overrides
-            write_run(tmp_path / f"{key}={value},seed={seed}", seed=seed, overrides=(f"{key}={value}",),
-                      final=evaluation(100, acc))
+            write_run(
+                tmp_path / f"{key}={value},seed={seed}",
+                seed=seed,
+                overrides=(f"{key}={value}",),
+                final=evaluation(100, acc),
+            )
     out = report(tmp_path, "--csv", tmp_path / "t.csv", capsys=capsys)
     # One column per value, labeled by the key (keys it determines, like the transforms that
     # use dataset.image_size, are left out); the seeds of both are never pooled.
@@ -418,10 +547,15 @@ def test_runs_that_did_not_finish_are_listed_by_status_and_never_averaged_in(tmp
     for seed, acc in enumerate(values):
         write_run(tmp_path / "sweep" / str(seed), seed=seed, final=evaluation(100, acc))
     failed = write_run(tmp_path / "sweep" / "2", seed=2, status="failed", error="RuntimeError: CUDA out of memory")
-    diverged = write_run(tmp_path / "sweep" / "3", seed=3, status="diverged",
-                         error="diverged at step 50: loss/total is nan")
-    interrupted = write_run(tmp_path / "sweep" / "4", seed=4, status="interrupted",
-                            error="interrupted by SIGTERM at step 50; checkpoint written")
+    diverged = write_run(
+        tmp_path / "sweep" / "3", seed=3, status="diverged", error="diverged at step 50: loss/total is nan"
+    )
+    interrupted = write_run(
+        tmp_path / "sweep" / "4",
+        seed=4,
+        status="interrupted",
+        error="interrupted by SIGTERM at step 50; checkpoint written",
+    )
     killed = write_run(tmp_path / "sweep" / "5", seed=5, status="unfinished")
     # A summary that says finished but holds a non-finite number is no result either.
     nan = write_run(tmp_path / "sweep" / "6", seed=6, final=evaluation(100, float("nan")))
@@ -434,10 +568,14 @@ def test_runs_that_did_not_finish_are_listed_by_status_and_never_averaged_in(tmp
     assert table[(None, "amazon→webcam")] == {"λ=0.1": cell_text(values, 2) + flags}
     assert table[(None, "dslr→webcam")] == {"λ=0.1": "— §1 diverged"}
     assert table[(None, "average")] == {"λ=0.1": f"{100 * statistics.mean(values):.1f} [1/2 tasks]"}
-    notes = out[out.index("Legend:"):]
-    for heading, paths in (("Failed runs (1):", [failed]), ("Diverged runs (3):", [diverged, nan, lone]),
-                           ("Interrupted runs (1):", [interrupted]), ("Unfinished runs (1):", [killed])):
-        listed = notes[notes.index(heading):].split("\n\n")[0].splitlines()[1:]
+    notes = out[out.index("Legend:") :]
+    for heading, paths in (
+        ("Failed runs (1):", [failed]),
+        ("Diverged runs (3):", [diverged, nan, lone]),
+        ("Interrupted runs (1):", [interrupted]),
+        ("Unfinished runs (1):", [killed]),
+    ):
+        listed = notes[notes.index(heading) :].split("\n\n")[0].splitlines()[1:]
         assert len(listed) == len(paths) and all(str(p) in line for p, line in zip(paths, listed)), listed
     assert "final.target/acc is nan" in notes and "diverged at step 50: loss/total is nan" in notes
     assert "SIGTERM at step 50" in notes and "no summary.json" in notes
@@ -454,18 +592,29 @@ def test_group_by_turns_a_key_into_row_groups(tmp_path, capsys):
     rng = np.random.default_rng(0)
     accs: dict = {}
     for job, (lr, method, (source, target), seed) in enumerate(
-            (lr, m, t, s) for lr in ("0.003", "0.1") for m in ("source_only", "dann") for t in OFFICE_TASKS[:2]
-            for s in (0, 1)):
+        (lr, m, t, s)
+        for lr in ("0.003", "0.1")
+        for m in ("source_only", "dann")
+        for t in OFFICE_TASKS[:2]
+        for s in (0, 1)
+    ):
         acc = round(float(rng.uniform(0.55, 0.95)), 4)
-        write_run(tmp_path / str(job), method=method, source=source, target=target, seed=seed,
-                  overrides=(f"optim.optimizer.lr={lr}",), final=evaluation(100, acc))
+        write_run(
+            tmp_path / str(job),
+            method=method,
+            source=source,
+            target=target,
+            seed=seed,
+            overrides=(f"optim.optimizer.lr={lr}",),
+            final=evaluation(100, acc),
+        )
         accs.setdefault((lr, method, f"{source}→{target}"), []).append(acc)
 
     plain = text_table(report(tmp_path, capsys=capsys))  # both vary: combinations as columns
-    assert list(plain[(None, "amazon→webcam")]) == [f"{m} optim.optimizer.lr={lr}" for m in ("source_only", "dann")
-                                                    for lr in ("0.003", "0.1")]
-    by_lr = text_table(report(tmp_path, "--group-by", "optim.optimizer.lr", "--csv", tmp_path / "t.csv",
-                              capsys=capsys))
+    assert list(plain[(None, "amazon→webcam")]) == [
+        f"{m} optim.optimizer.lr={lr}" for m in ("source_only", "dann") for lr in ("0.003", "0.1")
+    ]
+    by_lr = text_table(report(tmp_path, "--group-by", "optim.optimizer.lr", "--csv", tmp_path / "t.csv", capsys=capsys))
     by_method = text_table(report(tmp_path, "--group-by", "method.name", capsys=capsys))
     for (lr, method, task), values in accs.items():
         assert by_lr[(f"office31, optim.optimizer.lr={lr}", task)][method] == cell_text(values)
@@ -491,8 +640,9 @@ def test_keys_that_the_method_determines_are_not_labels(tmp_path, capsys):
 
     # A dann key that varies among dann runs is a label again, where the method has it.
     for seed, acc in enumerate([0.61, 0.65, 0.63]):
-        write_run(tmp_path / "sweep" / f"gamma5-{seed}", seed=seed, overrides=("method.gamma=5",),
-                  final=evaluation(100, acc))
+        write_run(
+            tmp_path / "sweep" / f"gamma5-{seed}", seed=seed, overrides=("method.gamma=5",), final=evaluation(100, acc)
+        )
     table = text_table(report(tmp_path / "sweep", capsys=capsys))
     assert list(table[(None, "amazon→webcam")]) == ["source_only", "dann method.gamma=5", "dann method.gamma=10"]
     assert table[(None, "amazon→webcam")]["dann method.gamma=5"] == cell_text([0.61, 0.65, 0.63])
@@ -502,15 +652,20 @@ def test_keys_that_the_method_determines_are_not_labels(tmp_path, capsys):
 def test_a_summary_without_config_is_identified_by_hydras_copy(tmp_path, capsys):
     write_run(tmp_path / "0", seed=0, final=evaluation(100, 0.70))
     write_run(tmp_path / "1", seed=1, final=evaluation(100, 0.74), with_config=False)
-    write_run(tmp_path / "2", seed=0, final=evaluation(100, 0.90), with_config=False,
-              overrides=("optim.optimizer.lr=0.1",))
+    write_run(
+        tmp_path / "2", seed=0, final=evaluation(100, 0.90), with_config=False, overrides=("optim.optimizer.lr=0.1",)
+    )
     # Hydra's copy is unresolved; an interpolation only Hydra can resolve is tolerated.
     hydra_copy = tmp_path / "1" / ".hydra" / "config.yaml"
     assert "${oc.env:DANN_DATA,./data}" in hydra_copy.read_text()
     hydra_copy.write_text(hydra_copy.read_text().replace("${oc.env:DANN_DATA,./data}", "${hydra:runtime.cwd}/data"))
     table = text_table(report(tmp_path, capsys=capsys))
-    assert table == {(None, "amazon→webcam"): {"optim.optimizer.lr=0.01": cell_text([0.70, 0.74]),
-                                               "optim.optimizer.lr=0.1": cell_text([0.90], 2)}}
+    assert table == {
+        (None, "amazon→webcam"): {
+            "optim.optimizer.lr=0.01": cell_text([0.70, 0.74]),
+            "optim.optimizer.lr=0.1": cell_text([0.90], 2),
+        }
+    }
 
 
 def test_select_any_recorded_criterion(tmp_path, capsys):
@@ -530,23 +685,41 @@ def test_select_any_recorded_criterion(tmp_path, capsys):
 
 @pytest.mark.slow
 def test_a_real_lr_sweep_is_two_cells(tmp_path, capsys):
-    result = run_cli("-m", "optim.optimizer.lr=0.003,0.1", "seed=0,1", "logger=none", "trainer.steps=40",
-                     "trainer.eval_every=20", "trainer.log_every=10", cwd=tmp_path, timeout=600)
+    result = run_cli(
+        "-m",
+        "optim.optimizer.lr=0.003,0.1",
+        "seed=0,1",
+        "logger=none",
+        "trainer.steps=40",
+        "trainer.eval_every=20",
+        "trainer.log_every=10",
+        cwd=tmp_path,
+        timeout=600,
+    )
     assert result.returncode == 0, result.stderr
     sweep = only(tmp_path.glob("multirun/*/*"))
     summaries = [json.loads(p.read_text()) for p in sweep.glob("*/summary.json")]
     assert sorted((s["config"]["optim"]["optimizer"]["lr"], s["seed"], s["status"]) for s in summaries) == [
-        (0.003, 0, "finished"), (0.003, 1, "finished"), (0.1, 0, "finished"), (0.1, 1, "finished")]
+        (0.003, 0, "finished"),
+        (0.003, 1, "finished"),
+        (0.1, 0, "finished"),
+        (0.1, 1, "finished"),
+    ]
     table = text_table(report(sweep, capsys=capsys))
-    assert table == {(None, "moons→moons_rotated"): {
-        f"optim.optimizer.lr={lr}": cell_text([s["final"]["target/acc"] for s in summaries
-                                               if s["config"]["optim"]["optimizer"]["lr"] == lr])
-        for lr in (0.003, 0.1)}}
+    assert table == {
+        (None, "moons→moons_rotated"): {
+            f"optim.optimizer.lr={lr}": cell_text(
+                [s["final"]["target/acc"] for s in summaries if s["config"]["optim"]["optimizer"]["lr"] == lr]
+            )
+            for lr in (0.003, 0.1)
+        }
+    }
 
 
 def _report_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "dann.report", *args], cwd=cwd, capture_output=True,
-                          text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "dann.report", *args], cwd=cwd, capture_output=True, text=True, timeout=120
+    )
 
 
 @pytest.mark.parametrize("problem", ["no runs", "invalid json", "missing field", "no config", "bad reference"])
@@ -575,7 +748,9 @@ def test_errors_name_the_file_and_exit_2_without_a_traceback(tmp_path, problem):
     else:
         write_run(sweep / "0")
         reference = tmp_path / "refs.yaml"
-        reference.write_text("citations: {x: X}\nresults:\n  - {dataset: office31, method: dann, value: 0.5, cite: x}\n")
+        reference.write_text(
+            "citations: {x: X}\nresults:\n  - {dataset: office31, method: dann, value: 0.5, cite: x}\n"
+        )
         args += ["--reference", str(reference)]
         named, says = f"{reference}: results[0]", "missing required fields source, target, backbone"
     result = _report_cli(*args, cwd=tmp_path)

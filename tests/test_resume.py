@@ -8,15 +8,20 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.helpers import compose_config, read_jsonl, run_cli, start_cli, wait_for_step
 from dann.checkpoint import checkpoint_path, read_checkpoint
 from dann.errors import RunDirError
 from dann.run import run
+from tests.helpers import compose_config, read_jsonl, run_cli, start_cli, wait_for_step
 
 # Checkpoints every 500 steps; a signal at step ≥ 300 (or a kill at ≥ 600) lands between two of them,
 # so a resumed run must also drop and redo what was logged after its last checkpoint.
-ARGS = ["trainer.steps=1200", "trainer.checkpoint_every=500", "trainer.eval_every=300",
-        "trainer.log_every=25", "logger=none"]
+ARGS = [
+    "trainer.steps=1200",
+    "trainer.checkpoint_every=500",
+    "trainer.eval_every=300",
+    "trainer.log_every=25",
+    "logger=none",
+]
 TIMEOUT = 900  # generous: the suite must pass on a loaded machine; nothing here asserts a duration
 
 
@@ -37,8 +42,9 @@ def uninterrupted(tmp_path_factory) -> Path:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("signum", [signal.SIGKILL, signal.SIGTERM, signal.SIGINT])
-def test_a_stopped_and_resumed_run_ends_exactly_like_an_uninterrupted_one(tmp_path: Path, signum: int,
-                                                                         uninterrupted: Path):
+def test_a_stopped_and_resumed_run_ends_exactly_like_an_uninterrupted_one(
+    tmp_path: Path, signum: int, uninterrupted: Path
+):
     run_dir = tmp_path / "run"
     process = start_cli(*ARGS, run_dir=run_dir)
     wait_for_step(process, run_dir, 600 if signum == signal.SIGKILL else 300)

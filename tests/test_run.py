@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import compose_config, only, read_jsonl, run_cli
 from dann.run import run
+from tests.helpers import compose_config, only, read_jsonl, run_cli
 
 QUICK = ["trainer.steps=200", "trainer.eval_every=100", "trainer.log_every=50"]
 TRAIN_METRICS = {"train/label_loss", "train/domain_loss", "train/domain_acc", "train/lambda", "train/lr"}
@@ -32,9 +32,17 @@ def test_bare_cli_run_trains_evaluates_and_writes_every_output(tmp_path: Path):
 
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["status"] == "finished"
-    assert {k: summary[k] for k in ("method", "lambda", "dataset", "source", "target", "seed", "steps", "protocol")} == {
-        "method": "dann", "lambda": 1.0, "dataset": "moons", "source": "moons", "target": "moons_rotated",
-        "seed": 0, "steps": 200, "protocol": "inductive",
+    assert {
+        k: summary[k] for k in ("method", "lambda", "dataset", "source", "target", "seed", "steps", "protocol")
+    } == {
+        "method": "dann",
+        "lambda": 1.0,
+        "dataset": "moons",
+        "source": "moons",
+        "target": "moons_rotated",
+        "seed": 0,
+        "steps": 200,
+        "protocol": "inductive",
     }
     assert summary["wall_time_s"] > 0
     assert summary["final"] == {"step": 200, **{k: evals[-1][k] for k in EVAL_METRICS}}
@@ -126,8 +134,12 @@ def test_same_seed_same_run_and_other_seed_other_run(tmp_path: Path):
     def metrics(seed: int, name: str):
         out = tmp_path / name
         out.mkdir()
-        run(compose_config(f"seed={seed}", "logger=none", "trainer.steps=60", "trainer.eval_every=30",
-                           "trainer.log_every=10"), out)
+        run(
+            compose_config(
+                f"seed={seed}", "logger=none", "trainer.steps=60", "trainer.eval_every=30", "trainer.log_every=10"
+            ),
+            out,
+        )
         return read_jsonl(out / "metrics.jsonl")
 
     first, again, other = metrics(0, "a"), metrics(0, "b"), metrics(1, "c")
@@ -147,15 +159,24 @@ def test_labeled_target_fraction_is_fixed_stratified_and_used_only_with_target_l
     assert torch.equal(labeled_subset(split, 0.1).inputs, part.inputs)  # the same examples every time
     assert set(part.inputs.squeeze(1).long().tolist()) <= set(range(200))
 
-    overrides = ["logger=none", "trainer.steps=20", "trainer.eval_every=10", "trainer.batch_size=16",
-                 "dataset.target_labeled_fraction=0.1"]
+    overrides = [
+        "logger=none",
+        "trainer.steps=20",
+        "trainer.eval_every=10",
+        "trainer.batch_size=16",
+        "dataset.target_labeled_fraction=0.1",
+    ]
     for name in "abc":
         (tmp_path / name).mkdir()
     two_stage = run(compose_config("method=two_stage", *overrides), tmp_path / "a")
     assert two_stage["status"] == "finished" and two_stage["target_labeled_fraction"] == 0.1
     # 10% of the 300 target points is 30: a batch of 64 labeled target points cannot be drawn.
     with pytest.raises(Exception, match="trainer.batch_size: 64 is larger than the target training split"):
-        run(compose_config("method=target_only", *overrides[:-2], "trainer.batch_size=64",
-                           "dataset.target_labeled_fraction=0.1"), tmp_path / "b")
+        run(
+            compose_config(
+                "method=target_only", *overrides[:-2], "trainer.batch_size=64", "dataset.target_labeled_fraction=0.1"
+            ),
+            tmp_path / "b",
+        )
     dann = run(compose_config(*overrides), tmp_path / "c")
     assert dann["target_labeled_fraction"] == 0.0  # DANN never sees target labels

@@ -13,11 +13,11 @@ import pytest
 import torch
 import yaml
 
-from tests.helpers import compose_config, read_jsonl, run_cli, start_cli, wait_for_step
 from dann.checkpoint import checkpoint_path, read_checkpoint
 from dann.errors import Diverged, Interrupted, RunDirError
-from dann.rundir import job_dir_name
 from dann.run import run
+from dann.rundir import job_dir_name
+from tests.helpers import compose_config, read_jsonl, run_cli, start_cli, wait_for_step
 
 QUICK = ["trainer=debug", "logger=none"]  # 20 steps: logs and evaluations at 10 and 20
 TIMEOUT = 900  # generous: the suite must pass on a loaded machine; nothing here asserts a duration
@@ -117,8 +117,7 @@ def test_a_result_neutral_key_may_change_on_rerun(tmp_path: Path):
 
 def test_starting_over_replaces_the_old_run_entirely(tmp_path: Path):
     run(compose_config(*QUICK, "trainer.steps=30"), tmp_path)
-    summary = run(compose_config(*QUICK, "lambda=0.5", "trainer.resume=false", "trainer.rerun_finished=true"),
-                  tmp_path)
+    summary = run(compose_config(*QUICK, "lambda=0.5", "trainer.resume=false", "trainer.rerun_finished=true"), tmp_path)
     assert summary["status"] == "finished" and summary["lambda"] == 0.5
     assert max(r["step"] for r in read_jsonl(tmp_path / "metrics.jsonl")) == 20  # nothing of the 30-step run left
     assert read_checkpoint(checkpoint_path(tmp_path))["config"]["lambda"] == 0.5
@@ -150,13 +149,15 @@ def test_relaunching_a_sweep_with_a_larger_grid_runs_the_new_jobs_in_their_own_d
     sweep_dir = tmp_path / "sweep"
     sweep(tmp_path, sweep_dir, "method=dann,source_only", "seed=0,1")
     first = {p.name: snapshot(p) for p in job_dirs(sweep_dir)}
-    assert sorted(first) == sorted(job_dir_name(f"logger=none,method={m},seed={s},trainer=debug")
-                                   for m in ("dann", "source_only") for s in (0, 1))
+    assert sorted(first) == sorted(
+        job_dir_name(f"logger=none,method={m},seed={s},trainer=debug") for m in ("dann", "source_only") for s in (0, 1)
+    )
 
     sweep(tmp_path, sweep_dir, "method=source_only,dann", "seed=0,1,2")  # other order, one more seed
     summaries = assert_every_summary_matches_its_hydra(sweep_dir)
     assert sorted((s["method"], s["seed"]) for s in summaries) == sorted(
-        (m, s) for m in ("dann", "source_only") for s in (0, 1, 2))
+        (m, s) for m in ("dann", "source_only") for s in (0, 1, 2)
+    )
     assert {name: snapshot(sweep_dir / name) for name in first} == first  # finished jobs untouched
 
 
@@ -213,8 +214,14 @@ def test_a_huge_learning_rate_diverges_and_is_recorded_as_such(tmp_path: Path):
 
 @pytest.mark.slow
 def test_a_diverged_run_exits_non_zero_and_a_sweep_goes_on_and_flags_it(tmp_path: Path):
-    result = run_cli(*QUICK, "trainer.steps=200", "optim.optimizer.lr=1e6", f"hydra.run.dir={tmp_path / 'one'}",
-                     cwd=tmp_path, timeout=TIMEOUT)
+    result = run_cli(
+        *QUICK,
+        "trainer.steps=200",
+        "optim.optimizer.lr=1e6",
+        f"hydra.run.dir={tmp_path / 'one'}",
+        cwd=tmp_path,
+        timeout=TIMEOUT,
+    )
     assert result.returncode == 3 and "diverged at step" in one_error_line(result.stderr)
 
     sweep_dir = tmp_path / "sweep"
@@ -267,7 +274,7 @@ def test_a_corrupt_metrics_line_before_the_last_is_one_error(tmp_path: Path):
         run(compose_config(*QUICK, "trainer.steps=40", "trainer.checkpoint_every=20"), tmp_path)
 
 
-@pytest.mark.parametrize("content", ["{\"status\": \"fini", "", "[1, 2]"])
+@pytest.mark.parametrize("content", ['{"status": "fini', "", "[1, 2]"])
 def test_a_corrupt_summary_never_blocks_the_directory(tmp_path: Path, content: str):
     first = run(compose_config(*QUICK), tmp_path)
     (tmp_path / "summary.json").write_text(content)
@@ -297,7 +304,9 @@ def test_a_signal_flushes_and_finishes_the_wandb_run(tmp_path: Path, monkeypatch
     def recording_init(**kwargs):
         wb_run = real_init(**kwargs)
         real_log, real_finish = wb_run.log, wb_run.finish
-        monkeypatch.setattr(wb_run, "log", lambda data, step=None: (logged_steps.append(step), real_log(data, step=step)))
+        monkeypatch.setattr(
+            wb_run, "log", lambda data, step=None: (logged_steps.append(step), real_log(data, step=step))
+        )
         monkeypatch.setattr(wb_run, "finish", lambda **kw: (finished.append(kw), real_finish(**kw)))
         return wb_run
 

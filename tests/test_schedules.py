@@ -4,10 +4,10 @@ import pytest
 import torch
 from torch import nn
 
-from tests.helpers import compose_config
 from dann.errors import ConfigError
 from dann.optim import build_optimizer
 from dann.schedules import annealed_lr_factor, ganin_lambda, inv_lr_factor
+from tests.helpers import compose_config
 
 
 def test_ganin_lambda_follows_the_paper_formula():

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.helpers import REPO, compose_config, only, run_cli
 from dann.run import run, run_name, sweep_group
+from tests.helpers import REPO, compose_config, only, run_cli
 
 QUICK = ["trainer=debug"]  # 20 steps: logs and evaluations at 10 and 20
 
@@ -38,8 +38,14 @@ def test_grid_skips_invalid_pairs_and_survives_a_failing_job(tmp_path: Path):
     # crashing backbone (importable from the launch directory) fails inside its job.
     (tmp_path / "crashing_backbone.py").write_text(CRASHING_BACKBONE)
     backbones = "dann.models.feature_extractors.MlpFeatures,crashing_backbone.CrashingFeatures"
-    result = run_cli("-m", "dataset.target=moons_rotated,moons", f"model.feature_extractor._target_={backbones}",
-                     "logger=none", *QUICK, cwd=tmp_path)
+    result = run_cli(
+        "-m",
+        "dataset.target=moons_rotated,moons",
+        f"model.feature_extractor._target_={backbones}",
+        "logger=none",
+        *QUICK,
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stderr
     sweep_dir = only(tmp_path.glob("multirun/*/*"))
     summary = json.loads((sweep_dir / "sweep_summary.json").read_text())
@@ -51,7 +57,8 @@ def test_grid_skips_invalid_pairs_and_survives_a_failing_job(tmp_path: Path):
     assert statuses[("dataset.target=moons", mlp)] == statuses[("dataset.target=moons", crashing)] == "skipped"
     # One line per skipped job, naming why; the failure's traceback is in its own log.
     skip_lines = [line for line in result.stderr.splitlines() if line.startswith("skipping job")]
-    assert len(skip_lines) == 2 and all("dataset.source and dataset.target are both 'moons'" in l for l in skip_lines)
+    assert len(skip_lines) == 2
+    assert all("dataset.source and dataset.target are both 'moons'" in line for line in skip_lines)
     failed = only(job for job in summary["jobs"] if job["status"] == "failed")
     assert "simulated" in failed["error"]
     failed_log = (sweep_dir / failed["job"] / "run.log").read_text()
@@ -94,8 +101,9 @@ def test_explicit_wandb_group_and_name_win(tmp_path, monkeypatch):
     assert (seen["group"], seen["name"]) == ("mine", "run1")
 
 
-@pytest.mark.parametrize("launcher, target", [("slurm", "SlurmLauncher"), ("local", "LocalLauncher"),
-                                              ("submitit_slurm", "SlurmLauncher")])
+@pytest.mark.parametrize(
+    "launcher, target", [("slurm", "SlurmLauncher"), ("local", "LocalLauncher"), ("submitit_slurm", "SlurmLauncher")]
+)
 def test_launcher_configs_compose(launcher, target):
     from hydra import compose, initialize_config_dir
 
@@ -123,7 +131,9 @@ def test_optuna_search_runs_and_returns_the_source_validation_score(tmp_path: Pa
     assert result.returncode == 0, result.stderr
     sweep_dir = only(tmp_path.glob("multirun/*/*"))
     best = yaml.safe_load((sweep_dir / "optimization_results.yaml").read_text())["best_value"]
-    scores = [json.loads(p.read_text())["selection"]["source_val"]["source/acc"] for p in sweep_dir.glob("*/summary.json")]
+    scores = [
+        json.loads(p.read_text())["selection"]["source_val"]["source/acc"] for p in sweep_dir.glob("*/summary.json")
+    ]
     assert len(scores) == 2 and best == max(scores)
 
 
@@ -136,10 +146,20 @@ def test_optuna_study_in_sqlite_resumes_across_launches(tmp_path: Path):
 
     storage = f"sqlite:///{tmp_path / 'study.db'}"
     for launch in ("first", "second"):
-        result = run_cli("-m", "hparams_search=dann_moons", "hydra.sweeper.n_trials=2",
-                         f"hydra.sweeper.storage={storage}", "hydra.sweeper.study_name=moons_resume",
-                         f"hydra.sweep.dir={tmp_path / launch}", "logger=none", "trainer.steps=40",
-                         "trainer.eval_every=20", "trainer.log_every=10", cwd=tmp_path, timeout=600)
+        result = run_cli(
+            "-m",
+            "hparams_search=dann_moons",
+            "hydra.sweeper.n_trials=2",
+            f"hydra.sweeper.storage={storage}",
+            "hydra.sweeper.study_name=moons_resume",
+            f"hydra.sweep.dir={tmp_path / launch}",
+            "logger=none",
+            "trainer.steps=40",
+            "trainer.eval_every=20",
+            "trainer.log_every=10",
+            cwd=tmp_path,
+            timeout=600,
+        )
         assert result.returncode == 0, result.stderr
     trials = optuna.load_study(study_name="moons_resume", storage=storage).trials
     assert [trial.state for trial in trials] == [optuna.trial.TrialState.COMPLETE] * 4
@@ -156,18 +176,37 @@ def test_wandb_sweep_example_calls_the_app_with_hydra_overrides():
 @pytest.mark.slow
 def test_submitit_local_sweep_then_report(tmp_path: Path):
     # A real 2×2 grid, each job its own process through submitit, like on a cluster.
-    result = run_cli("-m", "hydra/launcher=local", "method=dann,source_only", "seed=0,1", "logger=none",
-                     "trainer.steps=40", "trainer.eval_every=20", "trainer.log_every=10", cwd=tmp_path, timeout=600)
+    result = run_cli(
+        "-m",
+        "hydra/launcher=local",
+        "method=dann,source_only",
+        "seed=0,1",
+        "logger=none",
+        "trainer.steps=40",
+        "trainer.eval_every=20",
+        "trainer.log_every=10",
+        cwd=tmp_path,
+        timeout=600,
+    )
     assert result.returncode == 0, result.stderr
     sweep_dir = only(tmp_path.glob("multirun/*/*"))
     summaries = [json.loads(p.read_text()) for p in sorted(sweep_dir.glob("*/summary.json"))]
     assert sorted((s["method"], s["seed"], s["status"]) for s in summaries) == [
-        ("dann", 0, "finished"), ("dann", 1, "finished"), ("source_only", 0, "finished"), ("source_only", 1, "finished")]
+        ("dann", 0, "finished"),
+        ("dann", 1, "finished"),
+        ("source_only", 0, "finished"),
+        ("source_only", 1, "finished"),
+    ]
     assert (sweep_dir / ".submitit").is_dir()  # the jobs really went through submitit
 
     csv_path = tmp_path / "table.csv"
-    report = subprocess.run([sys.executable, "-m", "dann.report", str(sweep_dir), "--csv", str(csv_path)],
-                            capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    report = subprocess.run(
+        [sys.executable, "-m", "dann.report", str(sweep_dir), "--csv", str(csv_path)],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=120,
+    )
     assert report.returncode == 0, report.stderr
     assert "moons→moons_rotated" in report.stdout
     rows = {row["column"]: row for row in csv.DictReader(csv_path.open()) if row["task"] == "moons→moons_rotated"}

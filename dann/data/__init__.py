@@ -5,15 +5,44 @@ from __future__ import annotations
 from omegaconf import DictConfig
 
 from dann.data import digits, domainnet, folder, moons, office  # noqa: F401  (importing registers the domains)
-from dann.data.base import (DOMAINS, AnySplit, DomainData, DomainSpec, ImageSplit, Split, register_domain,
-                            labeled_subset, resolve_domain, resolve_domains, subset, to_device)
+from dann.data.base import (
+    DOMAINS,
+    AnySplit,
+    DomainData,
+    DomainSpec,
+    ImageSplit,
+    Split,
+    labeled_subset,
+    register_domain,
+    resolve_domain,
+    resolve_domains,
+    subset,
+    to_device,
+)
 from dann.data.images import check_same_classes, normalisation, num_workers
 from dann.data.stream import ImageStream, TensorStream, eval_batches, make_stream, to_model_input
 from dann.errors import DataError
 
-__all__ = ["DOMAINS", "AnySplit", "DomainData", "DomainSpec", "ImageSplit", "ImageStream", "Split", "TensorStream",
-           "eval_batches", "load_domain_data", "make_stream", "register_domain", "resolve_domain", "resolve_domains",
-           "labeled_subset", "subset", "to_device", "to_model_input"]
+__all__ = [
+    "DOMAINS",
+    "AnySplit",
+    "DomainData",
+    "DomainSpec",
+    "ImageSplit",
+    "ImageStream",
+    "Split",
+    "TensorStream",
+    "eval_batches",
+    "load_domain_data",
+    "make_stream",
+    "register_domain",
+    "resolve_domain",
+    "resolve_domains",
+    "labeled_subset",
+    "subset",
+    "to_device",
+    "to_model_input",
+]
 
 
 def load_domain_data(cfg: DictConfig) -> DomainData:

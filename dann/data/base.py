@@ -72,8 +72,11 @@ def subset(split: AnySplit, indices: Tensor) -> AnySplit:
     indices = indices.cpu()
     if isinstance(split, ImageSplit):
         return replace(split, files=split.files[indices.numpy()], labels=split.labels[indices], skipped={})
-    return replace(split, inputs=split.inputs[indices.to(split.inputs.device)],
-                   labels=split.labels[indices.to(split.labels.device)])
+    return replace(
+        split,
+        inputs=split.inputs[indices.to(split.inputs.device)],
+        labels=split.labels[indices.to(split.labels.device)],
+    )
 
 
 def labeled_subset(split: AnySplit, fraction: float, seed: int = 0) -> AnySplit:
@@ -120,10 +123,12 @@ class ListedPaths:
         """Raise a `DataError` naming the line unless `folder`/`entry` lies inside `folder`."""
         normal = os.path.normpath(entry)
         if os.path.isabs(entry) or normal == ".." or normal.startswith("../"):
-            raise DataError(f"{self.list_file}, line {number}: {entry!r} is not a path inside {self.folder}: a list "
-                            f"file may only name files inside its dataset's folder, by relative paths. The file is "
-                            f"corrupt or was not made for this dataset: get the release's {self.list_file.name} "
-                            f"again, or remove that line")
+            raise DataError(
+                f"{self.list_file}, line {number}: {entry!r} is not a path inside {self.folder}: a list "
+                f"file may only name files inside its dataset's folder, by relative paths. The file is "
+                f"corrupt or was not made for this dataset: get the release's {self.list_file.name} "
+                f"again, or remove that line"
+            )
         # The path as written, not `normal`: "link/../x" is wherever link's target has a sibling x.
         parent, name = os.path.split(entry)
         if parent not in self._resolved_folders:
@@ -132,17 +137,21 @@ class ListedPaths:
         if name == ".." or os.path.islink(path):
             path = self._resolve(path, entry, number)
         if path != self.home and not path.startswith(self.home.rstrip(os.sep) + os.sep):
-            raise DataError(f"{self.list_file}, line {number}: {entry!r} leads to {path}, outside {self.home}, "
-                            f"through a symlink; a dataset's files must lie inside its folder: replace the symlink "
-                            f"by the files it points to, or point dataset.root at a copy whose files are all inside it")
+            raise DataError(
+                f"{self.list_file}, line {number}: {entry!r} leads to {path}, outside {self.home}, "
+                f"through a symlink; a dataset's files must lie inside its folder: replace the symlink "
+                f"by the files it points to, or point dataset.root at a copy whose files are all inside it"
+            )
 
     def _resolve(self, path: str, entry: str, number: int) -> str:
         try:
             return os.path.realpath(path)
         except ValueError as e:  # a NUL byte in the line (realpath leaves what it cannot resolve as it is)
-            raise DataError(f"{self.list_file}, line {number}: {entry!r} cannot be resolved ({describe_error(e)}); "
-                            f"the file is corrupt: get the release's {self.list_file.name} again, "
-                            f"or remove that line") from e
+            raise DataError(
+                f"{self.list_file}, line {number}: {entry!r} cannot be resolved ({describe_error(e)}); "
+                f"the file is corrupt: get the release's {self.list_file.name} again, "
+                f"or remove that line"
+            ) from e
 
 
 def to_device(split: AnySplit, device: torch.device) -> AnySplit:
@@ -171,8 +180,12 @@ class DomainData:
     @property
     def skipped_images(self) -> dict[str, int]:
         """Unreadable images skipped so far, per image split (empty for in-memory data)."""
-        splits = {"source_train": self.source_train, "source_val": self.source_val,
-                  "target_train": self.target_train, "target_test": self.target_test}
+        splits = {
+            "source_train": self.source_train,
+            "source_val": self.source_val,
+            "target_train": self.target_train,
+            "target_test": self.target_test,
+        }
         return {name: len(split.skipped) for name, split in splits.items() if isinstance(split, ImageSplit)}
 
 
@@ -232,5 +245,7 @@ def resolve_domain(name: str, key: str, dataset: str | None = None) -> DomainSpe
 def resolve_domains(dataset_cfg: DictConfig) -> tuple[DomainSpec, DomainSpec]:
     """The (source, target) domains a dataset config names, looked up in its benchmark."""
     dataset = dataset_cfg.get("name")
-    return (resolve_domain(dataset_cfg.source, "dataset.source", dataset),
-            resolve_domain(dataset_cfg.target, "dataset.target", dataset))
+    return (
+        resolve_domain(dataset_cfg.source, "dataset.source", dataset),
+        resolve_domain(dataset_cfg.target, "dataset.target", dataset),
+    )

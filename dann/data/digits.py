@@ -72,8 +72,7 @@ def _image_format(cfg: DictConfig) -> tuple[int, int]:
 # --- Finding and fetching files ---------------------------------------------------------
 
 
-def _ensure_files(cfg: DictConfig, title: str, files: list[Path], by_hand: str,
-                  download: Callable[[], Any]) -> None:
+def _ensure_files(cfg: DictConfig, title: str, files: list[Path], by_hand: str, download: Callable[[], Any]) -> None:
     """Make sure `files` exist: download them if allowed, else raise a `DataError` saying how to get them.
 
     `by_hand` says where the files come from (URLs, and what to do with them).
@@ -83,8 +82,7 @@ def _ensure_files(cfg: DictConfig, title: str, files: list[Path], by_hand: str,
         return
     folder = files[0].parent  # a dataset's files share one folder
     listing = ", ".join(str(f) for f in missing)
-    elsewhere = ("or point dataset.root= (or the DANN_DATA environment variable) "
-                 "at a directory that already holds it")
+    elsewhere = "or point dataset.root= (or the DANN_DATA environment variable) at a directory that already holds it"
     if not cfg.download:
         raise DataError(
             f"{title} not found: missing {listing}. Set dataset.download=true to fetch it, "
@@ -161,8 +159,9 @@ def _to_split(image_format: tuple[int, int], title: str, folder: Path, images: T
         )
     if labels.min() < 0 or labels.max() >= NUM_CLASSES:
         # Caught here: an out-of-range label would only fail much later, inside the loss.
-        raise DataError(f"{title} in {folder}: labels must be 0-{NUM_CLASSES - 1}, "
-                        f"found {int(labels.min())}..{int(labels.max())}")
+        raise DataError(
+            f"{title} in {folder}: labels must be 0-{NUM_CLASSES - 1}, found {int(labels.min())}..{int(labels.max())}"
+        )
     return Split(convert_images(images, *image_format), labels)
 
 
@@ -236,8 +235,9 @@ def _load_svhn(cfg: DictConfig, train: bool) -> Split:
     image_format = _image_format(cfg)
     folder = data_root(cfg) / "svhn"
     # The "extra" split is not used.
-    train_file, test_file = _ensure_torchvision_splits(cfg, "SVHN", folder,
-                                                       [SVHN.split_list["train"], SVHN.split_list["test"]])
+    train_file, test_file = _ensure_torchvision_splits(
+        cfg, "SVHN", folder, [SVHN.split_list["train"], SVHN.split_list["test"]]
+    )
     path = train_file if train else test_file
     images, labels = _read("SVHN", folder, lambda: _read_svhn_mat(path))
     return _to_split(image_format, "SVHN", folder, images, labels)
@@ -267,8 +267,9 @@ def _load_mnistm(cfg: DictConfig, train: bool) -> Split:
     folder = root / "mnist_m"
     # Both splits are checked at once: a task always reads both, and one archive holds them.
     files = [folder / f"mnist_m_{split}{suffix}" for split in ("train", "test") for suffix in ("_labels.txt", "")]
-    by_hand = (f"{MNISTM_URLS[0]} ({MNISTM_ARCHIVE}, unpack it in {root}) "
-               f"or from the original release linked at {MNISTM_HOME}")
+    by_hand = (
+        f"{MNISTM_URLS[0]} ({MNISTM_ARCHIVE}, unpack it in {root}) or from the original release linked at {MNISTM_HOME}"
+    )
     _ensure_files(cfg, "MNIST-M", files, by_hand, lambda: _download_mnistm(root))
     labels_file, image_dir = files[:2] if train else files[2:]
     names, labels = _read_mnistm_labels(labels_file, image_dir, folder)
@@ -276,9 +277,11 @@ def _load_mnistm(cfg: DictConfig, train: bool) -> Split:
     # Every listed image was read; an image the labels file does not list would be silently left out.
     pngs = sum(1 for entry in os.scandir(image_dir) if entry.name.endswith(".png"))
     if pngs != len(names):
-        raise DataError(f"MNIST-M labels file {labels_file} has {len(names)} lines but {image_dir} holds {pngs} "
-                        f"PNG images; each image needs exactly one line: the copy is partial or mixed. "
-                        f"Delete {folder} and download it again")
+        raise DataError(
+            f"MNIST-M labels file {labels_file} has {len(names)} lines but {image_dir} holds {pngs} "
+            f"PNG images; each image needs exactly one line: the copy is partial or mixed. "
+            f"Delete {folder} and download it again"
+        )
     return _to_split(image_format, "MNIST-M", folder, images, torch.tensor(labels))
 
 
@@ -319,7 +322,7 @@ def _read_pngs(paths: list[Path], folder: Path) -> Tensor:
     contend; a few overlap file reads (a cold cache, a network disk). Each task reads a chunk
     of files, as one task per file costs more in scheduling than the decoding itself.
     """
-    chunks = [paths[i:i + _PNG_CHUNK] for i in range(0, len(paths), _PNG_CHUNK)]
+    chunks = [paths[i : i + _PNG_CHUNK] for i in range(0, len(paths), _PNG_CHUNK)]
     with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
         arrays = [array for chunk in pool.map(partial(_read_png_chunk, folder=folder), chunks) for array in chunk]
     return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2)
@@ -340,8 +343,10 @@ def _read_png(path: Path, folder: Path) -> np.ndarray:
             f"delete {folder} and download it again"
         ) from e
     if array.shape != (MNISTM_SIZE, MNISTM_SIZE, 3):
-        raise DataError(f"MNIST-M image {path} is {array.shape[1]}×{array.shape[0]}; "
-                        f"the release's images are all {MNISTM_SIZE}×{MNISTM_SIZE}")
+        raise DataError(
+            f"MNIST-M image {path} is {array.shape[1]}×{array.shape[0]}; "
+            f"the release's images are all {MNISTM_SIZE}×{MNISTM_SIZE}"
+        )
     return array
 
 

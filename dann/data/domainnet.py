@@ -49,20 +49,26 @@ def _load_domainnet(cfg: DictConfig, train: bool, domain: str) -> ImageSplit:
     split = "train" if train else "test"
     list_file, folder = base / f"{domain}_{split}.txt", base / domain
     title = f"domainnet domain '{domain}'"
-    get_it = (f"Get {DOMAINNET_ZIPS[domain]} (unzip it in {base}) and "
-              f"{DOMAINNET_LIST.format(domain=domain, split='train')} and "
-              f"{DOMAINNET_LIST.format(domain=domain, split='test')} into {base}; see {DOMAINNET_HOME}")
+    get_it = (
+        f"Get {DOMAINNET_ZIPS[domain]} (unzip it in {base}) and "
+        f"{DOMAINNET_LIST.format(domain=domain, split='train')} and "
+        f"{DOMAINNET_LIST.format(domain=domain, split='test')} into {base}; see {DOMAINNET_HOME}"
+    )
     missing = [str(path) for path in (folder, list_file) if not path.exists()]
     if missing:
-        raise DataError(f"DomainNet domain '{domain}' not found: missing {', '.join(missing)}. {get_it}; "
-                        "or point dataset.root= (or the DANN_DATA environment variable) at a directory that "
-                        "already holds it.")
+        raise DataError(
+            f"DomainNet domain '{domain}' not found: missing {', '.join(missing)}. {get_it}; "
+            "or point dataset.root= (or the DANN_DATA environment variable) at a directory that "
+            "already holds it."
+        )
     _check_class_folders(folder, title, get_it)
     files, labels = read_list_file(list_file, base, DOMAINNET_CLASSES, 1, title, f"{get_it} again.")
     elsewhere = [f for f in files if Path(os.path.normpath(f)).parts[0] != domain]  # normpath: clipart/../real/…
     if elsewhere:
-        raise DataError(f"{title}: {list_file} lists images of another domain: {names(elsewhere, shown=5)}; "
-                        f"its paths must start with {domain}/")
+        raise DataError(
+            f"{title}: {list_file} lists images of another domain: {names(elsewhere, shown=5)}; "
+            f"its paths must start with {domain}/"
+        )
     return image_split(cfg, split_name("domainnet", domain, train), base, files, labels, DOMAINNET_CLASSES, train)
 
 
@@ -71,10 +77,16 @@ def _check_class_folders(folder: Path, title: str, get_it: str) -> None:
     found = {entry.name for entry in os.scandir(folder) if entry.is_dir()}
     absent = set(DOMAINNET_CLASSES) - found
     if absent:
-        raise DataError(f"{title} in {folder} is incomplete: missing class folders: {names(absent)}. "
-                        f"{get_it} again.")
+        raise DataError(f"{title} in {folder} is incomplete: missing class folders: {names(absent)}. {get_it} again.")
 
 
 for _name in DOMAINNET_ZIPS:
-    register_domain(DomainSpec(_name, len(DOMAINNET_CLASSES), partial(_load_domainnet, domain=_name),
-                               aliases=(_name[0],), dataset="domainnet"))
+    register_domain(
+        DomainSpec(
+            _name,
+            len(DOMAINNET_CLASSES),
+            partial(_load_domainnet, domain=_name),
+            aliases=(_name[0],),
+            dataset="domainnet",
+        )
+    )

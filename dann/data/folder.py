@@ -25,9 +25,11 @@ def _load_folder(cfg: DictConfig, train: bool, side: str) -> ImageSplit:
     source, target = _directory(cfg, "source_dir"), _directory(cfg, "target_dir")
     same = source.resolve()  # resolved, so that ./x, x/ and a symlink to x are all seen as x
     if same == target.resolve():
-        raise ConfigError(f"dataset.source_dir and dataset.target_dir are the same directory ({same}): "
-                          "a source domain would be adapted to itself; point dataset.target_dir at the target "
-                          "domain's class folders")
+        raise ConfigError(
+            f"dataset.source_dir and dataset.target_dir are the same directory ({same}): "
+            "a source domain would be adapted to itself; point dataset.target_dir at the target "
+            "domain's class folders"
+        )
     directory = source if side == "source" else target
     check_image_config(cfg)
     by_class = scan_class_folders(directory)
@@ -43,8 +45,10 @@ def _load_folder(cfg: DictConfig, train: bool, side: str) -> ImageSplit:
 def _directory(cfg: DictConfig, key: str) -> Path:
     value = cfg.get(key)
     if not value:
-        raise ConfigError(f"dataset.{key}: required for dataset=folder: a directory of class sub-folders, "
-                          "e.g. dataset=folder dataset.source_dir=/data/photos dataset.target_dir=/data/sketches")
+        raise ConfigError(
+            f"dataset.{key}: required for dataset=folder: a directory of class sub-folders, "
+            "e.g. dataset=folder dataset.source_dir=/data/photos dataset.target_dir=/data/sketches"
+        )
     directory = Path(str(value)).expanduser().absolute()
     if not directory.is_dir():
         raise DataError(f"dataset.{key}: {directory} is not a directory")

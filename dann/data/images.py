@@ -72,8 +72,7 @@ def num_workers(cfg: DictConfig) -> int:
     """`dataset.num_workers`, checked; 0 (decode in the main process) where the config has none."""
     value = cfg.get("num_workers", 0)
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ConfigError(f"dataset.num_workers: expected an integer >= 0 (DataLoader worker processes), "
-                          f"got {value!r}")
+        raise ConfigError(f"dataset.num_workers: expected an integer >= 0 (DataLoader worker processes), got {value!r}")
     return value
 
 
@@ -91,10 +90,15 @@ def normalisation(cfg: DictConfig, channels: int = 3) -> tuple[tuple[float, ...]
         value = cfg.get(key)
         ok = value is not None and len(value) == channels and all(isinstance(v, (int, float)) for v in value)
         if not ok or (key == "std" and min(value) <= 0):
-            example = ("ImageNet's mean [0.485, 0.456, 0.406], std [0.229, 0.224, 0.225]" if channels == 3
-                       else f"[{', '.join(['0.5'] * channels)}]")
-            raise ConfigError(f"dataset.{key}: expected {channels} numbers, one per channel"
-                              f"{', all > 0' if key == 'std' else ''}, got {value!r}; e.g. {example}")
+            example = (
+                "ImageNet's mean [0.485, 0.456, 0.406], std [0.229, 0.224, 0.225]"
+                if channels == 3
+                else f"[{', '.join(['0.5'] * channels)}]"
+            )
+            raise ConfigError(
+                f"dataset.{key}: expected {channels} numbers, one per channel"
+                f"{', all > 0' if key == 'std' else ''}, got {value!r}; e.g. {example}"
+            )
         stats[key] = tuple(float(v) for v in value)
     return stats["mean"], stats["std"]
 
@@ -108,11 +112,15 @@ def build_transform(cfg: DictConfig, train: bool) -> Callable[[Image.Image], Ten
     key = f"dataset.transforms.{'train' if train else 'eval'}"
     spec = cfg.get("transforms", {}).get("train" if train else "eval")
     if spec is None:
-        raise ConfigError(f"{key}: missing; expected a list of torchvision transforms, "
-                          "e.g. [{_target_: torchvision.transforms.CenterCrop, size: 224}]")
+        raise ConfigError(
+            f"{key}: missing; expected a list of torchvision transforms, "
+            "e.g. [{_target_: torchvision.transforms.CenterCrop, size: 224}]"
+        )
     if not all(isinstance(step, Mapping) and "_target_" in step for step in spec):
-        raise ConfigError(f"{key}: expected a list of transforms, each with a _target_, e.g. "
-                          f"[{{_target_: torchvision.transforms.CenterCrop, size: 224}}]; got {spec}")
+        raise ConfigError(
+            f"{key}: expected a list of transforms, each with a _target_, e.g. "
+            f"[{{_target_: torchvision.transforms.CenterCrop, size: 224}}]; got {spec}"
+        )
     try:
         steps = [instantiate(step) for step in spec]
     except (InstantiationException, TypeError, AttributeError) as e:
@@ -123,12 +131,16 @@ def build_transform(cfg: DictConfig, train: bool) -> Callable[[Image.Image], Ten
         try:
             probe = transform(Image.new("RGB", _PROBE_SIZE))
         except (TypeError, ValueError) as e:
-            raise ConfigError(f"{key}: must take a PIL image to a PIL image (no ToTensor or Normalize: "
-                              f"dataset.mean and dataset.std normalise on the device); it fails with {e}") from e
+            raise ConfigError(
+                f"{key}: must take a PIL image to a PIL image (no ToTensor or Normalize: "
+                f"dataset.mean and dataset.std normalise on the device); it fails with {e}"
+            ) from e
     if tuple(probe.shape) != (3, size, size):
-        raise ConfigError(f"{key}: turns a {_PROBE_SIZE[0]}×{_PROBE_SIZE[1]} image into "
-                          f"{'×'.join(map(str, probe.shape))}, but dataset.image_size is {size}: "
-                          f"every image must come out 3×{size}×{size} (end the list with a crop to image_size)")
+        raise ConfigError(
+            f"{key}: turns a {_PROBE_SIZE[0]}×{_PROBE_SIZE[1]} image into "
+            f"{'×'.join(map(str, probe.shape))}, but dataset.image_size is {size}: "
+            f"every image must come out 3×{size}×{size} (end the list with a crop to image_size)"
+        )
     return transform
 
 
@@ -142,8 +154,15 @@ def _positive_int(cfg: DictConfig, key: str) -> int:
 # --- Building a split ---------------------------------------------------------------------
 
 
-def image_split(cfg: DictConfig, name: str, root: Path, files: Sequence[str], labels: Sequence[int],
-                classes: Sequence[str], train: bool) -> ImageSplit:
+def image_split(
+    cfg: DictConfig,
+    name: str,
+    root: Path,
+    files: Sequence[str],
+    labels: Sequence[int],
+    classes: Sequence[str],
+    train: bool,
+) -> ImageSplit:
     """An `ImageSplit` of `files` (relative to `root`) with the train or eval transforms of `cfg`."""
     if not files:
         raise DataError(f"{name}: no images found under {root}")
@@ -184,13 +203,17 @@ def _image_files(directory: Path, class_name: str) -> list[str]:
     for folder, subfolders, filenames in os.walk(directory / class_name):
         subfolders[:] = sorted(d for d in subfolders if not d.startswith("."))
         relative = Path(folder).relative_to(directory)
-        files += [str(relative / f) for f in sorted(filenames)
-                  if f.lower().endswith(IMAGE_EXTENSIONS) and not f.startswith(".")]
+        files += [
+            str(relative / f)
+            for f in sorted(filenames)
+            if f.lower().endswith(IMAGE_EXTENSIONS) and not f.startswith(".")
+        ]
     return files
 
 
-def check_class_folders(found: dict[str, list[str]], expected: Sequence[str] | None, where: Path,
-                        title: str, fix: str) -> None:
+def check_class_folders(
+    found: dict[str, list[str]], expected: Sequence[str] | None, where: Path, title: str, fix: str
+) -> None:
     """Every expected class has a non-empty folder and no other class folder exists.
 
     `expected` None: any names (dataset=folder), but still no empty folder. `fix` says how
@@ -231,8 +254,9 @@ def labeled_files(by_class: dict[str, list[str]], classes: Sequence[str]) -> tup
     return files, labels
 
 
-def read_list_file(list_file: Path, base: Path, classes: Sequence[str], class_part: int,
-                   title: str, fix: str) -> tuple[list[str], list[int]]:
+def read_list_file(
+    list_file: Path, base: Path, classes: Sequence[str], class_part: int, title: str, fix: str
+) -> tuple[list[str], list[int]]:
     """Files and labels of a list file of lines `relative/path label` (paths relative to `base`).
 
     The class is the path's `class_part`-th component; its label must be its index in
@@ -259,13 +283,15 @@ def read_list_file(list_file: Path, base: Path, classes: Sequence[str], class_pa
     if not files:
         raise DataError(f"{title}: {list_file} lists no images. {fix}")
     if missing:
-        raise DataError(f"{title}: {len(missing)} images listed in {list_file} are missing: "
-                        f"{names(missing, shown=5)}. {fix}")
+        raise DataError(
+            f"{title}: {len(missing)} images listed in {list_file} are missing: {names(missing, shown=5)}. {fix}"
+        )
     return files, labels
 
 
-def _parse_line(list_file: Path, number: int, line: str, label_of: dict[str, int],
-                class_part: int, inside: ListedPaths) -> tuple[str, int]:
+def _parse_line(
+    list_file: Path, number: int, line: str, label_of: dict[str, int], class_part: int, inside: ListedPaths
+) -> tuple[str, int]:
     fields = line.rsplit(maxsplit=1)
     where = f"{list_file}, line {number}"
     if len(fields) != 2 or not fields[1].isdecimal():
@@ -275,21 +301,28 @@ def _parse_line(list_file: Path, number: int, line: str, label_of: dict[str, int
     parts = Path(path).parts
     name = parts[class_part] if len(parts) > class_part + 1 else None
     if name not in label_of:
-        raise DataError(f"{where}: {path!r} is not under a folder of one of the {len(label_of)} classes "
-                        f"(expected <class>/<file> at path component {class_part + 1})")
+        raise DataError(
+            f"{where}: {path!r} is not under a folder of one of the {len(label_of)} classes "
+            f"(expected <class>/<file> at path component {class_part + 1})"
+        )
     if label != label_of[name]:
-        raise DataError(f"{where}: label {label} for class '{name}', whose label is {label_of[name]}; "
-                        "the list file does not belong to this dataset or is corrupt")
+        raise DataError(
+            f"{where}: label {label} for class '{name}', whose label is {label_of[name]}; "
+            "the list file does not belong to this dataset or is corrupt"
+        )
     return path, label
 
 
 def check_same_classes(source: Iterable[str], target: Iterable[str], source_where: str, target_where: str) -> None:
     """Source and target must name the same classes (classes are matched by name)."""
-    problems = _differences(set(source), set(target), f"only in the source ({source_where})",
-                            f"only in the target ({target_where})")
+    problems = _differences(
+        set(source), set(target), f"only in the source ({source_where})", f"only in the target ({target_where})"
+    )
     if problems:
-        raise DataError(f"the source and target classes differ: {'; '.join(problems)}. Classes are matched by "
-                        "folder name: rename, add or remove class folders so that both domains have the same ones")
+        raise DataError(
+            f"the source and target classes differ: {'; '.join(problems)}. Classes are matched by "
+            "folder name: rename, add or remove class folders so that both domains have the same ones"
+        )
 
 
 def warn_if_count_differs(title: str, found: int, release: int) -> None:
@@ -371,8 +404,10 @@ def record_unreadable(split: ImageSplit, failures: list[tuple[str, str]]) -> Non
     """Apply `dataset.on_corrupt` to the unreadable files a batch met (in the main process)."""
     for path, reason in failures:
         if split.on_corrupt == "error":
-            raise DataError(f"{split.name}: unreadable image {path} ({reason}); replace or delete it, "
-                            "or set dataset.on_corrupt=skip to train and evaluate without it")
+            raise DataError(
+                f"{split.name}: unreadable image {path} ({reason}); replace or delete it, "
+                "or set dataset.on_corrupt=skip to train and evaluate without it"
+            )
         if path not in split.skipped:
             split.skipped[path] = reason
             log.warning("%s: skipping unreadable image %s (%s)", split.name, path, reason)

@@ -35,8 +35,17 @@ from omegaconf import DictConfig
 from dann.data.base import DomainSpec, ImageSplit, data_root, register_domain
 from dann.data.class_names import OFFICE31_CLASSES, OFFICE_HOME_CLASSES, VISDA2017_CLASSES
 from dann.data.download import download_file, extract_tar
-from dann.data.images import (check_class_folders, check_image_config, image_split, labeled_files,
-                              names, read_list_file, scan_class_folders, split_name, warn_if_count_differs)
+from dann.data.images import (
+    check_class_folders,
+    check_image_config,
+    image_split,
+    labeled_files,
+    names,
+    read_list_file,
+    scan_class_folders,
+    split_name,
+    warn_if_count_differs,
+)
 from dann.errors import ConfigError, DataError, describe_error
 
 # Office-31: the mirror and checksum pytorch-adapt uses (its archive unpacks to office31/<domain>/images/).
@@ -56,8 +65,16 @@ VISDA_SIZES = {"train": 152_397, "validation": 55_388}
 _ELSEWHERE = "or point dataset.root= (or the DANN_DATA environment variable) at a directory that already holds it"
 
 
-def _class_folder_split(cfg: DictConfig, train: bool, dataset: str, domain: str, folder: Path,
-                        classes: Sequence[str], release_size: int, fix: str) -> ImageSplit:
+def _class_folder_split(
+    cfg: DictConfig,
+    train: bool,
+    dataset: str,
+    domain: str,
+    folder: Path,
+    classes: Sequence[str],
+    release_size: int,
+    fix: str,
+) -> ImageSplit:
     """A split of all images under `folder`/<class>/, checked against `classes`."""
     title = f"{dataset} domain '{domain}'"
     by_class = scan_class_folders(folder)
@@ -79,30 +96,39 @@ def _load_office31(cfg: DictConfig, train: bool, domain: str) -> ImageSplit:
     folder = root / "office31" / domain / "images"
     if not folder.is_dir():
         _fetch_office31(cfg, root, folder)
-    fix = (f"Delete {root / 'office31'} and run again with dataset.download=true, "
-           f"or replace it by hand from {OFFICE31_HOME}")
-    return _class_folder_split(cfg, train, "office31", domain, folder, OFFICE31_CLASSES,
-                               OFFICE31_SIZES[domain], fix)
+    fix = (
+        f"Delete {root / 'office31'} and run again with dataset.download=true, "
+        f"or replace it by hand from {OFFICE31_HOME}"
+    )
+    return _class_folder_split(cfg, train, "office31", domain, folder, OFFICE31_CLASSES, OFFICE31_SIZES[domain], fix)
 
 
 def _fetch_office31(cfg: DictConfig, root: Path, folder: Path) -> None:
     """Download and unpack Office-31 if allowed, else raise a `DataError` saying how to get it."""
     expected = f"{folder}/<class>/*.jpg"
-    by_hand = (f"{OFFICE31_URLS[0]} ({OFFICE31_ARCHIVE}: unpack it in {root}), or the original release "
-               f"linked at {OFFICE31_HOME} (domain_adaptation_images.tar.gz: unpack it in {root} and rename "
-               f"domain_adaptation_images to office31)")
+    by_hand = (
+        f"{OFFICE31_URLS[0]} ({OFFICE31_ARCHIVE}: unpack it in {root}), or the original release "
+        f"linked at {OFFICE31_HOME} (domain_adaptation_images.tar.gz: unpack it in {root} and rename "
+        f"domain_adaptation_images to office31)"
+    )
     if not cfg.download:
-        raise DataError(f"Office-31 not found: expected {expected}. Set dataset.download=true to fetch it, "
-                        f"or get it by hand from {by_hand}, {_ELSEWHERE}.")
+        raise DataError(
+            f"Office-31 not found: expected {expected}. Set dataset.download=true to fetch it, "
+            f"or get it by hand from {by_hand}, {_ELSEWHERE}."
+        )
     try:
         extract_tar(download_file(OFFICE31_URLS, root / OFFICE31_ARCHIVE, OFFICE31_MD5), root)
     except DataError as e:  # offline, a dead mirror, a checksum mismatch, a broken archive
-        raise DataError(f"Office-31 not found under {root / 'office31'} and downloading it failed: "
-                        f"{describe_error(e)}. Expected {expected}. Get it by hand from {by_hand}, "
-                        f"{_ELSEWHERE}; dataset.download=false stops download attempts.") from e
+        raise DataError(
+            f"Office-31 not found under {root / 'office31'} and downloading it failed: "
+            f"{describe_error(e)}. Expected {expected}. Get it by hand from {by_hand}, "
+            f"{_ELSEWHERE}; dataset.download=false stops download attempts."
+        ) from e
     if not folder.is_dir():
-        raise DataError(f"Office-31: the download finished but {folder} is still missing. "
-                        f"Get it by hand from {by_hand}, {_ELSEWHERE}.")
+        raise DataError(
+            f"Office-31: the download finished but {folder} is still missing. "
+            f"Get it by hand from {by_hand}, {_ELSEWHERE}."
+        )
 
 
 # --- Office-Home ----------------------------------------------------------------------------
@@ -113,13 +139,18 @@ def _load_office_home(cfg: DictConfig, train: bool, domain: str) -> ImageSplit:
     base = data_root(cfg) / "office_home"
     # The official archive writes "Real World"; public reproductions rename it "Real_World".
     folder = next((base / name for name in (domain, domain.replace("_", " ")) if (base / name).is_dir()), None)
-    get_it = (f"Get OfficeHomeDataset_10072016.zip from {OFFICE_HOME_HOME} (no download address with a "
-              f"checksum is known, so it is not fetched), unpack it and rename its folder to {base}")
+    get_it = (
+        f"Get OfficeHomeDataset_10072016.zip from {OFFICE_HOME_HOME} (no download address with a "
+        f"checksum is known, so it is not fetched), unpack it and rename its folder to {base}"
+    )
     if folder is None:
-        raise DataError(f"Office-Home domain '{domain}' not found: expected {base / domain}/<class>/<image>. "
-                        f"{get_it}, {_ELSEWHERE}.")
-    return _class_folder_split(cfg, train, "office_home", domain, folder, OFFICE_HOME_CLASSES,
-                               OFFICE_HOME_SIZES[domain], f"{get_it} again.")
+        raise DataError(
+            f"Office-Home domain '{domain}' not found: expected {base / domain}/<class>/<image>. "
+            f"{get_it}, {_ELSEWHERE}."
+        )
+    return _class_folder_split(
+        cfg, train, "office_home", domain, folder, OFFICE_HOME_CLASSES, OFFICE_HOME_SIZES[domain], f"{get_it} again."
+    )
 
 
 # --- VisDA-2017 -----------------------------------------------------------------------------
@@ -128,21 +159,27 @@ def _load_office_home(cfg: DictConfig, train: bool, domain: str) -> ImageSplit:
 def _load_visda2017(cfg: DictConfig, train: bool, domain: str) -> ImageSplit:
     check_image_config(cfg)
     folder = data_root(cfg) / "visda2017" / domain
-    get_it = (f"Get {VISDA_URL.format(split=domain)} (see {VISDA_HOME}; no checksum is known, so it is not "
-              f"fetched) and unpack it in {folder.parent}")
+    get_it = (
+        f"Get {VISDA_URL.format(split=domain)} (see {VISDA_HOME}; no checksum is known, so it is not "
+        f"fetched) and unpack it in {folder.parent}"
+    )
     if not folder.is_dir():
-        raise DataError(f"VisDA-2017 '{domain}' not found: expected {folder}/image_list.txt and "
-                        f"{folder}/<class>/<image>. {get_it}, {_ELSEWHERE}.")
+        raise DataError(
+            f"VisDA-2017 '{domain}' not found: expected {folder}/image_list.txt and "
+            f"{folder}/<class>/<image>. {get_it}, {_ELSEWHERE}."
+        )
     list_file = folder / "image_list.txt"
     if not list_file.is_file():
-        return _class_folder_split(cfg, train, "visda2017", domain, folder, VISDA2017_CLASSES,
-                                   VISDA_SIZES[domain], f"{get_it} again.")
+        return _class_folder_split(
+            cfg, train, "visda2017", domain, folder, VISDA2017_CLASSES, VISDA_SIZES[domain], f"{get_it} again."
+        )
     title = f"visda2017 domain '{domain}'"
     files, labels = read_list_file(list_file, folder, VISDA2017_CLASSES, 0, title, f"{get_it} again.")
     unlisted = set(VISDA2017_CLASSES) - {VISDA2017_CLASSES[label] for label in set(labels)}
     if unlisted:
-        raise DataError(f"{title}: {list_file} lists no image of the classes {names(unlisted)}: a partial copy. "
-                        f"{get_it} again.")
+        raise DataError(
+            f"{title}: {list_file} lists no image of the classes {names(unlisted)}: a partial copy. {get_it} again."
+        )
     _check_list_covers_folders(list_file, files, folder, f"{get_it} again")
     if train:
         warn_if_count_differs(title, len(files), VISDA_SIZES[domain])
@@ -157,20 +194,39 @@ def _check_list_covers_folders(list_file: Path, files: Sequence[str], folder: Pa
     listed = {os.path.normpath(path) for path in files}
     if len(files) != len(found) or listed != found:
         unlisted = f"; not listed: {names(found - listed, shown=5)}" if found - listed else ""
-        raise DataError(f"{list_file} has {len(files)} image lines but the class folders of {folder} hold "
-                        f"{len(found)} images{unlisted}; each image needs exactly one line. {fix}, or remove the "
-                        f"images that are not listed.")
+        raise DataError(
+            f"{list_file} has {len(files)} image lines but the class folders of {folder} hold "
+            f"{len(found)} images{unlisted}; each image needs exactly one line. {fix}, or remove the "
+            f"images that are not listed."
+        )
 
 
 # --- Registration -------------------------------------------------------------------------
 
 
 for _name, _alias in (("amazon", "A"), ("dslr", "D"), ("webcam", "W")):
-    register_domain(DomainSpec(_name, len(OFFICE31_CLASSES), partial(_load_office31, domain=_name),
-                               aliases=(_alias,), dataset="office31"))
+    register_domain(
+        DomainSpec(
+            _name, len(OFFICE31_CLASSES), partial(_load_office31, domain=_name), aliases=(_alias,), dataset="office31"
+        )
+    )
 for _name, _alias in (("Art", "Ar"), ("Clipart", "Cl"), ("Product", "Pr"), ("Real_World", "Rw")):
-    register_domain(DomainSpec(_name, len(OFFICE_HOME_CLASSES), partial(_load_office_home, domain=_name),
-                               aliases=(_alias,), dataset="office_home"))
+    register_domain(
+        DomainSpec(
+            _name,
+            len(OFFICE_HOME_CLASSES),
+            partial(_load_office_home, domain=_name),
+            aliases=(_alias,),
+            dataset="office_home",
+        )
+    )
 for _name, _alias in (("train", "T"), ("validation", "V")):  # synthetic renderings → real photos (COCO crops)
-    register_domain(DomainSpec(_name, len(VISDA2017_CLASSES), partial(_load_visda2017, domain=_name),
-                               aliases=(_alias,), dataset="visda2017"))
+    register_domain(
+        DomainSpec(
+            _name,
+            len(VISDA2017_CLASSES),
+            partial(_load_visda2017, domain=_name),
+            aliases=(_alias,),
+            dataset="visda2017",
+        )
+    )

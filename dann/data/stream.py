@@ -18,9 +18,15 @@ from dann.data.images import ImageFiles, collate_images, record_unreadable
 from dann.errors import ConfigError, DataError
 
 
-def make_stream(split: AnySplit, batch_size: int, seed: int, device: torch.device,
-                mean: Sequence[float] | None = None, std: Sequence[float] | None = None,
-                num_workers: int = 0) -> TensorStream | ImageStream:
+def make_stream(
+    split: AnySplit,
+    batch_size: int,
+    seed: int,
+    device: torch.device,
+    mean: Sequence[float] | None = None,
+    std: Sequence[float] | None = None,
+    num_workers: int = 0,
+) -> TensorStream | ImageStream:
     """An endless stream of shuffled (x, y) batches of `split`, on `device`. Needs batch_size <= len(split).
 
     Either kind: `next(stream)` → x (float, normalised by mean/std if uint8 images) and y
@@ -65,8 +71,15 @@ class TensorStream:
     the stream's position is two integers and resuming it is exact.
     """
 
-    def __init__(self, split: Split, batch_size: int, seed: int, device: torch.device,
-                 mean: Sequence[float] | None = None, std: Sequence[float] | None = None):
+    def __init__(
+        self,
+        split: Split,
+        batch_size: int,
+        seed: int,
+        device: torch.device,
+        mean: Sequence[float] | None = None,
+        std: Sequence[float] | None = None,
+    ):
         self.inputs = split.inputs.to(device)
         self.labels = split.labels.to(device)
         self.batch_size = batch_size
@@ -88,7 +101,7 @@ class TensorStream:
             self.epoch += 1
             self.position = 0
             self._order = self._permutation(self.epoch)
-        index = self._order[self.position * self.batch_size:(self.position + 1) * self.batch_size]
+        index = self._order[self.position * self.batch_size : (self.position + 1) * self.batch_size]
         self.position += 1
         return to_model_input(self.inputs[index], self.mean, self.std), self.labels[index]
 
@@ -118,7 +131,7 @@ class _EpochBatches(Sampler[list[tuple[int, int]]]):
     def __iter__(self) -> Iterator[list[tuple[int, int]]]:
         order = epoch_order(self.seed, self.epoch, self.n).tolist()
         for b in range(self.start, self.n // self.batch_size):
-            yield [(self.epoch, i) for i in order[b * self.batch_size:(b + 1) * self.batch_size]]
+            yield [(self.epoch, i) for i in order[b * self.batch_size : (b + 1) * self.batch_size]]
 
 
 class ImageStream:
@@ -129,11 +142,20 @@ class ImageStream:
     copied to `device` without blocking. The same contract as `TensorStream`.
     """
 
-    def __init__(self, split: ImageSplit, batch_size: int, seed: int, device: torch.device,
-                 mean: Sequence[float] | None = None, std: Sequence[float] | None = None, num_workers: int = 0):
+    def __init__(
+        self,
+        split: ImageSplit,
+        batch_size: int,
+        seed: int,
+        device: torch.device,
+        mean: Sequence[float] | None = None,
+        std: Sequence[float] | None = None,
+        num_workers: int = 0,
+    ):
         if batch_size > len(split):  # else no epoch would have a batch
-            raise ConfigError(f"trainer.batch_size: {batch_size} is larger than {split.name} "
-                              f"({len(split)} images); lower it")
+            raise ConfigError(
+                f"trainer.batch_size: {batch_size} is larger than {split.name} ({len(split)} images); lower it"
+            )
         self.split = split
         self.batch_size = batch_size
         self.device = torch.device(device)
@@ -180,8 +202,9 @@ class ImageStream:
         self._batches = None  # the next batch starts a DataLoader pass from the new position
 
 
-def eval_batches(split: AnySplit, batch_size: int, device: torch.device,
-                 num_workers: int = 0) -> Iterator[tuple[Tensor, Tensor]]:
+def eval_batches(
+    split: AnySplit, batch_size: int, device: torch.device, num_workers: int = 0
+) -> Iterator[tuple[Tensor, Tensor]]:
     """The split in order, in batches on `device`: x as stored (uint8 images or float vectors), y int64.
 
     Tensor splits are sliced (free when already on `device`). Image splits are decoded with
@@ -190,14 +213,20 @@ def eval_batches(split: AnySplit, batch_size: int, device: torch.device,
     """
     if isinstance(split, Split):
         for start in range(0, len(split), batch_size):
-            yield (split.inputs[start:start + batch_size].to(device, non_blocking=True),
-                   split.labels[start:start + batch_size].to(device, non_blocking=True))
+            yield (
+                split.inputs[start : start + batch_size].to(device, non_blocking=True),
+                split.labels[start : start + batch_size].to(device, non_blocking=True),
+            )
         return
     device = torch.device(device)
     keys = [(0, i) for i in range(len(split))]
-    loader = DataLoader(ImageFiles(split, seed=0, substitute=False),
-                        batch_sampler=[keys[s:s + batch_size] for s in range(0, len(keys), batch_size)],
-                        num_workers=num_workers, collate_fn=collate_images, pin_memory=device.type == "cuda")
+    loader = DataLoader(
+        ImageFiles(split, seed=0, substitute=False),
+        batch_sampler=[keys[s : s + batch_size] for s in range(0, len(keys), batch_size)],
+        num_workers=num_workers,
+        collate_fn=collate_images,
+        pin_memory=device.type == "cuda",
+    )
     for x, y, failures in loader:
         record_unreadable(split, failures)
         if len(y):

@@ -44,7 +44,8 @@ class Method(nn.Module):
         self.final_lambda = float(cfg["lambda"])
         self.base_lr = float(cfg.optim.optimizer.lr)
         self.optimizer, self.lr_scheduler = build_optimizer(
-            cfg.optim, network.parameter_groups(), total_steps=cfg.trainer.steps)
+            cfg.optim, network.parameter_groups(), total_steps=cfg.trainer.steps
+        )
 
     def update(self, batch: Batch, progress: float) -> dict[str, Tensor | float]:
         """One optimisation step at training progress `progress` in [0, 1].
@@ -75,8 +76,9 @@ def domain_labels(num_source: int, num_target: int, device: torch.device) -> Ten
     return torch.cat([torch.zeros(num_source, device=device), torch.ones(num_target, device=device)])
 
 
-def step_metrics(label_loss: Tensor, domain_loss: Tensor, domain_logits: Tensor, domain_targets: Tensor,
-                 grl_lambda: float, lr: float) -> dict[str, Tensor | float]:
+def step_metrics(
+    label_loss: Tensor, domain_loss: Tensor, domain_logits: Tensor, domain_targets: Tensor, grl_lambda: float, lr: float
+) -> dict[str, Tensor | float]:
     """The metrics every method logs per step: detached device tensors (no host sync) and floats."""
     return {
         "train/label_loss": label_loss.detach(),

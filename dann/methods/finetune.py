@@ -64,11 +64,15 @@ class TwoStage(SupervisedOnly):
         super().__init__(network, cfg)
         fraction = cfg.method.stage1_fraction
         if isinstance(fraction, bool) or not isinstance(fraction, Number) or not 0 <= fraction <= 1:
-            raise ConfigError(f"method.stage1_fraction: expected a fraction of trainer.steps in [0, 1] "
-                              f"(the source stage), got {fraction!r}; e.g. 0.5")
+            raise ConfigError(
+                f"method.stage1_fraction: expected a fraction of trainer.steps in [0, 1] "
+                f"(the source stage), got {fraction!r}; e.g. 0.5"
+            )
         if cfg.method.freeze_in_stage2 not in FREEZE_IN_STAGE2:
-            raise ConfigError(f"method.freeze_in_stage2: expected one of {', '.join(FREEZE_IN_STAGE2)}, "
-                              f"got {cfg.method.freeze_in_stage2!r}")
+            raise ConfigError(
+                f"method.freeze_in_stage2: expected one of {', '.join(FREEZE_IN_STAGE2)}, "
+                f"got {cfg.method.freeze_in_stage2!r}"
+            )
         self.stage1_fraction = float(fraction)
         self.freeze_in_stage2 = cfg.method.freeze_in_stage2
 

@@ -108,8 +108,10 @@ class ResNetFeatures(nn.Module):
         if arch not in RESNETS:
             raise ConfigError(f"model.feature_extractor.arch: unknown '{arch}'; choose one of {list(RESNETS)}")
         if input_shape[0] != 3:
-            raise ConfigError(f"model.feature_extractor: a ResNet takes RGB images, but the inputs have "
-                              f"{input_shape[0]} channel(s); set dataset.channels=3")
+            raise ConfigError(
+                f"model.feature_extractor: a ResNet takes RGB images, but the inputs have "
+                f"{input_shape[0]} channel(s); set dataset.channels=3"
+            )
         resnet = getattr(torchvision.models, arch)(weights=None)
         self.out_features = resnet.fc.in_features
         resnet.fc = nn.Identity()
@@ -138,8 +140,12 @@ def _load_weights(resnet: nn.Module, arch: str, weights: str) -> None:
 
 
 def _looks_like_path(weights: str) -> bool:
-    return os.sep in weights or "/" in weights or weights.endswith((".pth", ".pt", ".tar", ".ckpt", ".bin")) \
+    return (
+        os.sep in weights
+        or "/" in weights
+        or weights.endswith((".pth", ".pt", ".tar", ".ckpt", ".bin"))
         or Path(weights).expanduser().exists()
+    )
 
 
 def _weights_entry(arch: str, weights: str) -> WeightsEnum:
@@ -174,19 +180,25 @@ def _download(arch: str, entry: WeightsEnum) -> dict[str, Tensor]:
 def _read_state_dict(path: Path, arch: str) -> dict[str, Tensor]:
     """A state_dict file, or a checkpoint with a "state_dict" entry; a `module.` prefix (DataParallel) is dropped."""
     if not path.is_file():
-        raise DataError(f"{WEIGHTS_KEY}: no file at {path}; give the path of a state_dict of torchvision's "
-                        f"{arch} (torch.save(model.state_dict(), path)), or a torchvision weights name")
+        raise DataError(
+            f"{WEIGHTS_KEY}: no file at {path}; give the path of a state_dict of torchvision's "
+            f"{arch} (torch.save(model.state_dict(), path)), or a torchvision weights name"
+        )
     try:
         # weights_only: a weights file must not be able to run code when it is read.
         loaded = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
-        raise DataError(f"{WEIGHTS_KEY}: {path} is not a readable PyTorch weights file "
-                        f"({type(e).__name__}); it may be truncated, or hold objects other than tensors: "
-                        f"save only model.state_dict()") from e
+        raise DataError(
+            f"{WEIGHTS_KEY}: {path} is not a readable PyTorch weights file "
+            f"({type(e).__name__}); it may be truncated, or hold objects other than tensors: "
+            f"save only model.state_dict()"
+        ) from e
     state = loaded.get("state_dict", loaded) if isinstance(loaded, dict) else None
     if not isinstance(state, dict) or not all(isinstance(v, Tensor) for v in state.values()):
-        raise DataError(f"{WEIGHTS_KEY}: {path} holds no state_dict (a dict of tensors, alone or under "
-                        f"'state_dict'); save one with torch.save(model.state_dict(), path)")
+        raise DataError(
+            f"{WEIGHTS_KEY}: {path} holds no state_dict (a dict of tensors, alone or under "
+            f"'state_dict'); save one with torch.save(model.state_dict(), path)"
+        )
     return {key.removeprefix("module."): value for key, value in state.items()}
 
 
@@ -196,9 +208,11 @@ def _check_keys(resnet: nn.Module, state: dict[str, Tensor], arch: str, source: 
     missing = sorted(expected.keys() - state.keys())
     unexpected = sorted(state.keys() - expected.keys())
     reshaped = sorted(k for k in expected.keys() & state.keys() if expected[k].shape != state[k].shape)
-    problems = [f"{len(keys)} {what} (e.g. {keys[0]})"
-                for keys, what in ((missing, "missing"), (unexpected, "unexpected"), (reshaped, "of another shape"))
-                if keys]
+    problems = [
+        f"{len(keys)} {what} (e.g. {keys[0]})"
+        for keys, what in ((missing, "missing"), (unexpected, "unexpected"), (reshaped, "of another shape"))
+        if keys
+    ]
     if problems:
         raise ConfigError(
             f"{WEIGHTS_KEY}: {source} does not hold {arch} weights: parameters {', '.join(problems)}; "

@@ -48,12 +48,16 @@ class FeatureExtractor(nn.Module):
         if unfreeze_last:
             stages = getattr(self.backbone, "stages", None)
             if stages is None:
-                raise ConfigError(f"model.unfreeze_last: {type(self.backbone).__name__} has no stages to "
-                                  "unfreeze (only ResNet backbones do); set model.unfreeze_last=0")
+                raise ConfigError(
+                    f"model.unfreeze_last: {type(self.backbone).__name__} has no stages to "
+                    "unfreeze (only ResNet backbones do); set model.unfreeze_last=0"
+                )
             if not 0 <= unfreeze_last <= len(stages):
-                raise ConfigError(f"model.unfreeze_last: expected 0 to {len(stages)} (stages of the backbone "
-                                  f"left trainable, counted from the last), got {unfreeze_last}")
-            for stage in stages[len(stages) - unfreeze_last:]:
+                raise ConfigError(
+                    f"model.unfreeze_last: expected 0 to {len(stages)} (stages of the backbone "
+                    f"left trainable, counted from the last), got {unfreeze_last}"
+                )
+            for stage in stages[len(stages) - unfreeze_last :]:
                 stage.requires_grad_(True)
         self.train(self.training)  # puts the newly frozen BatchNorm layers in eval mode
 
@@ -88,8 +92,13 @@ class DANNNetwork(nn.Module):
     be pretrained) relative to the new layers: the bottleneck and both heads.
     """
 
-    def __init__(self, feature_extractor: FeatureExtractor, label_predictor: nn.Module, domain_classifier: nn.Module,
-                 backbone_lr_mult: float = 1.0):
+    def __init__(
+        self,
+        feature_extractor: FeatureExtractor,
+        label_predictor: nn.Module,
+        domain_classifier: nn.Module,
+        backbone_lr_mult: float = 1.0,
+    ):
         super().__init__()
         self.feature_extractor = feature_extractor
         self.label_predictor = label_predictor
@@ -117,8 +126,11 @@ class DANNNetwork(nn.Module):
         """
         new_layers = (self.feature_extractor.bottleneck, self.label_predictor, self.domain_classifier)
         groups = [
-            {"name": "backbone", "lr_mult": self.backbone_lr_mult,
-             "params": _trainable(self.feature_extractor.backbone)},
+            {
+                "name": "backbone",
+                "lr_mult": self.backbone_lr_mult,
+                "params": _trainable(self.feature_extractor.backbone),
+            },
             {"name": "new_layers", "lr_mult": 1.0, "params": _trainable(*new_layers)},
         ]
         return [group for group in groups if group["params"]]
@@ -142,22 +154,34 @@ def build_network(model_cfg: DictConfig, input_shape: Sequence[int], num_classes
     """Instantiate `model.feature_extractor`, add the optional bottleneck, size both heads, freeze as asked."""
     backbone_lr_mult = model_cfg.backbone_lr_mult
     if isinstance(backbone_lr_mult, bool) or not isinstance(backbone_lr_mult, Number) or backbone_lr_mult < 0:
-        raise ConfigError(f"model.backbone_lr_mult: expected a number >= 0 (the backbone's learning rate as a "
-                          f"fraction of optim.optimizer.lr), got {backbone_lr_mult!r}; e.g. 0.1")
+        raise ConfigError(
+            f"model.backbone_lr_mult: expected a number >= 0 (the backbone's learning rate as a "
+            f"fraction of optim.optimizer.lr), got {backbone_lr_mult!r}; e.g. 0.1"
+        )
     unfreeze_last = model_cfg.get("unfreeze_last", 0)  # only ResNet configs have it
     if unfreeze_last and not model_cfg.freeze_backbone:
-        raise ConfigError(f"model.unfreeze_last={unfreeze_last} only applies to a frozen backbone; "
-                          "set model.freeze_backbone=true as well, or model.unfreeze_last=0")
+        raise ConfigError(
+            f"model.unfreeze_last={unfreeze_last} only applies to a frozen backbone; "
+            "set model.freeze_backbone=true as well, or model.unfreeze_last=0"
+        )
 
     backbone = _instantiate_backbone(model_cfg.feature_extractor, input_shape)
     feature_extractor = FeatureExtractor(backbone, model_cfg.bottleneck_dim)
     if model_cfg.freeze_backbone:
         feature_extractor.freeze_backbone(unfreeze_last)
     width = feature_extractor.out_features
-    label_predictor = mlp(width, model_cfg.label_predictor.hidden, num_classes,
-                          dropout=model_cfg.label_predictor.dropout,
-                          batch_norm=model_cfg.label_predictor.batch_norm)
-    domain_classifier = mlp(width, model_cfg.domain_classifier.hidden, 1,
-                            dropout=model_cfg.domain_classifier.dropout,
-                            batch_norm=model_cfg.domain_classifier.batch_norm)
+    label_predictor = mlp(
+        width,
+        model_cfg.label_predictor.hidden,
+        num_classes,
+        dropout=model_cfg.label_predictor.dropout,
+        batch_norm=model_cfg.label_predictor.batch_norm,
+    )
+    domain_classifier = mlp(
+        width,
+        model_cfg.domain_classifier.hidden,
+        1,
+        dropout=model_cfg.domain_classifier.dropout,
+        batch_norm=model_cfg.domain_classifier.batch_norm,
+    )
     return DANNNetwork(feature_extractor, label_predictor, domain_classifier, float(backbone_lr_mult))

@@ -22,30 +22,57 @@ from dann.report.collect import ReportError, collect, load_references
 from dann.report.render import METRICS, csv_frame, format_latex, format_markdown, format_text
 from dann.report.table import Table, build_table
 
-__all__ = ["ReportError", "Table", "build_table", "collect", "csv_frame", "format_latex", "format_markdown",
-           "format_text", "load_references", "main", "report"]
+__all__ = [
+    "ReportError",
+    "Table",
+    "build_table",
+    "collect",
+    "csv_frame",
+    "format_latex",
+    "format_markdown",
+    "format_text",
+    "load_references",
+    "main",
+    "report",
+]
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m dann.report",
         description="Tabulate runs: rows are tasks, columns the configurations that vary, cells mean ± std "
-                    "over seeds of one metric from each run's summary.json. Runs that did not finish are "
-                    "flagged, never averaged in.")
-    parser.add_argument("paths", nargs="+", metavar="DIR",
-                        help="sweep or run directories, searched recursively for run directories")
-    parser.add_argument("--metric", choices=list(METRICS), default="target/acc",
-                        help="which number (default: target/acc)")
-    parser.add_argument("--select", default="final", metavar="CRITERION",
-                        help="which evaluation of each run: final (default), source_val (best source "
-                             "validation accuracy), oracle (best target accuracy: uses target labels), "
-                             "or any other criterion under `selection` in the summaries")
-    parser.add_argument("--group-by", nargs="+", default=[], metavar="KEY",
-                        help="config keys (dotted, e.g. lambda optim.optimizer.lr) that group rows instead "
-                             "of labeling columns; the other keys that vary label the columns")
-    parser.add_argument("--reference", type=Path, metavar="FILE",
-                        help="add published numbers from FILE, beside the measured columns "
-                             "(the repository's: experiments/references.yaml)")
+        "over seeds of one metric from each run's summary.json. Runs that did not finish are "
+        "flagged, never averaged in.",
+    )
+    parser.add_argument(
+        "paths", nargs="+", metavar="DIR", help="sweep or run directories, searched recursively for run directories"
+    )
+    parser.add_argument(
+        "--metric", choices=list(METRICS), default="target/acc", help="which number (default: target/acc)"
+    )
+    parser.add_argument(
+        "--select",
+        default="final",
+        metavar="CRITERION",
+        help="which evaluation of each run: final (default), source_val (best source "
+        "validation accuracy), oracle (best target accuracy: uses target labels), "
+        "or any other criterion under `selection` in the summaries",
+    )
+    parser.add_argument(
+        "--group-by",
+        nargs="+",
+        default=[],
+        metavar="KEY",
+        help="config keys (dotted, e.g. lambda optim.optimizer.lr) that group rows instead "
+        "of labeling columns; the other keys that vary label the columns",
+    )
+    parser.add_argument(
+        "--reference",
+        type=Path,
+        metavar="FILE",
+        help="add published numbers from FILE, beside the measured columns "
+        "(the repository's: experiments/references.yaml)",
+    )
     parser.add_argument("--markdown", type=Path, metavar="FILE", help="also write the table as Markdown")
     parser.add_argument("--csv", type=Path, metavar="FILE", help="also write one CSV row per task × column")
     parser.add_argument("--latex", type=Path, metavar="FILE", help="also write a booktabs LaTeX table")
@@ -57,8 +84,11 @@ def report(args: argparse.Namespace) -> Table:
     references = load_references(args.reference) if args.reference else None
     runs = collect(args.paths, args.metric, args.select)
     table = build_table(runs, args.metric, args.select, args.group_by, references)
-    outputs = {args.markdown: format_markdown, args.latex: format_latex,
-               args.csv: lambda t: csv_frame(t).to_csv(index=False)}
+    outputs = {
+        args.markdown: format_markdown,
+        args.latex: format_latex,
+        args.csv: lambda t: csv_frame(t).to_csv(index=False),
+    }
     texts = {path: write(table) for path, write in outputs.items() if path}  # all rendered before any is written
     sys.stdout.write(format_text(table))
     for path, text in texts.items():

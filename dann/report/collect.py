@@ -45,10 +45,13 @@ def find_run_dirs(paths: Sequence[str | Path]) -> list[Path]:
             else:
                 dirnames[:] = sorted(name for name in dirnames if not name.startswith("."))
     if not found:
-        raise ReportError(f"no run directory (one holding summary.json or .hydra/config.yaml) under "
-                          f"{', '.join(map(str, paths))}")
-    return sorted(found.values(), key=lambda p: [(0, int(s), "") if s.isdigit() else (1, 0, s)
-                                                 for s in re.split(r"(\d+)", str(p))])  # job 10 after job 9
+        raise ReportError(
+            f"no run directory (one holding summary.json or .hydra/config.yaml) under {', '.join(map(str, paths))}"
+        )
+    return sorted(
+        found.values(),
+        key=lambda p: [(0, int(s), "") if s.isdigit() else (1, 0, s) for s in re.split(r"(\d+)", str(p))],
+    )  # job 10 after job 9
 
 
 def collect(paths: Sequence[str | Path], metric: str, select: str) -> pd.DataFrame:
@@ -58,8 +61,10 @@ def collect(paths: Sequence[str | Path], metric: str, select: str) -> pd.DataFra
     # Any criterion that finished runs recorded can be selected: criteria are added over time.
     criteria = {"final"} | {c for s in summaries if s and s["status"] == "finished" for c in s.get("selection") or {}}
     if select not in criteria:
-        raise ReportError(f"--select {select}: no finished run has selection.{select} "
-                          f"(these runs have: {', '.join(sorted(criteria))})")
+        raise ReportError(
+            f"--select {select}: no finished run has selection.{select} "
+            f"(these runs have: {', '.join(sorted(criteria))})"
+        )
     runs = pd.DataFrame([run_row(d, s, metric, select) for d, s in zip(dirs, summaries)])
     keys = [c for c in runs.columns if c not in RUN_FIELDS]
     runs[keys] = runs[keys].fillna(ABSENT)
@@ -88,15 +93,25 @@ def run_row(run_dir: Path, summary: dict | None, metric: str, select: str) -> di
     # Older summaries lack `config`: Hydra's copy, written when the run started, is the same config.
     config = (summary or {}).get("config") or (load_config(hydra_copy) if hydra_copy.is_file() else None)
     if not isinstance(config, dict):
-        raise ReportError(f"{where}: no config (no `config` field, no .hydra/config.yaml beside it): "
-                          "which configuration ran is unknown")
+        raise ReportError(
+            f"{where}: no config (no `config` field, no .hydra/config.yaml beside it): "
+            "which configuration ran is unknown"
+        )
     flat = flatten(identity(config))
-    missing = [k for k in ("seed", "dataset.name", "dataset.source", "dataset.target", "method.name", "lambda")
-               if k not in flat]
+    missing = [
+        k
+        for k in ("seed", "dataset.name", "dataset.source", "dataset.target", "method.name", "lambda")
+        if k not in flat
+    ]
     if missing:
         raise ReportError(f"{where}: missing required field{'s' * (len(missing) > 1)} {', '.join(missing)}")
-    facts = summary or {"status": "unfinished", "error": "no summary.json (killed, or still running)",
-                        "seed": flat["seed"], "source": flat["dataset.source"], "target": flat["dataset.target"]}
+    facts = summary or {
+        "status": "unfinished",
+        "error": "no summary.json (killed, or still running)",
+        "seed": flat["seed"],
+        "source": flat["dataset.source"],
+        "target": flat["dataset.target"],
+    }
     error = facts.get("error") or (f"stopped at step {facts['step']}" if "step" in facts else "(no error recorded)")
     row = {"path": run_dir, "status": facts["status"], "seed": facts["seed"], "value": None, "error": error}
     if row["status"] == "finished":
@@ -147,7 +162,7 @@ def load_config(path: Path) -> dict:
     def resolve(node):
         raw = OmegaConf.to_container(node, resolve=False)
         out = dict(raw) if isinstance(raw, dict) else list(raw)
-        for key in (raw if isinstance(raw, dict) else range(len(raw))):
+        for key in raw if isinstance(raw, dict) else range(len(raw)):
             try:
                 value = node[key]
             except Exception:  # noqa: BLE001 - a resolver only Hydra registers, a missing value: kept as written
@@ -192,8 +207,9 @@ def load_references(path: Path) -> dict:
         if not isinstance(entries, list):
             raise ReportError(f"{path}: {name} must be a list")
         for i, entry in enumerate(entries):
-            problem = reference_problem(entry, ("dataset", *fields, "method", "backbone", "value", "cite"),
-                                        references["citations"])
+            problem = reference_problem(
+                entry, ("dataset", *fields, "method", "backbone", "value", "cite"), references["citations"]
+            )
             if problem:
                 raise ReportError(f"{path}: {name}[{i}]: {problem}")
     return references

@@ -14,20 +14,45 @@ import pandas as pd
 from dann.report.table import CELL, FLAGGED, Table
 from dann.selection import CRITERIA
 
-METRICS = {"target/acc": "Target accuracy", "target/acc_per_class_mean": "Target mean per-class accuracy",
-           "source/acc": "Source validation accuracy"}
+METRICS = {
+    "target/acc": "Target accuracy",
+    "target/acc_per_class_mean": "Target mean per-class accuracy",
+    "source/acc": "Source validation accuracy",
+}
 SELECTIONS = {"final": "final evaluation (end of training)"} | {
-    name: criterion.description for name, criterion in CRITERIA.items()}
+    name: criterion.description for name, criterion in CRITERIA.items()
+}
 
 # Each status that is not a result: its mark in the cells, and what it means.
-FLAGS = {"failed": ("†", "runs with status failed"),
-         "diverged": ("§", "runs stopped by non-finite losses, which are not results"),
-         "interrupted": ("¶", "runs stopped by a signal (resumable)"),
-         "unfinished": ("‡", "run directories without summary.json (killed, or still running)")}
-LATEX = {"\\": r"\textbackslash{}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "&": r"\&", "%": r"\%",
-         "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{", "}": r"\}", "±": r"$\pm$", "→": r"$\rightarrow$",
-         "λ": r"$\lambda$", "—": "--", "−": "$-$", "*": r"$^{*}$", "†": r"\dag{}", "‡": r"\ddag{}",
-         "§": r"\S{}", "¶": r"\P{}"}
+FLAGS = {
+    "failed": ("†", "runs with status failed"),
+    "diverged": ("§", "runs stopped by non-finite losses, which are not results"),
+    "interrupted": ("¶", "runs stopped by a signal (resumable)"),
+    "unfinished": ("‡", "run directories without summary.json (killed, or still running)"),
+}
+LATEX = {
+    "\\": r"\textbackslash{}",
+    "~": r"\textasciitilde{}",
+    "^": r"\textasciicircum{}",
+    "&": r"\&",
+    "%": r"\%",
+    "$": r"\$",
+    "#": r"\#",
+    "_": r"\_",
+    "{": r"\{",
+    "}": r"\}",
+    "±": r"$\pm$",
+    "→": r"$\rightarrow$",
+    "λ": r"$\lambda$",
+    "—": "--",
+    "−": "$-$",
+    "*": r"$^{*}$",
+    "†": r"\dag{}",
+    "‡": r"\ddag{}",
+    "§": r"\S{}",
+    "¶": r"\P{}",
+}
+
 
 def peeks_at_target_labels(table: Table) -> bool:
     """Whether the table's selection used target test labels: then it is an oracle, and says so."""
@@ -45,9 +70,11 @@ def pct_exact(value: float) -> str:
 
 def caption(table: Table) -> str:
     """What the numbers are: metric, selection (an oracle says so first), and what every run shares."""
-    parts = [f"{METRICS.get(table.metric, table.metric)} ({table.metric}, %)",
-             SELECTIONS.get(table.select, f"evaluation picked by selection.{table.select}"),
-             "mean ± std over seeds (n finished runs)"] + ([", ".join(table.fixed)] if table.fixed else [])
+    parts = [
+        f"{METRICS.get(table.metric, table.metric)} ({table.metric}, %)",
+        SELECTIONS.get(table.select, f"evaluation picked by selection.{table.select}"),
+        "mean ± std over seeds (n finished runs)",
+    ] + ([", ".join(table.fixed)] if table.fixed else [])
     return ("ORACLE: " if peeks_at_target_labels(table) else "") + "; ".join(parts)
 
 
@@ -55,8 +82,16 @@ def cell_text(table: Table, cell: pd.Series, kind: str) -> str:
     if kind == "published":
         return "—" if pd.isna(cell["mean"]) else pct_exact(cell["mean"])
     n = int(cell["finished"])  # a row of mixed columns may hold counts as floats
-    text = "—" if not n else (pct(cell["mean"]) + (f" ± {pct(cell['std'])}" if n > 1 else "") + f" ({n})"
-                              + ("*" if n < table.expected_n else ""))
+    text = (
+        "—"
+        if not n
+        else (
+            pct(cell["mean"])
+            + (f" ± {pct(cell['std'])}" if n > 1 else "")
+            + f" ({n})"
+            + ("*" if n < table.expected_n else "")
+        )
+    )
     return " ".join([text] + [f"{FLAGS[status][0]}{int(cell[status])} {status}" for status in FLAGGED if cell[status]])
 
 
@@ -82,8 +117,10 @@ def grid(table: Table) -> list[tuple[str, list[str]]]:
     for group, tasks in table.groups.items():
         if len(table.groups) > 1:
             rows.append(("group", [group] + [""] * len(kinds)))
-        rows += [("task", [f"{s}→{t}"] + [cell_text(table, table.cells.loc[(group, s, t, c)], k) for c, k in kinds])
-                 for s, t in tasks]
+        rows += [
+            ("task", [f"{s}→{t}"] + [cell_text(table, table.cells.loc[(group, s, t, c)], k) for c, k in kinds])
+            for s, t in tasks
+        ]
         if shows_average(table, group):
             rows.append(("average", ["average"] + [average_text(table.averages.loc[(group, c)], k) for c, k in kinds]))
     return rows
@@ -91,23 +128,32 @@ def grid(table: Table) -> list[tuple[str, list[str]]]:
 
 def legend(table: Table) -> list[str]:
     measured = table.cells[table.cells.kind == "measured"]
-    lines = ["Cells: mean ± sample standard deviation (n − 1 denominator) over seeds, in %; "
-             "(n) is the number of finished runs. — means no finished run."]
+    lines = [
+        "Cells: mean ± sample standard deviation (n − 1 denominator) over seeds, in %; "
+        "(n) is the number of finished runs. — means no finished run."
+    ]
     if ((measured.finished > 0) & (measured.finished < table.expected_n)).any():
         lines.append(f"* fewer seeds than the table's usual {table.expected_n}.")
-    lines += [f"{FLAGS[s][0]}k {s}: {FLAGS[s][1]}; listed below, not averaged in."
-              for s in FLAGGED if measured[s].any()]
+    lines += [
+        f"{FLAGS[s][0]}k {s}: {FLAGS[s][1]}; listed below, not averaged in." for s in FLAGGED if measured[s].any()
+    ]
     if any(shows_average(table, group) for group in table.groups):
-        lines.append("average: mean over tasks of the per-task means; [k/m tasks]: only k of the m tasks "
-                     "have a result in that column.")
+        lines.append(
+            "average: mean over tasks of the per-task means; [k/m tasks]: only k of the m tasks "
+            "have a result in that column."
+        )
     published = table.columns[table.columns.kind == "published"]
     if table.references is not None and published.empty:
-        lines.append(f"No published number in {display(table.references['path'])} matches these datasets, "
-                     "tasks, methods and metric.")
+        lines.append(
+            f"No published number in {display(table.references['path'])} matches these datasets, "
+            "tasks, methods and metric."
+        )
     elif not published.empty:
-        lines.append(f"published: numbers from {display(table.references['path'])}, not measured here; "
-                     "[k tasks]: the source's own average over k tasks; [mean of k/m]: our mean of its "
-                     "numbers for k of this table's m tasks.")
+        lines.append(
+            f"published: numbers from {display(table.references['path'])}, not measured here; "
+            "[k tasks]: the source's own average over k tasks; [mean of k/m]: our mean of its "
+            "numbers for k of this table's m tasks."
+        )
         lines += [f"[{key}] {table.references['citations'][key]}" for key in published.cite.unique()]
     return lines
 
@@ -128,13 +174,19 @@ def notes(table: Table) -> list[tuple[str, list[str]]]:
             missing.append(f"{name}: seed{'s' * (len(absent) > 1)} {', '.join(absent)} never run")
         twice = runs_of_cell[runs_of_cell.status == "finished"].seed.value_counts()
         if (twice > 1).any():
-            check.append(f"{name}: seed {', '.join(map(str, twice[twice > 1].index))} finished more than once; "
-                         "all are averaged in")
-    sections += [(f"Missing seeds (the table's seeds: {', '.join(map(str, table.seeds))})", missing),
-                 ("Check", check)]
+            check.append(
+                f"{name}: seed {', '.join(map(str, twice[twice > 1].index))} finished more than once; "
+                "all are averaged in"
+            )
+    sections += [(f"Missing seeds (the table's seeds: {', '.join(map(str, table.seeds))})", missing), ("Check", check)]
     superseded = [f"{where(r)}: {r['error']}" for r in runs if r["superseded"]]
-    sections.append((f"Superseded ({len(superseded)}): did not finish, but the same seed of the same "
-                     "configuration finished in another directory, which is used", superseded))
+    sections.append(
+        (
+            f"Superseded ({len(superseded)}): did not finish, but the same seed of the same "
+            "configuration finished in another directory, which is used",
+            superseded,
+        )
+    )
     skipped = [f"{where(r)}: {r['error']}" for r in table.skipped.to_dict("records")]
     sections.append((f"Skipped by dann.run as invalid configurations, not shown ({len(skipped)})", skipped))
     return [(heading, items) for heading, items in sections if items]  # only the lists with entries
@@ -156,8 +208,10 @@ def display(path: Path) -> str:
 def format_text(table: Table) -> str:
     rows = grid(table)
     if len(table.groups) > 1:  # tasks indented under their group
-        rows = [(kind, ["  " + texts[0]] + texts[1:]) if kind in ("task", "average") else (kind, texts)
-                for kind, texts in rows]
+        rows = [
+            (kind, ["  " + texts[0]] + texts[1:]) if kind in ("task", "average") else (kind, texts)
+            for kind, texts in rows
+        ]
     widths = [max(len(texts[i]) for kind, texts in rows if kind != "group") for i in range(len(rows[0][1]))]
     rule = "  ".join("-" * w for w in widths)
     lines = [caption(table), ""]
@@ -177,10 +231,15 @@ def md(text: str) -> str:
 def format_markdown(table: Table) -> str:
     (_, header), *rows = grid(table)
     decorate = {"group": "**{}**", "average": "*{}*", "task": "{}"}
-    frame = pd.DataFrame([[decorate[kind].format(md(texts[0]))] + [md(t) for t in texts[1:]] for kind, texts in rows],
-                         columns=[md(t) for t in header])
-    lines = [f"**{md(caption(table))}**", "",
-             frame.to_markdown(index=False, colalign=["left"] + ["right"] * (len(header) - 1), disable_numparse=True)]
+    frame = pd.DataFrame(
+        [[decorate[kind].format(md(texts[0]))] + [md(t) for t in texts[1:]] for kind, texts in rows],
+        columns=[md(t) for t in header],
+    )
+    lines = [
+        f"**{md(caption(table))}**",
+        "",
+        frame.to_markdown(index=False, colalign=["left"] + ["right"] * (len(header) - 1), disable_numparse=True),
+    ]
     for heading, items in notes(table):
         lines += ["", f"{md(heading)}:", ""] + [f"- {md(item)}" for item in items]
     return "\n".join(lines) + "\n"
@@ -194,11 +253,19 @@ def format_latex(table: Table) -> str:
     """A booktabs `tabular` in a `table` float, the legend in its caption; the lists under it are comments."""
     (_, header), *rows = grid(table)
     n = len(header)
-    body = [[rf"\multicolumn{{{n}}}{{l}}{{\textit{{{latex(texts[0])}}}}}"] + [""] * (n - 1) if kind == "group"
-            else [latex(t) for t in texts] for kind, texts in rows]
+    body = [
+        [rf"\multicolumn{{{n}}}{{l}}{{\textit{{{latex(texts[0])}}}}}"] + [""] * (n - 1)
+        if kind == "group"
+        else [latex(t) for t in texts]
+        for kind, texts in rows
+    ]
     tex = pd.DataFrame(body, columns=[latex(t) for t in header]).to_latex(
-        index=False, escape=False, column_format="l" + "c" * (n - 1), position="t",
-        caption=latex(f"{caption(table)}. " + " ".join(legend(table))))
+        index=False,
+        escape=False,
+        column_format="l" + "c" * (n - 1),
+        position="t",
+        caption=latex(f"{caption(table)}. " + " ".join(legend(table))),
+    )
     lines = ["% Generated by python -m dann.report; needs \\usepackage{booktabs}."]
     for line in tex.splitlines():
         if line.startswith("\\multicolumn"):  # a group row spans the table: no cells after it
@@ -211,29 +278,66 @@ def format_latex(table: Table) -> str:
 
 
 COUNTS = {"finished": "n", **{status: f"n_{status}" for status in FLAGGED}}
-CSV_FIELDS = ("dataset", "protocol", "row", "task", "source", "target", "column", "kind", "method", "lambda",
-              "backbone", "cite", "metric", "select", "mean", "std", *COUNTS.values(), "n_expected", "seeds",
-              "tasks_averaged", "tasks_total")
+CSV_FIELDS = (
+    "dataset",
+    "protocol",
+    "row",
+    "task",
+    "source",
+    "target",
+    "column",
+    "kind",
+    "method",
+    "lambda",
+    "backbone",
+    "cite",
+    "metric",
+    "select",
+    "mean",
+    "std",
+    *COUNTS.values(),
+    "n_expected",
+    "seeds",
+    "tasks_averaged",
+    "tasks_total",
+)
 
 
 def csv_frame(table: Table) -> pd.DataFrame:
     """One row per task × column, then per average × column, group by group; numbers are fractions."""
     tasks = table.cells.reset_index()
-    tasks = tasks.assign(row="task", task=tasks.source + "→" + tasks.target,
-                         n_expected=pd.Series(table.expected_n, tasks.index).where(tasks.kind == "measured"))
+    tasks = tasks.assign(
+        row="task",
+        task=tasks.source + "→" + tasks.target,
+        n_expected=pd.Series(table.expected_n, tasks.index).where(tasks.kind == "measured"),
+    )
     keys = table.cells.groupby(["group", "column"])[["kind", *table.keys]].first()
     averages = table.averages.join(keys).reset_index()
-    averages = averages.assign(row="average", task="average", mean=averages.value,
-                               tasks_averaged=averages.published.fillna(averages.tasks),
-                               tasks_total=averages.published.fillna(averages.total))
-    frame = pd.concat([part for group in table.groups for part in (
-        tasks[tasks.group == group], averages[averages.group == group] if shows_average(table, group) else None)])
+    averages = averages.assign(
+        row="average",
+        task="average",
+        mean=averages.value,
+        tasks_averaged=averages.published.fillna(averages.tasks),
+        tasks_total=averages.published.fillna(averages.total),
+    )
+    frame = pd.concat(
+        [
+            part
+            for group in table.groups
+            for part in (
+                tasks[tasks.group == group],
+                averages[averages.group == group] if shows_average(table, group) else None,
+            )
+        ]
+    )
     datasets = table.runs.reindex(columns=["group", "dataset.name", "dataset.protocol"]).groupby("group").first()
     published = table.columns.reindex(columns=["backbone", "cite", "method.name"])
     frame = frame.join(datasets, on="group").join(published[["backbone", "cite"]], on="column")
     frame["method.name"] = frame["method.name"].fillna(frame.column.map(published["method.name"]))
-    frame = frame.rename(columns={"dataset.name": "dataset", "dataset.protocol": "protocol", "method.name": "method",
-                                  **COUNTS}).assign(metric=table.metric, select=table.select)
+    frame = frame.rename(
+        columns={"dataset.name": "dataset", "dataset.protocol": "protocol", "method.name": "method", **COUNTS}
+    ).assign(metric=table.metric, select=table.select)
     extra = [k for k in table.keys if k not in ("method.name", "lambda")]  # the other keys of columns and groups
     return frame.reindex(columns=[*CSV_FIELDS, *extra]).astype(
-        {"n_expected": "Int64", "tasks_averaged": "Int64", "tasks_total": "Int64"})
+        {"n_expected": "Int64", "tasks_averaged": "Int64", "tasks_total": "Int64"}
+    )

@@ -40,8 +40,9 @@ class Table:
 def build_table(runs: pd.DataFrame, metric: str, select: str, group_by=(), references: dict | None = None) -> Table:
     skipped, runs = runs[runs.status == "skipped"].copy(), runs[runs.status != "skipped"].copy()
     if runs.empty:
-        raise ReportError("no runs to report: every run directory found was skipped by dann.run "
-                          "(an invalid configuration)")
+        raise ReportError(
+            "no runs to report: every run directory found was skipped by dann.run (an invalid configuration)"
+        )
     group_keys, column_keys = choose_keys(runs, list(group_by))
     label_keys = column_keys or ["lambda"]  # a single column is named by its λ, as it always was
     setting_keys = list(dict.fromkeys([*PRIORITY, *column_keys]))
@@ -53,12 +54,15 @@ def build_table(runs: pd.DataFrame, metric: str, select: str, group_by=(), refer
     # A guard, not a grouping rule: the keys chosen tell identities apart, unless two values print alike.
     clash = runs.groupby(CELL)["identity"].nunique()
     if (clash > 1).any():
-        raise ReportError(f"runs of different configurations would share the cell {' '.join(clash.idxmax())}: "
-                          "two config values print alike; report them separately")
+        raise ReportError(
+            f"runs of different configurations would share the cell {' '.join(clash.idxmax())}: "
+            "two config values print alike; report them separately"
+        )
     finished = runs[runs.status == "finished"]
     # A run that did not finish, but whose seed finished in another directory of its cell: that one counts.
     runs["superseded"] = (runs.status != "finished") & pd.MultiIndex.from_frame(runs[CELL + ["seed"]]).isin(
-        pd.MultiIndex.from_frame(finished[CELL + ["seed"]]))
+        pd.MultiIndex.from_frame(finished[CELL + ["seed"]])
+    )
 
     groups = {g: sorted(set(zip(of_group.source, of_group.target))) for g, of_group in runs.groupby("group")}
     groups = {g: groups[g] for g in ordered(runs, "group", group_keys)}
@@ -77,13 +81,26 @@ def build_table(runs: pd.DataFrame, metric: str, select: str, group_by=(), refer
     averages.loc[published_averages.index, ["value", "published"]] = published_averages[["value", "published"]]
     n = cells.loc[cells.finished > 0, "finished"].value_counts()
     methods, lambdas = runs["method.name"].unique(), runs["lambda"].unique()
-    fixed = ([f"dataset {next(iter(groups))}"] if len(groups) == 1 else []) + \
-        ([f"method {methods[0]}"] if len(methods) == 1 else []) + \
-        ([f"λ={lambdas[0]}"] if len(lambdas) == 1 and label_keys != ["lambda"] else [])  # else λ names the column
-    return Table(metric, select, runs, skipped, groups, columns, cells, averages, keys,
-                 expected_n=max(n.index, key=lambda k: (n[k], k)) if len(n) else 0,
-                 seeds=sorted(runs.seed.unique(), key=lambda s: order("seed", str(s))),
-                 fixed=fixed, references=references)
+    fixed = (
+        ([f"dataset {next(iter(groups))}"] if len(groups) == 1 else [])
+        + ([f"method {methods[0]}"] if len(methods) == 1 else [])
+        + ([f"λ={lambdas[0]}"] if len(lambdas) == 1 and label_keys != ["lambda"] else [])
+    )  # else λ names the column
+    return Table(
+        metric,
+        select,
+        runs,
+        skipped,
+        groups,
+        columns,
+        cells,
+        averages,
+        keys,
+        expected_n=max(n.index, key=lambda k: (n[k], k)) if len(n) else 0,
+        seeds=sorted(runs.seed.unique(), key=lambda s: order("seed", str(s))),
+        fixed=fixed,
+        references=references,
+    )
 
 
 def choose_keys(runs: pd.DataFrame, group_by: list[str]) -> tuple[list[str], list[str]]:
@@ -92,8 +109,10 @@ def choose_keys(runs: pd.DataFrame, group_by: list[str]) -> tuple[list[str], lis
     varying = [k for k in keys if runs[k].nunique() > 1]
     for key in group_by:
         if key not in keys:
-            raise ReportError(f"--group-by {key}: not a config key that identifies these runs "
-                              f"(keys that vary: {', '.join(varying) or 'none'})")
+            raise ReportError(
+                f"--group-by {key}: not a config key that identifies these runs "
+                f"(keys that vary: {', '.join(varying) or 'none'})"
+            )
     group_keys = ["dataset.name"]
     if "dataset.protocol" in keys and (runs.groupby("dataset.name")["dataset.protocol"].nunique() > 1).any():
         group_keys.append("dataset.protocol")
@@ -106,17 +125,26 @@ def choose_keys(runs: pd.DataFrame, group_by: list[str]) -> tuple[list[str], lis
     return group_keys, column_keys
 
 
-def aggregate(counted: pd.DataFrame, groups: dict, columns: pd.DataFrame, published: pd.DataFrame,
-              keys: list[str]) -> pd.DataFrame:
+def aggregate(
+    counted: pd.DataFrame, groups: dict, columns: pd.DataFrame, published: pd.DataFrame, keys: list[str]
+) -> pd.DataFrame:
     """Every group × task × column: mean, std and count of finished runs, counts of the others."""
     finished = counted[counted.status == "finished"].groupby(CELL)
     counts = ["finished", *FLAGGED]
     cells = pd.crosstab([counted[k] for k in CELL], counted.status).reindex(columns=counts, fill_value=0)
-    cells = cells.join([finished["value"].agg(["mean", "std"]), counted.groupby(CELL)[keys].first(),
-                        finished["seed"].agg(lambda seeds: " ".join(map(str, seeds))).rename("seeds")])
+    cells = cells.join(
+        [
+            finished["value"].agg(["mean", "std"]),
+            counted.groupby(CELL)[keys].first(),
+            finished["seed"].agg(lambda seeds: " ".join(map(str, seeds))).rename("seeds"),
+        ]
+    )
     cells = pd.concat([cells, published.set_index(CELL)]) if len(published) else cells
-    cells = cells.reindex(pd.MultiIndex.from_tuples([(g, s, t, c) for g, tasks in groups.items() for s, t in tasks
-                                                     for c in columns.index], names=CELL))
+    cells = cells.reindex(
+        pd.MultiIndex.from_tuples(
+            [(g, s, t, c) for g, tasks in groups.items() for s, t in tasks for c in columns.index], names=CELL
+        )
+    )
     cells = cells.join(columns["kind"], on="column")
     cells.loc[(cells.kind == "measured") & cells.finished.isna(), counts] = 0  # no runs: counts are 0, not NA
     cells[counts] = cells[counts].astype("Int64")
@@ -133,8 +161,14 @@ def setting(run: dict, keys: list[str]) -> str:
     A key the run's config does not have is left out (source_only has no method.gamma): labels
     of different settings still differ, by a key that one of them has.
     """
-    return " ".join(run[k] if k == "method.name" else f"λ={run[k]}" if k == "lambda" else f"{k}={run[k]}"
-                    for k in keys if run[k] != ABSENT) or ABSENT
+    return (
+        " ".join(
+            run[k] if k == "method.name" else f"λ={run[k]}" if k == "lambda" else f"{k}={run[k]}"
+            for k in keys
+            if run[k] != ABSENT
+        )
+        or ABSENT
+    )
 
 
 def group_label(run: dict, keys: list[str]) -> str:
@@ -169,21 +203,45 @@ def match_references(references: dict, runs: pd.DataFrame, groups: dict, metric:
         for name in ("results", "averages"):
             for entry in references[name]:
                 task = (str(entry.get("source")), str(entry.get("target")))
-                if (str(entry["dataset"]) != dataset or entry["method"] not in methods
-                        or entry.get("metric", "target/acc") != metric
-                        or (name == "results" and task not in groups[group])):
+                if (
+                    str(entry["dataset"]) != dataset
+                    or entry["method"] not in methods
+                    or entry.get("metric", "target/acc") != metric
+                    or (name == "results" and task not in groups[group])
+                ):
                     continue
                 column = f"published: {entry['method']}, {entry['backbone']} [{entry['cite']}]"
-                columns[column] = {"kind": "published", "method.name": entry["method"],
-                                   "backbone": str(entry["backbone"]), "cite": str(entry["cite"])}
+                columns[column] = {
+                    "kind": "published",
+                    "method.name": entry["method"],
+                    "backbone": str(entry["backbone"]),
+                    "cite": str(entry["cite"]),
+                }
                 if name == "results":
-                    cells.append({"group": group, "source": task[0], "target": task[1], "column": column,
-                                  "mean": float(entry["value"])})
+                    cells.append(
+                        {
+                            "group": group,
+                            "source": task[0],
+                            "target": task[1],
+                            "column": column,
+                            "mean": float(entry["value"]),
+                        }
+                    )
                 else:
-                    averages.append({"group": group, "column": column, "value": float(entry["value"]),
-                                     "published": int(entry["tasks"])})
-    labels = sorted(columns, key=lambda c: (order("method.name", columns[c]["method.name"]), columns[c]["cite"],
-                                            columns[c]["backbone"]))
-    return (pd.DataFrame(cells, columns=CELL + ["mean"]),
-            pd.DataFrame(averages, columns=["group", "column", "value", "published"]).set_index(["group", "column"]),
-            pd.DataFrame([columns[c] for c in labels], index=pd.Index(labels, name="column")))
+                    averages.append(
+                        {
+                            "group": group,
+                            "column": column,
+                            "value": float(entry["value"]),
+                            "published": int(entry["tasks"]),
+                        }
+                    )
+    labels = sorted(
+        columns,
+        key=lambda c: (order("method.name", columns[c]["method.name"]), columns[c]["cite"], columns[c]["backbone"]),
+    )
+    return (
+        pd.DataFrame(cells, columns=CELL + ["mean"]),
+        pd.DataFrame(averages, columns=["group", "column", "value", "published"]).set_index(["group", "column"]),
+        pd.DataFrame([columns[c] for c in labels], index=pd.Index(labels, name="column")),
+    )

@@ -36,15 +36,24 @@ def run_cli(*args: str, cwd: Path, env: dict[str, str] | None = None, timeout: f
     """Run `python -m dann.run <args>` as a user would, in `cwd`."""
     return subprocess.run(
         [sys.executable, "-m", "dann.run", *args],
-        cwd=cwd, env=cli_env(env), capture_output=True, text=True, timeout=timeout,
+        cwd=cwd,
+        env=cli_env(env),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
 
 
 def start_cli(*args: str, run_dir: Path) -> subprocess.Popen:
     """Start `python -m dann.run <args>` in `run_dir` (hydra.run.dir) without waiting for it."""
-    return subprocess.Popen([sys.executable, "-m", "dann.run", *args, f"hydra.run.dir={run_dir}"],
-                            cwd=run_dir.parent, env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "dann.run", *args, f"hydra.run.dir={run_dir}"],
+        cwd=run_dir.parent,
+        env=cli_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def wait_for_step(process: subprocess.Popen, run_dir: Path, step: int, timeout: float = 900) -> None:

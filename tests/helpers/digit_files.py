@@ -142,8 +142,9 @@ def _write_libsvm_bz2(path: Path, images: np.ndarray, labels: np.ndarray) -> Non
 # --- Images -----------------------------------------------------------------------------
 
 
-def _draw(n_train: int, n_test: int, seed: int,
-          make: Callable[[np.ndarray, np.random.Generator], np.ndarray]) -> Written:
+def _draw(
+    n_train: int, n_test: int, seed: int, make: Callable[[np.ndarray, np.random.Generator], np.ndarray]
+) -> Written:
     rng = np.random.default_rng(seed)
     train_labels, test_labels = _labels(n_train, rng), _labels(n_test, rng)
     return Written(make(train_labels, rng), train_labels, make(test_labels, rng), test_labels)

@@ -1,6 +1,7 @@
 """Tiny image benchmarks written in the exact on-disk layouts that `dann.data` reads.
 
-    from tests.helpers.image_files import write_office31, write_office_home, write_visda2017, write_domainnet, write_class_folders
+    from tests.helpers.image_files import write_office31, write_office_home, write_visda2017
+    from tests.helpers.image_files import write_domainnet, write_class_folders
 
 Each writer puts small images (default 32×32) under `root` (what `dataset.root` points at)
 and returns what it wrote: domain → [(path, label)], labels being indices into the
@@ -43,13 +44,26 @@ VISDA2017_DOMAINS = ("train", "validation")
 DOMAINNET_DOMAINS = ("clipart", "infograph", "painting", "quickdraw", "real", "sketch")
 
 
-def write_office31(root: Path | str, images_per_class: int = 2, size: int = 32,
-                   classes: Sequence[str] | None = None, domains: Sequence[str] = OFFICE31_DOMAINS,
-                   seed: int = 0) -> Written:
+def write_office31(
+    root: Path | str,
+    images_per_class: int = 2,
+    size: int = 32,
+    classes: Sequence[str] | None = None,
+    domains: Sequence[str] = OFFICE31_DOMAINS,
+    seed: int = 0,
+) -> Written:
     """<root>/office31/<domain>/images/<class>/frame_NNNN.jpg; `classes`: a subset (default all 31)."""
-    return {domain: write_class_folders(Path(root) / "office31" / domain / "images", classes or OFFICE31_CLASSES,
-                                        images_per_class, size, seed=seed + i, label_order=OFFICE31_CLASSES)
-            for i, domain in enumerate(domains)}
+    return {
+        domain: write_class_folders(
+            Path(root) / "office31" / domain / "images",
+            classes or OFFICE31_CLASSES,
+            images_per_class,
+            size,
+            seed=seed + i,
+            label_order=OFFICE31_CLASSES,
+        )
+        for i, domain in enumerate(domains)
+    }
 
 
 def write_office31_archive(path: Path | str, images_per_class: int = 1, size: int = 16) -> str:
@@ -61,35 +75,67 @@ def write_office31_archive(path: Path | str, images_per_class: int = 1, size: in
     return hashlib.md5(Path(path).read_bytes()).hexdigest()
 
 
-def write_office_home(root: Path | str, images_per_class: int = 2, size: int = 32,
-                      classes: Sequence[str] | None = None, domains: Sequence[str] = OFFICE_HOME_DOMAINS,
-                      seed: int = 0) -> Written:
+def write_office_home(
+    root: Path | str,
+    images_per_class: int = 2,
+    size: int = 32,
+    classes: Sequence[str] | None = None,
+    domains: Sequence[str] = OFFICE_HOME_DOMAINS,
+    seed: int = 0,
+) -> Written:
     """<root>/office_home/<Domain>/<class>/NNNNN.jpg; `classes`: a subset (default all 65)."""
-    return {domain: write_class_folders(Path(root) / "office_home" / domain, classes or OFFICE_HOME_CLASSES,
-                                        images_per_class, size, seed=seed + i, label_order=OFFICE_HOME_CLASSES)
-            for i, domain in enumerate(domains)}
+    return {
+        domain: write_class_folders(
+            Path(root) / "office_home" / domain,
+            classes or OFFICE_HOME_CLASSES,
+            images_per_class,
+            size,
+            seed=seed + i,
+            label_order=OFFICE_HOME_CLASSES,
+        )
+        for i, domain in enumerate(domains)
+    }
 
 
-def write_visda2017(root: Path | str, images_per_class: int = 2, size: int = 32,
-                    classes: Sequence[str] | None = None, domains: Sequence[str] = VISDA2017_DOMAINS,
-                    list_file: bool = True, seed: int = 0) -> Written:
+def write_visda2017(
+    root: Path | str,
+    images_per_class: int = 2,
+    size: int = 32,
+    classes: Sequence[str] | None = None,
+    domains: Sequence[str] = VISDA2017_DOMAINS,
+    list_file: bool = True,
+    seed: int = 0,
+) -> Written:
     """<root>/visda2017/<split>/<class>/* (train PNG, validation JPEG, as released) and, with
     `list_file`, <split>/image_list.txt of lines `<class>/<file> <label>`."""
     written = {}
     for i, domain in enumerate(domains):
         folder = Path(root) / "visda2017" / domain
         suffix = ".png" if domain == "train" else ".jpg"
-        written[domain] = write_class_folders(folder, classes or VISDA2017_CLASSES, images_per_class, size,
-                                              seed=seed + i, label_order=VISDA2017_CLASSES, suffix=suffix)
+        written[domain] = write_class_folders(
+            folder,
+            classes or VISDA2017_CLASSES,
+            images_per_class,
+            size,
+            seed=seed + i,
+            label_order=VISDA2017_CLASSES,
+            suffix=suffix,
+        )
         if list_file:
             lines = [f"{path.relative_to(folder).as_posix()} {label}\n" for path, label in written[domain]]
             (folder / "image_list.txt").write_text("".join(lines))
     return written
 
 
-def write_domainnet(root: Path | str, domains: Sequence[str] = ("clipart", "painting"), train_per_class: int = 1,
-                    test_per_class: int = 1, size: int = 16, classes: Sequence[str] | None = None,
-                    seed: int = 0) -> dict[str, Written]:
+def write_domainnet(
+    root: Path | str,
+    domains: Sequence[str] = ("clipart", "painting"),
+    train_per_class: int = 1,
+    test_per_class: int = 1,
+    size: int = 16,
+    classes: Sequence[str] | None = None,
+    seed: int = 0,
+) -> dict[str, Written]:
     """<root>/domainnet/<domain>/<class>/<domain>_<label>_<n>.jpg and <domain>_{train,test}.txt.
 
     Returns split ("train", "test") → domain → [(path, label)]. All 345 class folders are
@@ -100,8 +146,15 @@ def write_domainnet(root: Path | str, domains: Sequence[str] = ("clipart", "pain
     for i, domain in enumerate(domains):
         for name in DOMAINNET_CLASSES:
             (base / domain / name).mkdir(parents=True, exist_ok=True)
-        images = write_class_folders(base / domain, classes or DOMAINNET_CLASSES, train_per_class + test_per_class,
-                                     size, seed=seed + i, label_order=DOMAINNET_CLASSES, prefix=f"{domain}_")
+        images = write_class_folders(
+            base / domain,
+            classes or DOMAINNET_CLASSES,
+            train_per_class + test_per_class,
+            size,
+            seed=seed + i,
+            label_order=DOMAINNET_CLASSES,
+            prefix=f"{domain}_",
+        )
         per_class = train_per_class + test_per_class
         written["train"][domain] = [item for n, item in enumerate(images) if n % per_class < train_per_class]
         written["test"][domain] = [item for n, item in enumerate(images) if n % per_class >= train_per_class]
@@ -111,9 +164,16 @@ def write_domainnet(root: Path | str, domains: Sequence[str] = ("clipart", "pain
     return written
 
 
-def write_class_folders(directory: Path | str, classes: Sequence[str], images_per_class: int = 2, size: int = 32,
-                        seed: int = 0, label_order: Sequence[str] | None = None, suffix: str = ".jpg",
-                        prefix: str = "") -> list[tuple[Path, int]]:
+def write_class_folders(
+    directory: Path | str,
+    classes: Sequence[str],
+    images_per_class: int = 2,
+    size: int = 32,
+    seed: int = 0,
+    label_order: Sequence[str] | None = None,
+    suffix: str = ".jpg",
+    prefix: str = "",
+) -> list[tuple[Path, int]]:
     """<directory>/<class>/<prefix><label>_<n><suffix> for each class; labels index `label_order` (default sorted)."""
     label_order = list(label_order or sorted(classes))
     rng = np.random.default_rng(seed)
@@ -135,7 +195,7 @@ def _image(label: int, num_classes: int, size: int, brightness: float, rng: np.r
     image = np.full((size, size, 3), brightness)
     side = size // 2
     top, left = rng.integers(0, size - side + 1, size=2)
-    image[top:top + side, left:left + side] = colorsys.hsv_to_rgb(label / num_classes, 1.0, 1.0)
+    image[top : top + side, left : left + side] = colorsys.hsv_to_rgb(label / num_classes, 1.0, 1.0)
     image += rng.normal(0, 0.03, size=image.shape)
     return np.clip(np.rint(image * 255), 0, 255).astype(np.uint8)
 
@@ -167,4 +227,4 @@ def paths_touched() -> Iterator[list[str]]:
 def corrupt(path: Path, how: str = "garbage") -> None:
     """Make an image unreadable: `garbage` (not an image at all) or `truncated` (a valid header, half the data)."""
     data = Path(path).read_bytes()
-    Path(path).write_bytes(b"this is not an image" if how == "garbage" else data[:len(data) // 2])
+    Path(path).write_bytes(b"this is not an image" if how == "garbage" else data[: len(data) // 2])
