@@ -3,7 +3,7 @@
 import json
 
 from dann.run import run
-from tests.helpers import REPO, compose_config
+from tests.helpers import REPO, SHORT_RUN, compose_config
 
 
 def code_cells(name: str) -> list[str]:
@@ -17,9 +17,7 @@ def test_learning_curves_plots_every_run(tmp_path, monkeypatch):
         run_dir = tmp_path / method
         run_dir.mkdir()
         run(
-            compose_config(
-                f"method={method}", "logger=none", "trainer.steps=40", "trainer.eval_every=20", "trainer.log_every=10"
-            ),
+            compose_config(f"method={method}", *SHORT_RUN),
             run_dir,
         )
     monkeypatch.setenv("DANN_RUNS", str(tmp_path / "*"))

@@ -23,7 +23,7 @@ import pytest
 from omegaconf import OmegaConf
 
 from dann.report import main
-from tests.helpers import REPO, compose_config, only, run_cli
+from tests.helpers import REPO, SHORT_RUN, compose_config, only, run_cli
 
 REFERENCES = REPO / "experiments" / "references.yaml"
 OFFICE_TASKS = [("amazon", "webcam"), ("dslr", "webcam"), ("webcam", "dslr")]
@@ -689,10 +689,7 @@ def test_a_real_lr_sweep_is_two_cells(tmp_path, capsys):
         "-m",
         "optim.optimizer.lr=0.003,0.1",
         "seed=0,1",
-        "logger=none",
-        "trainer.steps=40",
-        "trainer.eval_every=20",
-        "trainer.log_every=10",
+        *SHORT_RUN,
         cwd=tmp_path,
         timeout=600,
     )

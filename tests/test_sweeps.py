@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from dann.run import run, run_name, sweep_group
-from tests.helpers import REPO, compose_config, only, run_cli
+from tests.helpers import REPO, SHORT_RUN, compose_config, only, run_cli
 
 QUICK = ["trainer=debug"]  # 20 steps: logs and evaluations at 10 and 20
 
@@ -153,10 +153,7 @@ def test_optuna_study_in_sqlite_resumes_across_launches(tmp_path: Path):
             f"hydra.sweeper.storage={storage}",
             "hydra.sweeper.study_name=moons_resume",
             f"hydra.sweep.dir={tmp_path / launch}",
-            "logger=none",
-            "trainer.steps=40",
-            "trainer.eval_every=20",
-            "trainer.log_every=10",
+            *SHORT_RUN,
             cwd=tmp_path,
             timeout=600,
         )
@@ -181,10 +178,7 @@ def test_submitit_local_sweep_then_report(tmp_path: Path):
         "hydra/launcher=local",
         "method=dann,source_only",
         "seed=0,1",
-        "logger=none",
-        "trainer.steps=40",
-        "trainer.eval_every=20",
-        "trainer.log_every=10",
+        *SHORT_RUN,
         cwd=tmp_path,
         timeout=600,
     )

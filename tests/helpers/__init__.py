@@ -19,6 +19,9 @@ from dann.config import CONF_DIR  # the configs dann.run reads (dann.conf): test
 
 REPO = Path(__file__).resolve().parents[2]
 
+# A short real run (about a second of training on the moons): 40 steps, two evaluations, no W&B.
+SHORT_RUN = ("logger=none", "trainer.steps=40", "trainer.eval_every=20", "trainer.log_every=10")
+
 
 def compose_config(*overrides: str):
     """The config `python -m dann.run <overrides>` would see (without the hydra node)."""
