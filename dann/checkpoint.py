@@ -64,10 +64,10 @@ def load_checkpoint(run_dir: Path, cfg: DictConfig) -> dict[str, Any] | None:
     if not path.exists():
         return None
     state = read_checkpoint(path)
-    differing = differing_keys(identity(state["config"]), run_config(cfg))
-    if differing:
+    differences = describe_differences(state["config"], cfg)
+    if differences:
         raise RunDirError(
-            f"{path} was written by a run with a different config ({describe_differences(state['config'], cfg)}), "
+            f"{path} was written by a run with a different config ({differences}), "
             "so it cannot be resumed; use another output directory, or trainer.resume=false to start over here"
         )
     return state
@@ -84,9 +84,13 @@ def run_config(cfg: DictConfig) -> dict[str, Any]:
 
 
 def describe_differences(stored: dict[str, Any], cfg: DictConfig, most: int = 4) -> str:
-    """`lambda: 1.0 → 0.5, seed: 0 → 1 differ`, for a config stored with a run and the one given now."""
-    old, new = flatten(identity(stored)), flatten(run_config(cfg))
-    keys = differing_keys(identity(stored), run_config(cfg))
+    """`lambda: 1.0 → 0.5, seed: 0 → 1 differ`, for a config stored with a run and the one given now;
+    "" when their identities are the same."""
+    stored, given = identity(stored), run_config(cfg)
+    old, new = flatten(stored), flatten(given)
+    keys = differing_keys(stored, given)
+    if not keys:
+        return ""
     words = [f"{key}: {old.get(key, '(absent)')} → {new.get(key, '(absent)')}" for key in keys[:most]]
     more = f" and {len(keys) - most} more" if len(keys) > most else ""
     return ", ".join(words) + more + (" differ" if len(keys) > 1 else " differs")

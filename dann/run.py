@@ -26,12 +26,10 @@ from dann.checkpoint import (
     discard_checkpoint,
     load_checkpoint,
     read_checkpoint,
-    run_config,
 )
 from dann.config import validate, validate_against_data, validate_model_input
 from dann.data import labeled_subset, load_domain_data, resolve_domains
 from dann.errors import ConfigError, DannError, Diverged, Interrupted, RunDirError, describe_error
-from dann.identity import differing_keys, identity
 from dann.interrupt import StopRequests
 from dann.methods import build_method
 from dann.models import build_network
@@ -100,9 +98,10 @@ def _check_same_config(run_dir: Path, summary: dict[str, Any], cfg: DictConfig) 
             f"{run_dir} holds a finished run whose config is not recorded, so it cannot be matched to this one; "
             "use another output directory (hydra.run.dir=…)"
         )
-    if differing_keys(identity(stored), run_config(cfg)):
+    differences = describe_differences(stored, cfg)
+    if differences:
         raise RunDirError(
-            f"{run_dir} already holds a finished run of another config ({describe_differences(stored, cfg)}); "
+            f"{run_dir} already holds a finished run of another config ({differences}); "
             "use another output directory (hydra.run.dir=…), or trainer.rerun_finished=true "
             "trainer.resume=false to replace it"
         )
