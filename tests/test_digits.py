@@ -19,7 +19,7 @@ from PIL import Image
 from torchvision.datasets import USPS
 
 from dann.data import digits, load_domain_data
-from dann.data.download import download_file, extract_tar
+from dann.download import download_file, extract_tar
 from dann.errors import ConfigError, DataError
 from tests.helpers import compose_config, run_cli
 from tests.helpers.digit_files import Written, write_mnist, write_mnistm, write_mnistm_archive, write_svhn, write_usps

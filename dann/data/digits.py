@@ -32,7 +32,7 @@ from torchvision.datasets import MNIST, SVHN, USPS
 from torchvision.datasets.utils import download_url
 
 from dann.data.base import DomainSpec, ListedPaths, Split, data_root, register_domain
-from dann.data.download import download_file, extract_tar, network_timeout
+from dann.download import download_file, extract_tar, network_timeout
 from dann.errors import ConfigError, DataError, describe_error
 
 NUM_CLASSES = 10

@@ -34,7 +34,7 @@ from omegaconf import DictConfig
 
 from dann.data.base import DomainSpec, ImageSplit, data_root, register_domain
 from dann.data.class_names import OFFICE31_CLASSES, OFFICE_HOME_CLASSES, VISDA2017_CLASSES
-from dann.data.download import download_file, extract_tar
+from dann.download import download_file, extract_tar
 from dann.data.images import (
     check_class_folders,
     check_image_config,

@@ -11,7 +11,7 @@ import torchvision
 from torch import Tensor, nn
 from torchvision.models import WeightsEnum
 
-from dann.data.download import network_timeout
+from dann.download import network_timeout
 from dann.errors import ConfigError, DataError, describe_error
 
 
