@@ -1,3 +1,49 @@
-"""dann: domain-adversarial training of neural networks (Ganin et al., JMLR 2016) in PyTorch."""
+"""dann: domain-adversarial training of neural networks (Ganin et al., JMLR 2016) in PyTorch.
+
+The command is `python -m dann.run`; the library is these names, for a training loop of your own
+(README, "Use it in your own training loop"):
+
+    from dann import DANN, Batch, DANNNetwork, FeatureExtractor, grad_reverse, mlp
+
+They are imported on first use, so that `import dann.report` does not load torch.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
 
 __version__ = "0.1.0"
+
+# public name → the module that defines it
+_EXPORTS = {
+    "GradientReversal": "dann.grl",
+    "grad_reverse": "dann.grl",
+    "DANNNetwork": "dann.models.network",
+    "FeatureExtractor": "dann.models.network",
+    "mlp": "dann.models.heads",
+    "Batch": "dann.methods.base",
+    "Method": "dann.methods.base",
+    "DANN": "dann.methods.dann",
+    "SourceOnly": "dann.methods.supervised",
+    "TargetOnly": "dann.methods.supervised",
+    "FineTune": "dann.methods.finetune",
+    "TwoStage": "dann.methods.finetune",
+    "ganin_lambda": "dann.schedules",
+    "constant_lambda": "dann.schedules",
+    "annealed_lr_factor": "dann.schedules",
+    "inv_lr_factor": "dann.schedules",
+    "constant_lr_factor": "dann.schedules",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'dann' has no attribute {name!r}")
+    return getattr(importlib.import_module(_EXPORTS[name]), name)
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *__all__])

@@ -10,6 +10,7 @@ A config node's `name` labels the component in summaries and reports (`method.na
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from hydra.errors import InstantiationException
@@ -17,6 +18,8 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from dann.errors import DannError
+from dann.methods import Method
+from dann.models import DANNNetwork, FeatureExtractor
 
 LABEL_KEYS = ("name",)
 
@@ -42,3 +45,37 @@ def build(node: DictConfig, **supplied: Any) -> Any:
 def build_dataset(cfg: DictConfig) -> Any:
     """The dataset pair `dataset._target_` names: cheap to build (no file is read until `.load()`)."""
     return build(cfg.dataset)
+
+
+def build_network(cfg: DictConfig, input_shape: Sequence[int], num_classes: int) -> DANNNetwork:
+    """`model.feature_extractor` over inputs of `input_shape`, the optional bottleneck, and both
+    heads sized to its features (`model.label_predictor` to `num_classes`, `model.domain_classifier`
+    to one logit); the backbone frozen as `model.freeze_backbone` and `model.unfreeze_last` ask."""
+    model = cfg.model
+    backbone = build(model.feature_extractor, input_shape=tuple(input_shape))
+    feature_extractor = FeatureExtractor(backbone, model.bottleneck_dim)
+    if model.freeze_backbone:
+        feature_extractor.freeze_backbone(model.get("unfreeze_last", 0))  # only ResNet configs have it
+    width = feature_extractor.out_features
+    return DANNNetwork(
+        feature_extractor,
+        label_predictor=build(model.label_predictor, in_features=width, out_features=num_classes),
+        domain_classifier=build(model.domain_classifier, in_features=width, out_features=1),
+        backbone_lr_mult=float(model.backbone_lr_mult),
+    )
+
+
+def build_method(cfg: DictConfig, network: DANNNetwork) -> Method:
+    """`method` over `network`, with `optim.optimizer` over the network's parameter groups,
+    `optim.lr_schedule`, the run's length (`trainer.steps`), and, for a method that schedules
+    λ (`method.lambda_schedule`), the final λ (top-level `lambda`)."""
+    optimizer = build(cfg.optim.optimizer)(params=network.parameter_groups())
+    adaptation = {"final_lambda": float(cfg["lambda"])} if "lambda_schedule" in cfg.method else {}
+    return build(
+        cfg.method,
+        network=network,
+        optimizer=optimizer,
+        total_steps=cfg.trainer.steps,
+        lr_schedule=build(cfg.optim.lr_schedule),
+        **adaptation,
+    )

@@ -19,7 +19,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from omegaconf import DictConfig, OmegaConf
 
 from dann.errors import RunDirError
 from dann.identity import differing_keys, flatten, identity
@@ -58,13 +57,14 @@ def read_checkpoint(path: Path) -> dict[str, Any]:
     return state
 
 
-def load_checkpoint(run_dir: Path, cfg: DictConfig) -> dict[str, Any] | None:
-    """The run directory's last checkpoint, or None. Refuses one made with a different config."""
+def load_checkpoint(run_dir: Path, config: dict[str, Any]) -> dict[str, Any] | None:
+    """The run directory's last checkpoint, or None. Refuses one made with a config other than
+    `config` (the resolved config of the run about to start)."""
     path = checkpoint_path(run_dir)
     if not path.exists():
         return None
     state = read_checkpoint(path)
-    differences = describe_differences(state["config"], cfg)
+    differences = describe_differences(state["config"], config)
     if differences:
         raise RunDirError(
             f"{path} was written by a run with a different config ({differences}), "
@@ -78,15 +78,10 @@ def discard_checkpoint(run_dir: Path) -> None:
     checkpoint_path(run_dir).unlink(missing_ok=True)
 
 
-def run_config(cfg: DictConfig) -> dict[str, Any]:
-    """The run's identity: its resolved config minus the keys that cannot change its result."""
-    return identity(OmegaConf.to_container(cfg, resolve=True))
-
-
-def describe_differences(stored: dict[str, Any], cfg: DictConfig, most: int = 4) -> str:
-    """`lambda: 1.0 → 0.5, seed: 0 → 1 differ`, for a config stored with a run and the one given now;
-    "" when their identities are the same."""
-    stored, given = identity(stored), run_config(cfg)
+def describe_differences(stored: dict[str, Any], given: dict[str, Any], most: int = 4) -> str:
+    """`lambda: 1.0 → 0.5, seed: 0 → 1 differ`, for a resolved config stored with a run and the one
+    given now; "" when their identities (`dann.identity`) are the same."""
+    stored, given = identity(stored), identity(given)
     old, new = flatten(stored), flatten(given)
     keys = differing_keys(stored, given)
     if not keys:

@@ -20,8 +20,9 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from dann.builders import LABEL_KEYS, build_dataset
 from dann.config_schema import SCHEMA, locate, spec_of
-from dann.data import DomainData, resolve_domains
+from dann.data import DomainData
 from dann.errors import ConfigError, DannError, describe_error
 from dann.identity import flatten
 from dann.tracking import WANDB_MODES, wandb_mode
@@ -40,19 +41,28 @@ def validate(cfg: DictConfig) -> None:
     _check_targets(resolved)
     _check_device(cfg.trainer.device)
     _check_optimizer(cfg.optim.optimizer)
-    mode = wandb_mode(cfg.logger.wandb)
+    mode = wandb_mode(cfg.logger.wandb.mode)
     if mode not in WANDB_MODES:
         raise ConfigError(f"logger.wandb.mode (or WANDB_MODE): expected one of {', '.join(WANDB_MODES)}, got {mode!r}")
 
-    source, target = resolve_domains(cfg.dataset)
-    if source.name == target.name:
+    _check_model(cfg)
+    build_dataset(cfg)  # resolves the domains (names or aliases), checks that they make a task; reads no file
+
+
+def _check_model(cfg: DictConfig) -> None:
+    """The rules across the model and method keys."""
+    model = cfg.model
+    if model.get("unfreeze_last", 0) and not model.freeze_backbone:
         raise ConfigError(
-            f"dataset.source and dataset.target are both '{source.name}': adaptation needs two different domains"
+            f"model.unfreeze_last={model.unfreeze_last} only applies to a frozen backbone; "
+            "set model.freeze_backbone=true as well, or model.unfreeze_last=0"
         )
-    if source.num_classes != target.num_classes:
+    method = locate(cfg.method._target_)
+    if getattr(method, "needs_pretrained_backbone", False) and not model.feature_extractor.get("weights"):
         raise ConfigError(
-            f"dataset.target: '{target.name}' has {target.num_classes} classes but dataset.source "
-            f"'{source.name}' has {source.num_classes}; source and target must share one label set"
+            f"model.feature_extractor.weights: method={cfg.method.name} starts from pretrained weights, but none "
+            "are set; give a torchvision weights name (e.g. model=resnet model.feature_extractor.weights="
+            "IMAGENET1K_V1) or a .pth file, or use method=source_only to train from scratch"
         )
 
 
@@ -128,7 +138,7 @@ def _check_targets(container: dict[str, Any], prefix: str = "") -> None:
     if isinstance(container.get("_target_"), str):
         settings = _settings_of(container["_target_"])
         for name in container:
-            if settings is not None and not name.startswith("_") and name not in settings:
+            if settings is not None and not name.startswith("_") and name not in (*settings, *LABEL_KEYS):
                 raise ConfigError(_not_taken(prefix, container["_target_"], name, settings))
     for name, value in container.items():
         if isinstance(value, dict) and f"{prefix}{name}" != "hydra":

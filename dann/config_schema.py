@@ -22,10 +22,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from dann.data.images import ON_CORRUPT
-from dann.methods import METHODS
 from dann.methods.finetune import FREEZE_IN_STAGE2
-from dann.models.feature_extractors import _ACTIVATIONS, RESNETS
-from dann.schedules import LAMBDA_SCHEDULES, LR_SCHEDULES
+from dann.models.feature_extractors import RESNETS
 from dann.selection import CRITERIA
 from dann.tracking import WANDB_MODES
 
@@ -196,6 +194,7 @@ def text(**kw: Any) -> Spec:
 
 
 TARGET = Spec("target")
+PARTIAL = one_of(True, means="the code supplies the other arguments")
 ANY = Spec("any")
 POSITIVE = integer(1)
 HIDDEN = integer(1, list=True, means="widths of the hidden layers; [] for none")
@@ -208,6 +207,7 @@ SCHEMA: dict[str, Spec] = {
     "seed": integer(0, SEED_MAX, means="numpy seeds must be < 2**32"),
     "lambda": number(0, means="the final adaptation weight", hint="e.g. lambda=0.1"),
     # --- dataset: every dataset
+    "dataset._target_": TARGET,
     "dataset.name": text(),
     "dataset.source": text(noun="a domain name"),
     "dataset.target": text(noun="a domain name"),
@@ -238,7 +238,8 @@ SCHEMA: dict[str, Spec] = {
     # --- model
     "model.feature_extractor._target_": TARGET,
     "model.feature_extractor.hidden": HIDDEN,
-    "model.feature_extractor.activation": one_of(*_ACTIVATIONS),
+    "model.feature_extractor.activation._target_": TARGET,
+    "model.feature_extractor.activation._partial_": PARTIAL,
     "model.feature_extractor.arch": one_of(*RESNETS),
     "model.feature_extractor.weights": text(
         null=True, noun="a torchvision weights name or a .pth path", hint="null trains from scratch"
@@ -252,24 +253,27 @@ SCHEMA: dict[str, Spec] = {
     **{
         f"model.{head}.{key}": spec
         for head in ("label_predictor", "domain_classifier")
-        for key, spec in (("hidden", HIDDEN), ("dropout", DROPOUT), ("batch_norm", boolean()))
+        for key, spec in (("_target_", TARGET), ("hidden", HIDDEN), ("dropout", DROPOUT), ("batch_norm", boolean()))
     },
     # --- method
-    "method.name": one_of(*METHODS),
-    "method.lambda_schedule": one_of(*LAMBDA_SCHEDULES),
-    "method.gamma": number(0, open_lo=True, means="γ of the ganin schedule", hint="e.g. 10"),
+    "method._target_": TARGET,
+    "method.name": text(noun="a name", means="what results are recorded under"),
+    "method.lambda_schedule._target_": TARGET,
+    "method.lambda_schedule._partial_": PARTIAL,
+    "method.lambda_schedule.gamma": number(0, open_lo=True, means="γ of the ganin schedule", hint="e.g. 10"),
     "method.stage1_fraction": number(
         0, 1, noun="a fraction", means="of trainer.steps, the source stage", hint="e.g. 0.5"
     ),
     "method.freeze_in_stage2": one_of(*FREEZE_IN_STAGE2),
     # --- optim
     "optim.optimizer._target_": TARGET,
-    "optim.optimizer._partial_": one_of(True, means="the method supplies the parameter groups"),
+    "optim.optimizer._partial_": one_of(True, means="the run supplies the parameter groups"),
     "optim.optimizer.lr": number(0, open_lo=True, noun="a learning rate"),
     "optim.optimizer.momentum": number(0, 1, open_hi=True),
     "optim.optimizer.weight_decay": number(0),
     "optim.optimizer.nesterov": boolean(),
-    "optim.lr_schedule.name": one_of(*LR_SCHEDULES),
+    "optim.lr_schedule._target_": TARGET,
+    "optim.lr_schedule._partial_": PARTIAL,
     "optim.lr_schedule.alpha": number(0, means="α of the annealed schedule"),
     "optim.lr_schedule.beta": number(0, means="β of the annealed schedule"),
     "optim.lr_schedule.gamma": number(0, means="gamma of the inv schedule"),
@@ -295,10 +299,16 @@ SCHEMA: dict[str, Spec] = {
 }
 
 # Settings of a `_target_` that the table does not list (an Adam's betas, a custom backbone's
-# depth): any value with finite numbers; `dann.config` checks the name against the target's signature.
+# depth, a schedule or method of your own): any value with finite numbers; `dann.config` checks
+# the name against the target's signature.
 OPEN_KEYS: dict[str, Spec] = {
     "model.feature_extractor.": ANY,
+    "model.label_predictor.": ANY,
+    "model.domain_classifier.": ANY,
     "optim.optimizer.": ANY,
+    "optim.lr_schedule.": ANY,
+    "method.": ANY,
+    "method.lambda_schedule.": ANY,
 }
 
 
@@ -306,5 +316,7 @@ def spec_of(key: str) -> Spec | None:
     """The spec of a dotted key, or None for a key no spec covers."""
     if key in SCHEMA:
         return SCHEMA[key]
-    parent = key.rpartition(".")[0] + "."
-    return OPEN_KEYS.get(parent)
+    parent, _, name = key.rpartition(".")
+    if parent + "." not in OPEN_KEYS:
+        return None
+    return {"_target_": TARGET, "_partial_": PARTIAL}.get(name, OPEN_KEYS[parent + "."])

@@ -20,6 +20,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
+from dann.builders import build_dataset, build_method, build_network
 from dann.checkpoint import (
     checkpoint_path,
     describe_differences,
@@ -28,15 +29,14 @@ from dann.checkpoint import (
     read_checkpoint,
 )
 from dann.config import validate, validate_against_data, validate_model_input
-from dann.data import labeled_subset, load_domain_data, resolve_domains
+from dann.data import labeled_subset
 from dann.errors import ConfigError, DannError, Diverged, Interrupted, RunDirError, describe_error
+from dann.identity import identity
 from dann.interrupt import StopRequests
-from dann.methods import build_method
-from dann.models import build_network
 from dann.rundir import RunDirLock, hydra_job_files, previous_summary, write_hydra_files
 from dann.selection import CRITERIA
 from dann.tracking import RunLogger, write_json_atomic
-from dann.train import train
+from dann.train import LoopSettings, train
 
 log = logging.getLogger("dann")
 
@@ -80,7 +80,7 @@ def run(
             _check_same_config(run_dir, previous, cfg)
             log.info("%s already finished; not run again (trainer.rerun_finished=true to force)", run_dir)
             return previous
-        checkpoint = load_checkpoint(run_dir, cfg) if cfg.trainer.resume else None
+        checkpoint = load_checkpoint(run_dir, _resolved(cfg)) if cfg.trainer.resume else None
         if not cfg.trainer.resume:
             discard_checkpoint(run_dir)
         if hydra_files:
@@ -98,7 +98,7 @@ def _check_same_config(run_dir: Path, summary: dict[str, Any], cfg: DictConfig) 
             f"{run_dir} holds a finished run whose config is not recorded, so it cannot be matched to this one; "
             "use another output directory (hydra.run.dir=…)"
         )
-    differences = describe_differences(stored, cfg)
+    differences = describe_differences(stored, _resolved(cfg))
     if differences:
         raise RunDirError(
             f"{run_dir} already holds a finished run of another config ({differences}); "
@@ -107,9 +107,14 @@ def _check_same_config(run_dir: Path, summary: dict[str, Any], cfg: DictConfig) 
         )
 
 
+def _resolved(cfg: DictConfig) -> dict[str, Any]:
+    return OmegaConf.to_container(cfg, resolve=True)
+
+
 def base_summary(cfg: DictConfig, status: str) -> dict[str, Any]:
     """The fields every summary.json has, whatever its status; `cfg` must have passed `validate`."""
-    source, target = resolve_domains(cfg.dataset)
+    dataset = build_dataset(cfg)
+    source, target = dataset.source, dataset.target
     return {
         "method": cfg.method.name,
         "lambda": float(cfg["lambda"]),  # `lambda=1` on the command line is an int
@@ -121,7 +126,7 @@ def base_summary(cfg: DictConfig, status: str) -> dict[str, Any]:
         "protocol": cfg.dataset.protocol,
         "status": status,
         # The whole resolved config: what `dann.report` and reruns identify this run by (dann.identity).
-        "config": OmegaConf.to_container(cfg, resolve=True),
+        "config": _resolved(cfg),
     }
 
 
@@ -137,11 +142,12 @@ def _train_run(
         stop.__enter__()
         seed_everything(cfg.seed)
         device = pick_device(cfg.trainer.device)
-        data = load_domain_data(cfg.dataset)
+        dataset = build_dataset(cfg)
+        data = dataset.load()
         validate_model_input(cfg, data.input_shape)  # before building a network that could not take them
-        network = build_network(cfg.model, data.input_shape, data.num_classes).to(device)
+        network = build_network(cfg, data.input_shape, data.num_classes).to(device)
         method = build_method(cfg, network)
-        fraction = cfg.dataset.target_labeled_fraction
+        fraction = dataset.target_labeled_fraction
         summary["target_labeled_fraction"] = fraction if method.uses_target_labels else 0.0
         if method.uses_target_labels and fraction < 1:
             data = replace(data, target_train=labeled_subset(data.target_train, fraction))
@@ -156,15 +162,29 @@ def _train_run(
             cfg.trainer.steps,
             device,
         )
+        trainer = cfg.trainer
+        loop = LoopSettings(
+            steps=trainer.steps,
+            batch_size=trainer.batch_size,
+            eval_batch_size=trainer.eval_batch_size,
+            log_every=trainer.log_every,
+            eval_every=trainer.eval_every,
+            checkpoint_every=trainer.checkpoint_every,
+        )
+        config = _resolved(cfg)
         with RunLogger(
             run_dir,
-            cfg,
+            wandb=config["logger"]["wandb"],
+            config=config,
+            job_type=cfg.method.name,
             resume_step=checkpoint["step"] if checkpoint else 0,
             wandb_run_id=checkpoint["wandb_run_id"] if checkpoint else None,
             group=wandb_group,
             name=wandb_name,
         ) as logger:
-            summary |= train(cfg, method, data, logger, device, run_dir, checkpoint, started, stop)
+            # The checkpoint carries the run's identity: resuming checks it against the config given then.
+            facts = {"config": identity(config)}
+            summary |= train(method, data, logger, loop, cfg.seed, device, run_dir, facts, checkpoint, started, stop)
             summary["skipped_images"] = data.skipped_images
             summary["status"] = "finished"
             summary["wall_time_s"] = round(time.time() - started, 3)

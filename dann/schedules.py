@@ -1,13 +1,20 @@
 """Schedules of λ (by training progress) and of the learning rate (by step).
 
-`progress` p is the fraction of training done, in [0, 1]. A learning-rate factor is a
-function of the optimisation `step` (0 for the first) and the run's `total_steps`: the
-paper's annealing depends on p = step / total_steps, the `inv` schedule on the step alone.
+A λ schedule is `schedule(progress, final_lambda) -> λ_p`, with `progress` p the fraction
+of training done, in [0, 1]. A learning-rate schedule is `factor(step, total_steps) -> float`,
+the multiplier of the base learning rate at optimisation `step` (0 for the first) of a run of
+`total_steps`: the paper's annealing depends on p = step / total_steps, the `inv` schedule on
+the step alone. Their settings (γ, α, β, …) are keyword arguments, bound by the config
+(`_partial_: true`) or by `functools.partial` in your own code.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+
+LambdaSchedule = Callable[[float, float], float]  # (progress, final_lambda) -> λ_p
+LRSchedule = Callable[[int, int], float]  # (step, total_steps) -> factor of the base learning rate
 
 
 def ganin_lambda(progress: float, final_lambda: float, gamma: float = 10.0) -> float:
@@ -19,12 +26,9 @@ def ganin_lambda(progress: float, final_lambda: float, gamma: float = 10.0) -> f
     return final_lambda * (2.0 / (1.0 + math.exp(-gamma * progress)) - 1.0)
 
 
-def constant_lambda(progress: float, final_lambda: float, gamma: float = 10.0) -> float:
+def constant_lambda(progress: float, final_lambda: float) -> float:
     """λ_p = final_lambda throughout."""
     return final_lambda
-
-
-LAMBDA_SCHEDULES = {"ganin": ganin_lambda, "constant": constant_lambda}
 
 
 def annealed_lr_factor(step: int, total_steps: int, alpha: float = 10.0, beta: float = 0.75) -> float:
@@ -48,6 +52,3 @@ def inv_lr_factor(step: int, total_steps: int, gamma: float = 0.001, power: floa
 def constant_lr_factor(step: int, total_steps: int) -> float:
     """μ_t / μ0 = 1."""
     return 1.0
-
-
-LR_SCHEDULES = {"annealed": annealed_lr_factor, "inv": inv_lr_factor, "constant": constant_lr_factor}

@@ -13,8 +13,6 @@ import os
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig, OmegaConf
-
 from dann.errors import RunDirError
 
 log = logging.getLogger(__name__)
@@ -22,9 +20,9 @@ log = logging.getLogger(__name__)
 WANDB_MODES = ("online", "offline", "disabled")
 
 
-def wandb_mode(wandb_cfg: DictConfig) -> str:
+def wandb_mode(configured: str) -> str:
     """`WANDB_MODE` from the environment wins over `logger.wandb.mode` (compute nodes set it per job)."""
-    return os.environ.get("WANDB_MODE") or wandb_cfg.mode
+    return os.environ.get("WANDB_MODE") or configured
 
 
 def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
@@ -44,13 +42,17 @@ class RunLogger:
     `resume_step`: this run continues from a checkpoint at that step (0: from the start); records
     logged after it (by an interrupted process, and about to be redone) are dropped from metrics.jsonl.
     `wandb_run_id`: the interrupted run's W&B id, to continue the same W&B run.
-    `group`, `name`: W&B grouping for sweeps (see `sweep_group` and `run_name`).
+    `wandb`: the `logger.wandb` settings (mode, project, entity, group, name, tags); `config`: the
+    run's resolved config, shown in W&B; `job_type`: the method's name.
+    `group`, `name`: W&B grouping for sweeps (see `sweep_group` and `run_name`), unless `wandb` sets them.
     """
 
     def __init__(
         self,
         run_dir: Path,
-        cfg: DictConfig,
+        wandb: dict[str, Any],
+        config: dict[str, Any],
+        job_type: str,
         resume_step: int | None = None,
         wandb_run_id: str | None = None,
         group: str | None = None,
@@ -61,7 +63,7 @@ class RunLogger:
         if resume_step is not None:
             self._rewind(resume_step)
         self._metrics_file = open(self.metrics_path, "a")
-        self._wandb_run = self._start_wandb(cfg, wandb_run_id, group, name)
+        self._wandb_run = self._start_wandb(wandb, config, job_type, wandb_run_id, group, name)
 
     @property
     def wandb_run_id(self) -> str | None:
@@ -92,22 +94,29 @@ class RunLogger:
         tmp.write_text("".join(line + "\n" for line in kept))
         os.replace(tmp, self.metrics_path)
 
-    def _start_wandb(self, cfg: DictConfig, run_id: str | None, group: str | None, name: str | None):
-        wandb_cfg = cfg.logger.wandb
-        mode = wandb_mode(wandb_cfg)
+    def _start_wandb(
+        self,
+        settings: dict[str, Any],
+        config: dict[str, Any],
+        job_type: str,
+        run_id: str | None,
+        group: str | None,
+        name: str | None,
+    ):
+        mode = wandb_mode(settings["mode"])
         if mode == "disabled":
             return None
         try:
             import wandb
 
             return wandb.init(
-                project=wandb_cfg.project,
-                entity=wandb_cfg.entity,
-                group=wandb_cfg.group or group,
-                name=wandb_cfg.name or name,
-                tags=list(wandb_cfg.tags),
-                job_type=cfg.method.name,
-                config=OmegaConf.to_container(cfg, resolve=True),
+                project=settings["project"],
+                entity=settings["entity"],
+                group=settings["group"] or group,
+                name=settings["name"] or name,
+                tags=list(settings["tags"]),
+                job_type=job_type,
+                config=config,
                 dir=str(self.run_dir),
                 mode=mode,
                 id=run_id,

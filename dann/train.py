@@ -5,14 +5,14 @@ from __future__ import annotations
 import logging
 import math
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
-from omegaconf import DictConfig
 from torch import Tensor
 
-from dann.checkpoint import rng_state, run_config, save_checkpoint, set_rng_state
+from dann.checkpoint import rng_state, save_checkpoint, set_rng_state
 from dann.data import DomainData, make_stream, to_device
 from dann.errors import Diverged, Interrupted
 from dann.evaluate import evaluate
@@ -22,6 +22,19 @@ from dann.selection import select
 from dann.tracking import RunLogger
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class LoopSettings:
+    """How long to train and how often to log, evaluate and checkpoint (the `trainer` config). Units: steps,
+    except the batch sizes (examples per domain per step; per evaluation batch)."""
+
+    steps: int
+    batch_size: int
+    eval_batch_size: int = 256
+    log_every: int = 100
+    eval_every: int = 1000
+    checkpoint_every: int = 1000
 
 
 class TrainState:
@@ -65,19 +78,23 @@ class TrainState:
 
 
 def train(
-    cfg: DictConfig,
     method: Method,
     data: DomainData,
     logger: RunLogger,
+    loop: LoopSettings,
+    seed: int,
     device: torch.device,
     run_dir: Path,
+    run_facts: dict[str, Any],
     checkpoint: dict[str, Any] | None = None,
     started: float | None = None,
     stop: StopRequests | None = None,
 ) -> dict:
-    """Run `cfg.trainer.steps` updates, from `checkpoint` if given; return the final
-    evaluation and the one each selection criterion picks.
+    """Run `loop.steps` updates, from `checkpoint` if given; return the final evaluation and the
+    one each selection criterion picks.
 
+    `seed`: the run's seed, from which the source and target batch orders are drawn.
+    `run_facts`: saved in each checkpoint beside the training state (the run's identity: its config).
     `started`: the run's wall-clock origin (`time.time()`, moved back by the time spent
     before a resume), so that checkpoints record the run's whole elapsed time.
     `stop`: when it has a request (SIGTERM, SIGINT), the loop writes a checkpoint after the
@@ -85,12 +102,11 @@ def train(
     Raises `Diverged` when a logged training metric is NaN or infinite (checked at log
     intervals, where the values are read anyway: no extra host sync).
     """
-    trainer = cfg.trainer
-    steps = trainer.steps
+    steps = loop.steps
     streams = dict(mean=data.mean, std=data.std, device=device, num_workers=data.num_workers)
     # Different seeds per domain, so that the source and target orders are not the same permutation.
-    source = make_stream(data.source_train, trainer.batch_size, seed=2 * cfg.seed, **streams)
-    target = make_stream(data.target_train, trainer.batch_size, seed=2 * cfg.seed + 1, **streams)
+    source = make_stream(data.source_train, loop.batch_size, seed=2 * seed, **streams)
+    target = make_stream(data.target_train, loop.batch_size, seed=2 * seed + 1, **streams)
     eval_splits = {"source": to_device(data.source_val, device), "target": to_device(data.target_test, device)}
 
     state = TrainState(method, source, target)
@@ -116,7 +132,7 @@ def train(
             else:
                 latest[name] = value
 
-        if step % trainer.log_every == 0 or step == steps:
+        if step % loop.log_every == 0 or step == steps:
             means = {name: torch.stack(values).mean() for name, values in pending.items()}
             state.logged = {name: value.item() for name, value in means.items()} | latest
             logger.log(step, state.logged)
@@ -125,11 +141,11 @@ def train(
             if non_finite:
                 raise Diverged(step, non_finite)
 
-        if step % trainer.eval_every == 0 or step == steps:
+        if step % loop.eval_every == 0 or step == steps:
             record = {"step": step}
             for domain, split in eval_splits.items():
                 result = evaluate(
-                    method, split, data.num_classes, trainer.eval_batch_size, data.mean, data.std, data.num_workers
+                    method, split, data.num_classes, loop.eval_batch_size, data.mean, data.std, data.num_workers
                 )
                 record[f"{domain}/acc"] = result["acc"]
                 if domain == "target":
@@ -146,12 +162,13 @@ def train(
             )
 
         stopping = stop is not None and stop.requested
-        if step % trainer.checkpoint_every == 0 or step == steps or stopping:
+        if step % loop.checkpoint_every == 0 or step == steps or stopping:
             # The run's own facts beside the training state: what config wrote it, its W&B run, its time.
             save_checkpoint(
                 run_dir,
                 state.state_dict()
-                | {"config": run_config(cfg), "wandb_run_id": logger.wandb_run_id, "elapsed_s": time.time() - started},
+                | run_facts
+                | {"wandb_run_id": logger.wandb_run_id, "elapsed_s": time.time() - started},
             )
         if stopping and step < steps:
             raise Interrupted(step, stop.signal_name, 128 + stop.signum)

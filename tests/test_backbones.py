@@ -12,10 +12,10 @@ import torch
 import torchvision
 from torch import nn
 
+from dann.builders import build_method, build_network
+from dann.config import validate
 from dann.errors import ConfigError, DataError
-from dann.methods import Batch, build_method
-from dann.models import build_network
-from dann.optim import build_optimizer
+from dann.methods import Batch
 from tests.helpers import compose_config
 
 INPUT = (3, 32, 32)
@@ -28,7 +28,7 @@ def resnet18_cfg(*overrides: str):
 
 def resnet18(*overrides: str, num_classes: int = 5):
     torch.manual_seed(0)
-    return build_network(resnet18_cfg(*overrides).model, INPUT, num_classes)
+    return build_network(resnet18_cfg(*overrides), INPUT, num_classes)
 
 
 def image_batch(num_classes: int = 5, size: int = 4) -> Batch:
@@ -69,10 +69,10 @@ def test_resnet18_features_bottleneck_and_heads():
 
 
 def test_unknown_arch_and_grey_inputs_are_config_errors():
-    with pytest.raises(ConfigError, match="^model.feature_extractor.arch: unknown 'resnet19'"):
-        build_network(compose_config("model=resnet", "model.feature_extractor.arch=resnet19").model, INPUT, 5)
+    with pytest.raises(ConfigError, match="^model.feature_extractor.arch: expected one of resnet18, resnet34"):
+        validate(compose_config("model=resnet", "model.feature_extractor.arch=resnet19"))
     with pytest.raises(ConfigError, match="set dataset.channels=3"):
-        build_network(resnet18_cfg().model, (1, 32, 32), 5)
+        build_network(resnet18_cfg(), (1, 32, 32), 5)
 
 
 # --- Learning rates per parameter group --------------------------------------------------
@@ -100,9 +100,9 @@ def test_digit_and_moons_nets_train_their_feature_extractor_at_the_base_lr():
 
 
 def test_group_lrs_are_base_times_multiplier_times_schedule():
-    net = resnet18()
-    cfg = resnet18_cfg("optim=sgd_inv")
-    optimizer, scheduler = build_optimizer(cfg.optim, net.parameter_groups(), total_steps=100)
+    cfg = resnet18_cfg("optim=sgd_inv", "trainer.steps=100")
+    method = build_method(cfg, build_network(cfg, INPUT, 5))
+    optimizer, scheduler = method.optimizer, method.lr_scheduler
     seen = {}
     for step in range(1001):
         seen[step] = {g["name"]: g["lr"] for g in optimizer.param_groups}
@@ -117,7 +117,7 @@ def test_group_lrs_are_base_times_multiplier_times_schedule():
 def test_train_lr_reports_the_base_rate_and_the_backbone_moves_at_a_tenth(tmp_path):
     torch.manual_seed(0)
     cfg = resnet18_cfg("method=source_only", "optim=sgd", "trainer.steps=10")
-    method = build_method(cfg, build_network(cfg.model, INPUT, 5))
+    method = build_method(cfg, build_network(cfg, INPUT, 5))
     lrs = [method.update(image_batch(), progress=step / 10)["train/lr"] for step in range(3)]
     assert lrs == pytest.approx([0.01 / (1 + 10 * step / 10) ** 0.75 for step in range(3)])  # base lr: no 0.1
     backbone, new_layers = method.optimizer.param_groups
@@ -137,7 +137,7 @@ def source_only_steps(*overrides: str, steps: int = 2):
     """A source_only method after `steps` updates, and its network's state before them."""
     torch.manual_seed(0)
     cfg = resnet18_cfg("method=source_only", *overrides)
-    method = build_method(cfg, build_network(cfg.model, INPUT, 5))
+    method = build_method(cfg, build_network(cfg, INPUT, 5))
     method.train()
     before = {k: v.clone() for k, v in method.network.state_dict().items()}
     for _ in range(steps):
@@ -189,22 +189,19 @@ def test_unfreeze_last_one_trains_layer4_only():
     assert {id(p) for p in backbone_group["params"]} == {id(p) for p in resnet.layer4.parameters()}
 
 
-@pytest.mark.parametrize(
-    "overrides, message",
-    [
-        (["model.unfreeze_last=1"], "^model.unfreeze_last=1 only applies to a frozen backbone"),
-        (["model.freeze_backbone=true", "model.unfreeze_last=5"], "^model.unfreeze_last: expected 0 to 4"),
-    ],
-)
-def test_unfreeze_last_misuse_is_named(overrides, message):
-    with pytest.raises(ConfigError, match=message):
-        resnet18(*overrides)
+def test_unfreeze_last_misuse_is_named():
+    with pytest.raises(ConfigError, match="^model.unfreeze_last=1 only applies to a frozen backbone"):
+        validate(resnet18_cfg("model.unfreeze_last=1"))
+    with pytest.raises(ConfigError, match="^model.unfreeze_last: expected an integer in \\[0, 4\\]"):
+        validate(resnet18_cfg("model.freeze_backbone=true", "model.unfreeze_last=5"))
+    with pytest.raises(ConfigError, match="^model.unfreeze_last: expected 0 to 4"):  # the network's own check
+        resnet18("model.freeze_backbone=true", "model.unfreeze_last=5")
 
 
 def test_unfreeze_last_needs_a_backbone_with_stages():
     cfg = compose_config("model=mlp", "model.freeze_backbone=true", "+model.unfreeze_last=1")
     with pytest.raises(ConfigError, match="^model.unfreeze_last: MlpFeatures has no stages"):
-        build_network(cfg.model, (2,), 2)
+        build_network(cfg, (2,), 2)
 
 
 # --- Pretrained weights ------------------------------------------------------------------

@@ -8,10 +8,11 @@ import torch.nn.functional as F
 import torchvision
 from omegaconf import OmegaConf
 
+from dann.builders import build_method, build_network
+from dann.config import validate
 from dann.data.images import check_image_config
 from dann.errors import ConfigError
-from dann.methods import METHODS, Batch, build_method
-from dann.models import build_network
+from dann.methods import Batch, FineTune, TwoStage
 from tests.helpers import CONF_DIR, compose_config
 
 INPUT = (3, 32, 32)
@@ -40,7 +41,7 @@ def make(method: str, *overrides: str):
         "trainer.steps=10",
         *overrides,
     )
-    method = build_method(cfg, build_network(cfg.model, INPUT, NUM_CLASSES))
+    method = build_method(cfg, build_network(cfg, INPUT, NUM_CLASSES))
     method.train()
     return method
 
@@ -68,16 +69,15 @@ def unchanged(module: torch.nn.Module, before: dict[str, torch.Tensor]) -> bool:
 
 
 def test_finetune_is_registered_and_uses_no_target_labels():
-    assert {"finetune", "two_stage"} <= set(METHODS)
-    assert not METHODS["finetune"].uses_target_labels and METHODS["two_stage"].uses_target_labels
+    assert compose_config("method=finetune").method._target_ == "dann.methods.FineTune"
+    assert compose_config("method=two_stage").method._target_ == "dann.methods.TwoStage"
+    assert not FineTune.uses_target_labels and TwoStage.uses_target_labels
 
 
 @pytest.mark.parametrize("overrides", [[], ["model=resnet"]])
 def test_finetune_refuses_to_start_without_pretrained_weights(overrides):
-    cfg = compose_config("method=finetune", *overrides)
-    network = build_network(cfg.model, INPUT if overrides else (2,), 2)
     with pytest.raises(ConfigError, match="^model.feature_extractor.weights: method=finetune starts from pretrained"):
-        build_method(cfg, network)
+        validate(compose_config("method=finetune", *overrides))
 
 
 def test_finetune_takes_the_source_only_step_with_a_slower_backbone(weights_file):
@@ -173,7 +173,7 @@ def test_two_stage_without_freezing_fine_tunes_everything_on_target():
 )
 def test_two_stage_bad_settings_name_their_key(override, key):
     with pytest.raises(ConfigError, match=f"^{key}: expected"):
-        make("two_stage", override)
+        validate(compose_config("method=two_stage", override))
 
 
 # --- Benchmark presets -------------------------------------------------------------------
@@ -200,8 +200,10 @@ def test_every_benchmark_preset_composes(preset):
     assert cfg.model.backbone_lr_mult == 0.1 and cfg.model.bottleneck_dim == 256
     assert cfg.trainer.batch_size == 32 and cfg.method.name == "dann"
     if preset.endswith("_tllib"):
-        assert cfg.optim.lr_schedule.name == "inv" and cfg.optim.optimizer.nesterov
-        assert cfg.method.gamma == cfg.trainer.steps / 1000  # TLLib's λ warm-up: 2/(1+exp(-t/1000)) - 1
+        assert cfg.optim.lr_schedule._target_ == "dann.schedules.inv_lr_factor" and cfg.optim.optimizer.nesterov
+        # TLLib's λ warm-up: 2/(1+exp(-t/1000)) - 1
+        assert cfg.method.lambda_schedule.gamma == cfg.trainer.steps / 1000
     else:
-        assert cfg.optim.lr_schedule.name == "annealed" and cfg.method.gamma == 10.0
+        assert cfg.optim.lr_schedule._target_ == "dann.schedules.annealed_lr_factor"
+        assert cfg.method.lambda_schedule.gamma == 10.0
     assert cfg.model.feature_extractor.arch == ("resnet101" if "visda" in preset else "resnet50")

@@ -4,9 +4,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from dann.methods import METHODS, Batch, build_method
-from dann.models import build_network
+from dann.builders import build_method, build_network
+from dann.config import CONF_DIR
+from dann.methods import Batch, SourceOnly
 from tests.helpers import compose_config
+
+METHODS = sorted(path.stem for path in (CONF_DIR / "method").glob("*.yaml"))  # method=… names
 
 METRICS = {"train/label_loss", "train/domain_loss", "train/domain_acc", "train/lambda", "train/lr"}
 
@@ -14,7 +17,7 @@ METRICS = {"train/label_loss", "train/domain_loss", "train/domain_acc", "train/l
 def make(method: str, *overrides: str):
     torch.manual_seed(0)
     cfg = compose_config(f"method={method}", "trainer.steps=100", *overrides)
-    network = build_network(cfg.model, (2,), num_classes=2)
+    network = build_network(cfg, (2,), num_classes=2)
     return build_method(cfg, network), cfg
 
 
@@ -44,7 +47,7 @@ def test_dann_lambda_follows_its_schedule():
     method, _ = make("dann", "lambda=0.1")
     assert method.update(make_batch(), progress=0.0)["train/lambda"] == 0.0
     assert method.update(make_batch(), progress=1.0)["train/lambda"] == pytest.approx(0.1, rel=1e-4)
-    constant, _ = make("dann", "lambda=0.1", "method.lambda_schedule=constant")
+    constant, _ = make("dann", "lambda=0.1", "method/lambda_schedule=constant")
     assert constant.update(make_batch(), progress=0.0)["train/lambda"] == 0.1
 
 
@@ -68,7 +71,7 @@ def test_source_only_features_learn_from_source_labels_alone():
 def test_dann_features_do_feel_the_domain_loss():
     # Counterpart of the test above: with λ > 0 the feature extractor's step differs from
     # the label-loss-only step, so the check above is not trivially true.
-    method, cfg = make("dann", "method.lambda_schedule=constant")
+    method, cfg = make("dann", "method/lambda_schedule=constant")
     reference = copy.deepcopy(method.network)
     batch = make_batch()
     method.update(batch, progress=0.0)
@@ -85,7 +88,7 @@ def test_dann_features_do_feel_the_domain_loss():
 
 def test_target_only_trains_on_target_labels():
     method, _ = make("target_only")
-    assert method.uses_target_labels and not METHODS["source_only"].uses_target_labels
+    assert method.uses_target_labels and not SourceOnly.uses_target_labels
     batch = make_batch(with_target_labels=True)
     expected = F.cross_entropy(copy.deepcopy(method.network).predict(batch.target_x), batch.target_y)
     assert method.update(batch, progress=0.0)["train/label_loss"].item() == pytest.approx(expected.item())

@@ -2,7 +2,7 @@ import pytest
 import torch
 from torch import nn
 
-from dann.models import build_network
+from dann.builders import build_network
 from tests.helpers import compose_config
 
 
@@ -20,7 +20,7 @@ def linear_widths(module: nn.Module) -> list[int]:
     ],
 )
 def test_paper_architectures(model, input_shape, features, label_widths, domain_widths):
-    net = build_network(compose_config(f"model={model}").model, input_shape, num_classes=10)
+    net = build_network(compose_config(f"model={model}"), input_shape, num_classes=10)
     assert net.feature_extractor.out_features == features
     assert linear_widths(net.label_predictor) == label_widths
     assert linear_widths(net.domain_classifier) == domain_widths
@@ -32,14 +32,14 @@ def test_paper_architectures(model, input_shape, features, label_widths, domain_
 
 
 def test_mnist_net_layers_match_the_paper():
-    net = build_network(compose_config("model=mnist_cnn").model, (3, 28, 28), num_classes=10)
+    net = build_network(compose_config("model=mnist_cnn"), (3, 28, 28), num_classes=10)
     convs = [m for m in net.feature_extractor.modules() if isinstance(m, nn.Conv2d)]
     assert [(c.out_channels, c.kernel_size) for c in convs] == [(32, (5, 5)), (48, (5, 5))]
 
 
 def test_resnet_feature_extractor_with_bottleneck_and_no_weights():
     cfg = compose_config("model=resnet", "model.feature_extractor.arch=resnet18")
-    net = build_network(cfg.model, (3, 64, 64), num_classes=31)
+    net = build_network(cfg, (3, 64, 64), num_classes=31)
     class_logits, domain_logits = net(torch.randn(4, 3, 64, 64), grl_lambda=1.0)
     assert class_logits.shape == (4, 31) and domain_logits.shape == (4,)
     assert linear_widths(net.feature_extractor)[-1] == 256  # the bottleneck
@@ -47,7 +47,7 @@ def test_resnet_feature_extractor_with_bottleneck_and_no_weights():
 
 
 def test_feature_extractor_runs_once_per_step_on_both_domains():
-    net = build_network(compose_config("model=mlp").model, (2,), num_classes=2)
+    net = build_network(compose_config("model=mlp"), (2,), num_classes=2)
     seen_batch_sizes = []
     net.feature_extractor.register_forward_hook(lambda m, inp, out: seen_batch_sizes.append(inp[0].shape[0]))
     source, target = torch.randn(8, 2), torch.randn(8, 2)
@@ -57,7 +57,7 @@ def test_feature_extractor_runs_once_per_step_on_both_domains():
 
 def test_domain_gradient_reaches_features_reversed_and_scaled():
     torch.manual_seed(0)
-    net = build_network(compose_config("model=mlp").model, (2,), num_classes=2)
+    net = build_network(compose_config("model=mlp"), (2,), num_classes=2)
     x = torch.randn(5, 2)
     weight = net.feature_extractor.backbone.layers[0].weight
 

@@ -2,10 +2,10 @@ import math
 
 import pytest
 import torch
-from torch import nn
 
+from dann.builders import build_method, build_network
+from dann.config import validate
 from dann.errors import ConfigError
-from dann.optim import build_optimizer
 from dann.schedules import annealed_lr_factor, ganin_lambda, inv_lr_factor
 from tests.helpers import compose_config
 
@@ -34,47 +34,57 @@ def test_inv_lr_depends_on_the_step_alone():
     assert inv_lr_factor(1000, total_steps=10) == inv_lr_factor(1000, total_steps=50_000)
 
 
-def all_parameters(module: nn.Module) -> list[dict]:
-    return [{"params": list(module.parameters()), "lr_mult": 1.0, "name": "all"}]
+def moons_method(*overrides: str):
+    """The method the composed config builds, over the moons network: its optimiser and schedule are the run's."""
+    cfg = compose_config(*overrides)
+    return build_method(cfg, build_network(cfg, (2,), 2))
+
+
+def lrs_seen(method, steps: int) -> list[float]:
+    seen = []
+    for _ in range(steps):
+        seen.append(method.optimizer.param_groups[0]["lr"])
+        method.optimizer.step()
+        method.lr_scheduler.step()
+    return seen
 
 
 def test_optimizer_follows_the_schedule_step_by_step():
-    cfg = compose_config("optim=sgd", "trainer.steps=10")
-    optimizer, scheduler = build_optimizer(cfg.optim, all_parameters(nn.Linear(2, 2)), total_steps=10)
-    assert isinstance(optimizer, torch.optim.SGD)
-    assert optimizer.defaults["momentum"] == 0.9
-    seen = []
-    for _ in range(10):
-        seen.append(optimizer.param_groups[0]["lr"])
-        optimizer.step()
-        scheduler.step()
-    assert seen == pytest.approx([0.01 / (1 + 10 * t / 10) ** 0.75 for t in range(10)])
+    method = moons_method("optim=sgd", "trainer.steps=10")
+    assert isinstance(method.optimizer, torch.optim.SGD)
+    assert method.optimizer.defaults["momentum"] == 0.9
+    assert lrs_seen(method, 10) == pytest.approx([0.01 / (1 + 10 * t / 10) ** 0.75 for t in range(10)])
 
 
 def test_constant_schedules():
-    cfg = compose_config("optim=sgd", "optim.lr_schedule.name=constant")
-    optimizer, scheduler = build_optimizer(cfg.optim, all_parameters(nn.Linear(2, 2)), total_steps=5)
-    for _ in range(5):
-        optimizer.step()
-        scheduler.step()
-    assert optimizer.param_groups[0]["lr"] == 0.01
+    method = moons_method("optim=sgd", "optim/lr_schedule=constant", "trainer.steps=5")
+    assert lrs_seen(method, 6) == [0.01] * 6
 
 
 def test_sgd_inv_recipe_follows_the_transfer_learning_library():
-    cfg = compose_config("optim=sgd_inv")
-    optimizer, scheduler = build_optimizer(cfg.optim, all_parameters(nn.Linear(2, 2)), total_steps=20_000)
-    assert optimizer.defaults.items() >= {"momentum": 0.9, "nesterov": True, "weight_decay": 1e-3}.items()
-    seen = {}
-    for step in range(1001):
-        seen[step] = optimizer.param_groups[0]["lr"]
-        optimizer.step()
-        scheduler.step()
+    method = moons_method("optim=sgd_inv", "trainer.steps=20000")
+    assert method.optimizer.defaults.items() >= {"momentum": 0.9, "nesterov": True, "weight_decay": 1e-3}.items()
+    seen = lrs_seen(method, 1001)
     assert seen[0] == 0.01
     assert seen[1] == pytest.approx(0.01 * 1.001**-0.75)
     assert seen[1000] == pytest.approx(0.01 * 2**-0.75)
 
 
+def test_each_group_trains_at_its_lr_mult_and_train_lr_is_the_base_rate():
+    method = moons_method("optim=sgd", "model.backbone_lr_mult=0.1", "trainer.steps=10")
+    for step in range(3):
+        factor = 1 / (1 + 10 * step / 10) ** 0.75
+        rates = {group["name"]: group["lr"] for group in method.optimizer.param_groups}
+        assert rates == pytest.approx({"backbone": 0.001 * factor, "new_layers": 0.01 * factor})
+        assert method.current_lr() == pytest.approx(0.01 * factor)
+        method.optimizer.step()
+        method.lr_scheduler.step()
+
+
 def test_a_schedule_setting_no_schedule_has_is_named():
-    cfg = compose_config("optim=sgd", "+optim.lr_schedule.gama=0.1")
-    with pytest.raises(ConfigError, match="^optim.lr_schedule.gama: no learning-rate schedule has this setting"):
-        build_optimizer(cfg.optim, all_parameters(nn.Linear(2, 2)), total_steps=5)
+    with pytest.raises(
+        ConfigError,
+        match="^optim.lr_schedule.gama: dann.schedules.annealed_lr_factor .* takes no setting 'gama' "
+        r"\(it takes alpha, beta\)",
+    ):
+        validate(compose_config("optim=sgd", "+optim.lr_schedule.gama=0.1"))

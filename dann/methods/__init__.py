@@ -1,33 +1,15 @@
-"""Training methods, found by `method.name` in this registry.
+"""Training methods: one class per algorithm, each with `update()` and `predict()`.
 
-To add one: subclass `Method`, implement `update()`, and add it to `METHODS`
-and a config under `conf/method/`.
+A config under `conf/method/` names its class by `_target_` (`method=dann` → `dann.methods.DANN`).
+To add a method: subclass `Method`, implement `update()`, and write `conf/method/<name>.yaml`
+with its `_target_` and settings; nothing else needs an edit.
 """
 
 from __future__ import annotations
 
-from omegaconf import DictConfig
-
-from dann.errors import ConfigError
 from dann.methods.base import Batch, Method
 from dann.methods.dann import DANN
 from dann.methods.finetune import FineTune, TwoStage
 from dann.methods.supervised import SourceOnly, TargetOnly
-from dann.models import DANNNetwork
 
-METHODS: dict[str, type[Method]] = {
-    "dann": DANN,
-    "source_only": SourceOnly,
-    "target_only": TargetOnly,
-    "finetune": FineTune,
-    "two_stage": TwoStage,
-}
-
-__all__ = ["METHODS", "Batch", "Method", "build_method"]
-
-
-def build_method(cfg: DictConfig, network: DANNNetwork) -> Method:
-    name = cfg.method.name
-    if name not in METHODS:
-        raise ConfigError(f"method.name: unknown '{name}'; choose one of {sorted(METHODS)}")
-    return METHODS[name](network, cfg)
+__all__ = ["DANN", "Batch", "FineTune", "Method", "SourceOnly", "TargetOnly", "TwoStage"]

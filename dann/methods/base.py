@@ -6,11 +6,10 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 import torch
-from omegaconf import DictConfig
 from torch import Tensor, nn
 
 from dann.models import DANNNetwork
-from dann.optim import build_optimizer
+from dann.schedules import LRSchedule, constant_lr_factor
 
 
 @dataclass
@@ -32,20 +31,37 @@ class Batch:
 class Method(nn.Module):
     """A training algorithm over a `DANNNetwork`. Subclasses implement `update`.
 
+    `optimizer`: any torch optimiser over `network.parameter_groups()` (or groups of your
+    own). A group's `lr_mult` (default 1) scales its learning rate: at step t a group trains
+    at `lr × lr_mult × lr_schedule(t, total_steps)`, `lr` being the optimiser's own.
+    `total_steps`: the length of the run, which schedules by progress need.
+
     The method owns its optimiser and learning-rate schedule, so a checkpoint of
     `state_dict()` plus `optimizer` and `lr_scheduler` restores it exactly.
     """
 
-    uses_target_labels: ClassVar[bool] = False
+    uses_target_labels: ClassVar[bool] = False  # the training loop then gives `update` target labels
+    needs_pretrained_backbone: ClassVar[bool] = False  # refused before the run without pretrained weights
 
-    def __init__(self, network: DANNNetwork, cfg: DictConfig):
+    def __init__(
+        self,
+        network: DANNNetwork,
+        optimizer: torch.optim.Optimizer,
+        total_steps: int,
+        lr_schedule: LRSchedule = constant_lr_factor,
+    ):
         super().__init__()
         self.network = network
-        self.final_lambda = float(cfg["lambda"])
-        self.base_lr = float(cfg.optim.optimizer.lr)
-        self.optimizer, self.lr_scheduler = build_optimizer(
-            cfg.optim, network.parameter_groups(), total_steps=cfg.trainer.steps
+        self.optimizer = optimizer
+        self.total_steps = total_steps
+        self.lr_schedule = lr_schedule
+        self.base_lr = float(optimizer.defaults["lr"])
+        self.lr_scheduler = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, [self._group_factor(group.get("lr_mult", 1.0)) for group in optimizer.param_groups]
         )
+
+    def _group_factor(self, lr_mult: float):
+        return lambda step: lr_mult * self.lr_schedule(step, self.total_steps)
 
     def update(self, batch: Batch, progress: float) -> dict[str, Tensor | float]:
         """One optimisation step at training progress `progress` in [0, 1].
@@ -62,7 +78,7 @@ class Method(nn.Module):
 
     def current_lr(self) -> float:
         """The base learning rate for the coming step: `train/lr`, before any group's `lr_mult`."""
-        return self.base_lr * self.lr_scheduler.lr_lambdas[0](self.lr_scheduler.last_epoch)
+        return self.base_lr * self.lr_schedule(self.lr_scheduler.last_epoch, self.total_steps)
 
     def _step(self, loss: Tensor) -> None:
         self.optimizer.zero_grad(set_to_none=True)

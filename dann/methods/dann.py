@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from omegaconf import DictConfig
 from torch import Tensor
 
-from dann.errors import ConfigError
 from dann.methods.base import Batch, Method, domain_labels, step_metrics
 from dann.models import DANNNetwork
-from dann.schedules import LAMBDA_SCHEDULES
+from dann.schedules import LambdaSchedule, LRSchedule, constant_lr_factor, ganin_lambda
 
 
 class DANN(Method):
@@ -19,18 +17,25 @@ class DANN(Method):
     The domain classifier minimises its binary cross-entropy at full strength; the
     reversal layer hands the feature extractor that gradient times -λ_p, so the
     features minimise L_y - λ_p·L_d (the paper's saddle point, Eq. 10).
+    λ_p = `lambda_schedule(progress, final_lambda)`: by default the paper's warm-up from 0
+    to `final_lambda` (`dann.schedules.ganin_lambda`, γ = 10).
     """
 
-    def __init__(self, network: DANNNetwork, cfg: DictConfig):
-        super().__init__(network, cfg)
-        schedule = cfg.method.lambda_schedule
-        if schedule not in LAMBDA_SCHEDULES:
-            raise ConfigError(f"method.lambda_schedule: unknown '{schedule}'; choose one of {sorted(LAMBDA_SCHEDULES)}")
-        self.lambda_schedule = LAMBDA_SCHEDULES[schedule]
-        self.gamma = float(cfg.method.gamma)
+    def __init__(
+        self,
+        network: DANNNetwork,
+        optimizer: torch.optim.Optimizer,
+        total_steps: int,
+        lr_schedule: LRSchedule = constant_lr_factor,
+        lambda_schedule: LambdaSchedule = ganin_lambda,
+        final_lambda: float = 1.0,
+    ):
+        super().__init__(network, optimizer, total_steps, lr_schedule)
+        self.lambda_schedule = lambda_schedule
+        self.final_lambda = float(final_lambda)
 
     def update(self, batch: Batch, progress: float) -> dict[str, Tensor | float]:
-        grl_lambda = self.lambda_schedule(progress, self.final_lambda, self.gamma)
+        grl_lambda = self.lambda_schedule(progress, self.final_lambda)
         lr = self.current_lr()
         num_source = len(batch.source_x)
         # One feature-extractor pass over both domains: half the launches of two passes,

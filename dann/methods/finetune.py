@@ -7,16 +7,15 @@ metrics as every other method and never adapt through a domain loss.
 
 from __future__ import annotations
 
-from numbers import Number
-from typing import ClassVar
+from typing import ClassVar, Literal
 
-from omegaconf import DictConfig
+import torch
 from torch import Tensor
 
-from dann.errors import ConfigError
 from dann.methods.base import Batch
 from dann.methods.supervised import SourceOnly, SupervisedOnly
 from dann.models import DANNNetwork
+from dann.schedules import LRSchedule, constant_lr_factor
 
 FREEZE_IN_STAGE2 = ("feature_extractor", "none")
 
@@ -33,14 +32,8 @@ class FineTune(SourceOnly):
     `model.freeze_backbone` and `model.unfreeze_last` choose how much of the backbone trains.
     """
 
-    def __init__(self, network: DANNNetwork, cfg: DictConfig):
-        if not cfg.model.feature_extractor.get("weights"):
-            raise ConfigError(
-                "model.feature_extractor.weights: method=finetune starts from pretrained weights, but none are "
-                "set; give a torchvision weights name (e.g. model=resnet model.feature_extractor.weights="
-                "IMAGENET1K_V1) or a .pth file, or use method=source_only to train from scratch"
-            )
-        super().__init__(network, cfg)
+    # Checked before the run starts (dann.config): without pretrained weights this is source_only.
+    needs_pretrained_backbone: ClassVar[bool] = True
 
 
 class TwoStage(SupervisedOnly):
@@ -60,21 +53,23 @@ class TwoStage(SupervisedOnly):
 
     uses_target_labels: ClassVar[bool] = True
 
-    def __init__(self, network: DANNNetwork, cfg: DictConfig):
-        super().__init__(network, cfg)
-        fraction = cfg.method.stage1_fraction
-        if isinstance(fraction, bool) or not isinstance(fraction, Number) or not 0 <= fraction <= 1:
-            raise ConfigError(
-                f"method.stage1_fraction: expected a fraction of trainer.steps in [0, 1] "
-                f"(the source stage), got {fraction!r}; e.g. 0.5"
+    def __init__(
+        self,
+        network: DANNNetwork,
+        optimizer: torch.optim.Optimizer,
+        total_steps: int,
+        lr_schedule: LRSchedule = constant_lr_factor,
+        stage1_fraction: float = 0.5,
+        freeze_in_stage2: Literal["feature_extractor", "none"] = "feature_extractor",
+    ):
+        super().__init__(network, optimizer, total_steps, lr_schedule)
+        if not 0 <= stage1_fraction <= 1 or freeze_in_stage2 not in FREEZE_IN_STAGE2:
+            raise ValueError(
+                f"TwoStage: stage1_fraction must be in [0, 1] and freeze_in_stage2 one of {FREEZE_IN_STAGE2}, "
+                f"got {stage1_fraction!r} and {freeze_in_stage2!r}"
             )
-        if cfg.method.freeze_in_stage2 not in FREEZE_IN_STAGE2:
-            raise ConfigError(
-                f"method.freeze_in_stage2: expected one of {', '.join(FREEZE_IN_STAGE2)}, "
-                f"got {cfg.method.freeze_in_stage2!r}"
-            )
-        self.stage1_fraction = float(fraction)
-        self.freeze_in_stage2 = cfg.method.freeze_in_stage2
+        self.stage1_fraction = float(stage1_fraction)
+        self.freeze_in_stage2 = freeze_in_stage2
 
     def update(self, batch: Batch, progress: float) -> dict[str, Tensor | float]:
         in_stage2 = progress >= self.stage1_fraction

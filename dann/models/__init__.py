@@ -1,5 +1,15 @@
-"""Networks: feature extractors, heads, and the DANN network that joins them."""
+"""Networks: feature extractors (backbones), heads, and the DANN network that joins them."""
 
-from dann.models.network import DANNNetwork, FeatureExtractor, build_network
+from dann.models.feature_extractors import MlpFeatures, MnistFeatures, ResNetFeatures, SvhnFeatures
+from dann.models.heads import mlp
+from dann.models.network import DANNNetwork, FeatureExtractor
 
-__all__ = ["DANNNetwork", "FeatureExtractor", "build_network"]
+__all__ = [
+    "DANNNetwork",
+    "FeatureExtractor",
+    "MlpFeatures",
+    "MnistFeatures",
+    "ResNetFeatures",
+    "SvhnFeatures",
+    "mlp",
+]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import torch
@@ -66,22 +66,23 @@ class SvhnFeatures(nn.Module):
         return self.layers(x)
 
 
-_ACTIVATIONS = {"relu": nn.ReLU, "sigmoid": nn.Sigmoid, "tanh": nn.Tanh}
-
-
 class MlpFeatures(nn.Module):
-    """A small MLP for vector inputs such as the two-moons toy: [B, D] → [B, hidden[-1]]."""
+    """A small MLP for vector inputs such as the two-moons toy: [B, D] → [B, hidden[-1]].
 
-    def __init__(self, input_shape: Sequence[int], hidden: Sequence[int] = (15,), activation: str = "relu"):
+    `activation`: makes each hidden layer's activation module (`nn.ReLU`, `nn.Sigmoid`, …).
+    """
+
+    def __init__(
+        self,
+        input_shape: Sequence[int],
+        hidden: Sequence[int] = (15,),
+        activation: Callable[[], nn.Module] = nn.ReLU,
+    ):
         super().__init__()
-        if activation not in _ACTIVATIONS:
-            raise ConfigError(
-                f"model.feature_extractor.activation: unknown '{activation}'; choose one of {sorted(_ACTIVATIONS)}"
-            )
         layers: list[nn.Module] = []
         width = int(input_shape[0])
         for h in hidden:
-            layers += [nn.Linear(width, h), _ACTIVATIONS[activation]()]
+            layers += [nn.Linear(width, h), activation()]
             width = h
         self.layers = nn.Sequential(*layers)
         self.out_features = width
@@ -90,7 +91,7 @@ class MlpFeatures(nn.Module):
         return self.layers(x)
 
 
-RESNETS = ("resnet18", "resnet34", "resnet50", "resnet101")
+RESNETS = ("resnet18", "resnet34", "resnet50", "resnet101")  # what `arch` may name (the config schema checks it)
 WEIGHTS_KEY = "model.feature_extractor.weights"
 
 
@@ -106,7 +107,7 @@ class ResNetFeatures(nn.Module):
     def __init__(self, input_shape: Sequence[int], arch: str = "resnet50", weights: str | None = None):
         super().__init__()
         if arch not in RESNETS:
-            raise ConfigError(f"model.feature_extractor.arch: unknown '{arch}'; choose one of {list(RESNETS)}")
+            raise ValueError(f"ResNetFeatures: arch must be one of {', '.join(RESNETS)}, got {arch!r}")
         if input_shape[0] != 3:
             raise ConfigError(
                 f"model.feature_extractor: a ResNet takes RGB images, but the inputs have "

@@ -9,14 +9,16 @@ from torch import nn
 
 def mlp(
     in_features: int,
-    hidden: Sequence[int],
     out_features: int,
+    hidden: Sequence[int] = (),
     dropout: float = 0.0,
     batch_norm: bool = False,
 ) -> nn.Sequential:
-    """Linear → [BatchNorm] → ReLU → [Dropout] for each hidden width, then a final Linear.
+    """[B, in_features] → [B, out_features]: Linear → [BatchNorm] → ReLU → [Dropout] for each
+    hidden width, then a final Linear.
 
-    `hidden=[]` gives a single linear layer (logistic regression on the features).
+    `hidden=()` gives a single linear layer (logistic regression on the features). The
+    label predictor has `out_features` = the number of classes, the domain classifier 1.
     """
     layers: list[nn.Module] = []
     width = in_features

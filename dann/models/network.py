@@ -2,18 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from numbers import Number
 from typing import Any
 
-from hydra.errors import InstantiationException
-from hydra.utils import instantiate
-from omegaconf import DictConfig
 from torch import Tensor, nn
 
-from dann.errors import ConfigError, DannError
+from dann.errors import ConfigError
 from dann.grl import GradientReversal
-from dann.models.heads import mlp
 
 _BATCH_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm)
 
@@ -22,7 +16,15 @@ class FeatureExtractor(nn.Module):
     """G_f: a backbone (pretrained or not), then an optional bottleneck (a new layer).
 
     [B, *input_shape] → backbone → [B, backbone.out_features] → bottleneck → [B, out_features].
-    Parameters with `requires_grad=False` are frozen; see `train` for their BatchNorm layers.
+
+    The backbone contract: any `nn.Module` that maps a batch of inputs [B, *input_shape] (the
+    dataset's: float vectors [B, D], or normalised images [B, C, H, W]) to flat features
+    [B, out_features], and has an `out_features` attribute (int) saying that width, which
+    sizes the bottleneck and the heads. A backbone may also have `stages` (a list of modules,
+    input to output) for `freeze_backbone(unfreeze_last=N)`. Wrap a model of your own with
+    `out_features` set and it works everywhere (see the backbones in
+    `dann.models.feature_extractors`). Parameters with `requires_grad=False` are frozen;
+    see `train` for their BatchNorm layers.
     """
 
     def __init__(self, backbone: nn.Module, bottleneck_dim: int | None = None):
@@ -138,50 +140,3 @@ class DANNNetwork(nn.Module):
 
 def _trainable(*modules: nn.Module) -> list[nn.Parameter]:
     return [p for module in modules for p in module.parameters() if p.requires_grad]
-
-
-def _instantiate_backbone(backbone_cfg: DictConfig, input_shape: Sequence[int]) -> nn.Module:
-    try:
-        return instantiate(backbone_cfg, input_shape=tuple(input_shape))
-    except InstantiationException as e:
-        # Hydra wraps what the constructor raised; a user's error must reach dann.run as itself.
-        if isinstance(e.__cause__, DannError):
-            raise e.__cause__ from None
-        raise
-
-
-def build_network(model_cfg: DictConfig, input_shape: Sequence[int], num_classes: int) -> DANNNetwork:
-    """Instantiate `model.feature_extractor`, add the optional bottleneck, size both heads, freeze as asked."""
-    backbone_lr_mult = model_cfg.backbone_lr_mult
-    if isinstance(backbone_lr_mult, bool) or not isinstance(backbone_lr_mult, Number) or backbone_lr_mult < 0:
-        raise ConfigError(
-            f"model.backbone_lr_mult: expected a number >= 0 (the backbone's learning rate as a "
-            f"fraction of optim.optimizer.lr), got {backbone_lr_mult!r}; e.g. 0.1"
-        )
-    unfreeze_last = model_cfg.get("unfreeze_last", 0)  # only ResNet configs have it
-    if unfreeze_last and not model_cfg.freeze_backbone:
-        raise ConfigError(
-            f"model.unfreeze_last={unfreeze_last} only applies to a frozen backbone; "
-            "set model.freeze_backbone=true as well, or model.unfreeze_last=0"
-        )
-
-    backbone = _instantiate_backbone(model_cfg.feature_extractor, input_shape)
-    feature_extractor = FeatureExtractor(backbone, model_cfg.bottleneck_dim)
-    if model_cfg.freeze_backbone:
-        feature_extractor.freeze_backbone(unfreeze_last)
-    width = feature_extractor.out_features
-    label_predictor = mlp(
-        width,
-        model_cfg.label_predictor.hidden,
-        num_classes,
-        dropout=model_cfg.label_predictor.dropout,
-        batch_norm=model_cfg.label_predictor.batch_norm,
-    )
-    domain_classifier = mlp(
-        width,
-        model_cfg.domain_classifier.hidden,
-        1,
-        dropout=model_cfg.domain_classifier.dropout,
-        batch_norm=model_cfg.domain_classifier.batch_norm,
-    )
-    return DANNNetwork(feature_extractor, label_predictor, domain_classifier, float(backbone_lr_mult))
