@@ -1,4 +1,4 @@
-"""The digit domains, loaded through the real Hydra config and `load_domain_data`.
+"""The digit domains, built from the real Hydra config (`dataset._target_`) and loaded with `.load()`.
 
 Data comes from `digit_files`, which writes tiny datasets in the real on-disk formats.
 Nothing here reaches the network: the autouse `network` fixture lets urlopen serve
@@ -18,7 +18,9 @@ from omegaconf import DictConfig
 from PIL import Image
 from torchvision.datasets import USPS
 
-from dann.data import digits, load_domain_data
+from dann.builders import build_dataset
+from dann.config import validate
+from dann.data import DomainData, digits
 from dann.download import download_file, extract_tar
 from dann.errors import ConfigError, DataError
 from tests.helpers import compose_config, run_cli
@@ -37,9 +39,14 @@ PAIRS = {  # dataset config → (source, target, input shape the config asks for
 
 
 def dataset_cfg(name: str, root: Path | None, *overrides: str) -> DictConfig:
-    """The composed `dataset` node of the real config, as `dann.run` sees it."""
+    """The real config of dataset `name`, as `dann.run` sees it."""
     root_override = [f"dataset.root={root}"] if root is not None else []
-    return compose_config(f"dataset={name}", *root_override, *overrides).dataset
+    return compose_config(f"dataset={name}", *root_override, *overrides)
+
+
+def load(cfg: DictConfig) -> DomainData:
+    """The four splits, built and loaded as `dann.run` does."""
+    return build_dataset(cfg).load()
 
 
 def write(root: Path, *domains: str) -> dict[str, Written]:
@@ -55,7 +62,7 @@ def test_pair_loads_with_the_configured_shape_and_the_written_labels(tmp_path, n
     source, target, shape = PAIRS[pair]
     written = write(tmp_path, source, target)
 
-    data = load_domain_data(dataset_cfg(pair, tmp_path))
+    data = load(dataset_cfg(pair, tmp_path))
 
     assert (data.source, data.target, data.num_classes, data.input_shape) == (source, target, 10, shape)
     assert data.mean == data.std == (0.5,) * shape[0]
@@ -84,7 +91,7 @@ def test_pair_loads_with_the_configured_shape_and_the_written_labels(tmp_path, n
 )
 def test_pixels_at_native_size_read_back_exactly(tmp_path, pair, overrides, side, domain):
     written = write(tmp_path, *PAIRS[pair][:2])[domain]
-    data = load_domain_data(dataset_cfg(pair, tmp_path, *overrides))
+    data = load(dataset_cfg(pair, tmp_path, *overrides))
 
     train = data.source_train if side == "source" else data.target_train
     expected = torch.from_numpy(written.train_images)
@@ -93,9 +100,7 @@ def test_pixels_at_native_size_read_back_exactly(tmp_path, pair, overrides, side
 
 def test_rgb_to_grey_uses_bt601_luma(tmp_path):
     written = write(tmp_path, "svhn", "mnist")["svhn"]
-    data = load_domain_data(
-        dataset_cfg("svhn_mnist", tmp_path, "dataset.channels=1", "dataset.mean=[0.5]", "dataset.std=[0.5]")
-    )
+    data = load(dataset_cfg("svhn_mnist", tmp_path, "dataset.channels=1", "dataset.mean=[0.5]", "dataset.std=[0.5]"))
 
     r, g, b = written.train_images.astype(np.float64).transpose(1, 0, 2, 3)
     luma = np.rint(0.299 * r + 0.587 * g + 0.114 * b)[:, None]
@@ -112,7 +117,7 @@ def test_rgb_to_grey_uses_bt601_luma(tmp_path):
 )
 def test_resizing_is_bilinear_like_pil(tmp_path, pair, overrides, domain, size):
     written = write(tmp_path, *PAIRS[pair][:2])[domain]
-    data = load_domain_data(dataset_cfg(pair, tmp_path, *overrides))
+    data = load(dataset_cfg(pair, tmp_path, *overrides))
 
     # PIL's bilinear resize, an independent implementation, per image and channel.
     expected = np.stack(
@@ -136,26 +141,25 @@ def test_aliases_name_the_same_domains(tmp_path, pair, source, target):
     write(tmp_path, *PAIRS[pair][:2])
     cfg = dataset_cfg(pair, tmp_path, f"dataset.source={source}", f"dataset.target={target}")
 
-    data = load_domain_data(cfg)
+    data = load(cfg)
 
     assert (data.source, data.target) == PAIRS[pair][:2]
 
 
 @pytest.mark.parametrize(
-    "override, key", [("dataset.mean=[0.5]", "dataset.mean"), ("dataset.std=[0.5,0,0.5]", "dataset.std")]
+    "override, key", [("dataset.mean=[0.5]", "dataset.mean"), ("dataset.std=[0.5]", "dataset.std")]
 )
 def test_normalisation_needs_one_statistic_per_channel(tmp_path, override, key):
     # mnist_mnistm is 3-channel: a single mean would otherwise only fail later, inside a batch.
-    write(tmp_path, "mnist", "mnistm")
     with pytest.raises(ConfigError, match=f"^{key}: expected 3 numbers, one per channel"):
-        load_domain_data(dataset_cfg("mnist_mnistm", tmp_path, override))
+        build_dataset(dataset_cfg("mnist_mnistm", tmp_path, override))  # before any file is read
 
 
 def test_root_defaults_to_the_dann_data_environment_variable(tmp_path, monkeypatch):
     write(tmp_path, "mnist", "usps")
     monkeypatch.setenv("DANN_DATA", str(tmp_path))
 
-    data = load_domain_data(dataset_cfg("mnist_usps", None))
+    data = load(dataset_cfg("mnist_usps", None))
 
     assert len(data.source_train) == N_TRAIN
 
@@ -166,12 +170,13 @@ def test_root_defaults_to_the_dann_data_environment_variable(tmp_path, monkeypat
         ("dataset.channels=2", "dataset.channels"),
         ("dataset.image_size=0", "dataset.image_size"),
         ("dataset.download=maybe", "dataset.download"),
+        ("dataset.std=[0.5,0,0.5]", "dataset.std"),
     ],
 )
 def test_bad_image_settings_are_config_errors_naming_the_key(tmp_path, override, key):
-    write(tmp_path, "mnist", "usps")
-    with pytest.raises(ConfigError, match=key):
-        load_domain_data(dataset_cfg("mnist_usps", tmp_path, override))
+    # Refused by the config schema, before the dataset is built: no file is needed.
+    with pytest.raises(ConfigError, match=f"^{key}: expected "):
+        validate(dataset_cfg("mnist_usps", tmp_path, override))
 
 
 # --- Missing data -----------------------------------------------------------------------
@@ -189,7 +194,7 @@ MISSING = [  # (pair, domains written, the first file the loader must report mis
 def test_missing_files_without_download_name_the_file(tmp_path, network, pair, present, missing):
     write(tmp_path, *present)
     with pytest.raises(DataError) as error:
-        load_domain_data(dataset_cfg(pair, tmp_path, "dataset.download=false"))
+        load(dataset_cfg(pair, tmp_path, "dataset.download=false"))
 
     message = str(error.value)
     assert str(tmp_path / missing) in message
@@ -201,7 +206,7 @@ def test_missing_files_without_download_name_the_file(tmp_path, network, pair, p
 def test_failed_download_is_a_clear_data_error(tmp_path, network, pair, present, missing):
     write(tmp_path, *present)
     with pytest.raises(DataError) as error:
-        load_domain_data(dataset_cfg(pair, tmp_path, "dataset.download=true"))
+        load(dataset_cfg(pair, tmp_path, "dataset.download=true"))
 
     message = str(error.value)
     assert network, "a download should have been attempted"
@@ -221,7 +226,7 @@ def test_torchvision_download_with_a_bad_checksum_leaves_no_file(tmp_path, monke
     root = tmp_path / "data"
 
     with pytest.raises(DataError, match="USPS not found under .* downloading it failed"):
-        load_domain_data(dataset_cfg("usps_mnist", root))
+        load(dataset_cfg("usps_mnist", root))
 
     assert not (root / "usps" / filename).exists()
 
@@ -239,7 +244,7 @@ def test_mnistm_downloads_from_the_first_working_mirror(tmp_path, monkeypatch):
     monkeypatch.setattr(digits, "MNISTM_URLS", [(tmp_path / "absent.tar.gz").as_uri(), archive.as_uri()])
     monkeypatch.setattr(digits, "MNISTM_MD5", md5)
 
-    data = load_domain_data(dataset_cfg("mnist_mnistm", root))
+    data = load(dataset_cfg("mnist_mnistm", root))
 
     assert (root / "mnist_m" / "mnist_m_train" / "00000000.png").is_file()
     assert torch.equal(data.target_train.labels, torch.from_numpy(reference.train_labels))
@@ -256,7 +261,7 @@ def test_mnistm_download_with_a_wrong_checksum_is_refused(tmp_path, monkeypatch)
     monkeypatch.setattr(digits, "MNISTM_MD5", "0" * 32)
 
     with pytest.raises(DataError, match="checksum") as error:
-        load_domain_data(dataset_cfg("mnist_mnistm", root))
+        load(dataset_cfg("mnist_mnistm", root))
 
     assert md5 in str(error.value)  # the MD5 actually received
     assert sorted(p.name for p in root.iterdir()) == ["MNIST"]  # no archive, no temporary file, no mnist_m/
@@ -294,7 +299,7 @@ def test_unreadable_mnistm_image_is_named(tmp_path, damage):
         image.unlink()
 
     with pytest.raises(DataError, match="00000007.png") as error:
-        load_domain_data(dataset_cfg("mnist_mnistm", tmp_path))
+        load(dataset_cfg("mnist_mnistm", tmp_path))
     assert str(image) in str(error.value)
     assert f"delete {tmp_path / 'mnist_m'} and download it again" in str(error.value)  # MNIST-M's folder, no higher
 
@@ -308,7 +313,7 @@ def test_bad_mnistm_labels_line_is_named_with_its_number(tmp_path, bad_line):
     labels_file.write_text("\n".join(lines) + "\n")
 
     with pytest.raises(DataError) as error:
-        load_domain_data(dataset_cfg("mnist_mnistm", tmp_path))
+        load(dataset_cfg("mnist_mnistm", tmp_path))
     assert f"{labels_file}, line 3" in str(error.value)
 
 
@@ -326,7 +331,7 @@ def test_mnistm_labels_line_naming_a_file_outside_the_dataset_is_refused_unread(
     labels_file.write_text("\n".join(lines) + "\n")
 
     with paths_touched() as touched, pytest.raises(DataError) as error:
-        load_domain_data(dataset_cfg("mnist_mnistm", root))
+        load(dataset_cfg("mnist_mnistm", root))
 
     assert str(error.value).startswith(f"{labels_file}, line 3: {entry!r} is not a path inside {image_dir}")
     assert str(labels_file) in touched  # the recorder works …
@@ -342,7 +347,7 @@ def test_mnistm_labels_file_must_have_one_line_per_image(tmp_path, damage, lines
     labels_file.write_text("\n".join(kept) + "\n")
 
     with pytest.raises(DataError) as error:
-        load_domain_data(dataset_cfg("mnist_mnistm", tmp_path))
+        load(dataset_cfg("mnist_mnistm", tmp_path))
 
     assert str(error.value) == (
         f"MNIST-M labels file {labels_file} has {lines} lines but {tmp_path / 'mnist_m' / 'mnist_m_train'} holds "
@@ -357,7 +362,7 @@ def test_truncated_mnist_file_is_a_data_error(tmp_path):
     images.write_bytes(images.read_bytes()[:1000])
 
     with pytest.raises(DataError, match="MNIST files in .* are unreadable"):
-        load_domain_data(dataset_cfg("mnist_usps", tmp_path))
+        load(dataset_cfg("mnist_usps", tmp_path))
 
 
 # --- The command line ---------------------------------------------------------------------

@@ -1,7 +1,7 @@
 """The image benchmarks (Office-31, Office-Home, VisDA-2017, DomainNet, folder), their streams and evaluation.
 
 Data comes from `image_files`, which writes tiny trees of small images in the real layouts;
-everything is loaded through the real Hydra config and `load_domain_data`. Nothing here
+everything is built from the real Hydra config (`dataset._target_`) and loaded with `.load()`. Nothing here
 reaches the network: the autouse `network` fixture lets urlopen serve file:// URLs only
 and records every other URL something tried to fetch.
 """
@@ -18,6 +18,8 @@ import torch
 from omegaconf import DictConfig
 from torch import nn
 
+from dann.builders import build_dataset
+from dann.config import validate
 from dann.data import (
     DomainData,
     DomainSpec,
@@ -25,11 +27,9 @@ from dann.data import (
     Split,
     base,
     eval_batches,
-    load_domain_data,
     make_stream,
     office,
     register_domain,
-    resolve_domains,
     subset,
     to_device,
 )
@@ -53,9 +53,14 @@ CPU = torch.device("cpu")
 
 
 def dataset_cfg(name: str, root: Path | None, *overrides: str) -> DictConfig:
-    """The composed `dataset` node of the real config, as `dann.run` sees it."""
+    """The real config of dataset `name` (small images, no workers), as `dann.run` sees it."""
     root_override = [f"dataset.root={root}"] if root is not None else []
-    return compose_config(f"dataset={name}", *root_override, *SMALL, *overrides).dataset
+    return compose_config(f"dataset={name}", *root_override, *SMALL, *overrides)
+
+
+def load(cfg: DictConfig) -> DomainData:
+    """The four splits, built and loaded as `dann.run` does."""
+    return build_dataset(cfg).load()
 
 
 def files_and_labels(split: ImageSplit) -> list[tuple[Path, int]]:
@@ -77,7 +82,7 @@ def test_transductive_benchmark_loads_its_classes_and_every_image(tmp_path, netw
     writer, source, target, classes = BENCHMARKS[dataset]
     written = writer(tmp_path, domains=(source, target))
 
-    data = load_domain_data(dataset_cfg(dataset, tmp_path, "dataset.image_size=224", "dataset.resize_size=256"))
+    data = load(dataset_cfg(dataset, tmp_path, "dataset.image_size=224", "dataset.resize_size=256"))
 
     assert (data.source, data.target, data.num_classes) == (source, target, len(classes))
     assert data.input_shape == (3, 224, 224)
@@ -96,21 +101,21 @@ def test_office_home_accepts_the_official_archive_folder_real_world_with_a_space
     written = write_office_home(tmp_path, 1, domains=("Art", "Real_World"))
     (tmp_path / "office_home" / "Real_World").rename(tmp_path / "office_home" / "Real World")
 
-    data = load_domain_data(dataset_cfg("office_home", tmp_path, "dataset.target=Rw"))
+    data = load(dataset_cfg("office_home", tmp_path, "dataset.target=Rw"))
 
     assert data.target == "Real_World" and len(data.target_test) == len(written["Real_World"])
 
 
 def test_visda_reads_class_folders_when_there_is_no_image_list(tmp_path):
     written = write_visda2017(tmp_path, list_file=False)
-    data = load_domain_data(dataset_cfg("visda2017", tmp_path))
+    data = load(dataset_cfg("visda2017", tmp_path))
     assert sorted(files_and_labels(data.target_train)) == sorted(written["validation"])
 
 
 def test_domainnet_uses_the_official_train_and_test_lists(tmp_path):
     written = write_domainnet(tmp_path, domains=("clipart", "painting"))
 
-    data = load_domain_data(dataset_cfg("domainnet", tmp_path))
+    data = load(dataset_cfg("domainnet", tmp_path))
 
     assert (data.source, data.target, data.num_classes) == ("clipart", "painting", 345)
     assert data.source_train.classes == DOMAINNET_CLASSES
@@ -127,7 +132,7 @@ def test_domainnet_split_may_lack_a_class(tmp_path):
     kept = [line for line in lines if "/t-shirt/" not in line]
     (tmp_path / "domainnet" / "painting_train.txt").write_text("\n".join(kept) + "\n")
 
-    data = load_domain_data(dataset_cfg("domainnet", tmp_path))
+    data = load(dataset_cfg("domainnet", tmp_path))
 
     assert len(data.target_train) == len(lines) - 1
     assert DOMAINNET_CLASSES.index("t-shirt") not in data.target_train.labels.tolist()
@@ -144,7 +149,8 @@ def test_domainnet_split_may_lack_a_class(tmp_path):
 )
 def test_aliases_name_the_same_domains(tmp_path, dataset, source, target, names):
     cfg = dataset_cfg(dataset, tmp_path, f"dataset.source={source}", f"dataset.target={target}")
-    assert tuple(spec.name for spec in resolve_domains(cfg)) == names
+    pair = build_dataset(cfg)
+    assert (pair.source.name, pair.target.name) == names
 
 
 # --- Domain names are scoped by dataset --------------------------------------------------------
@@ -156,21 +162,21 @@ def test_a_benchmark_only_knows_its_own_domains():
         match=r"^dataset.source: unknown domain 'mnist' in dataset=office31; "
         r"known domains: amazon \(A\), dslr \(D\), webcam \(W\)",
     ):
-        resolve_domains(dataset_cfg("office31", None, "dataset.source=mnist"))
+        build_dataset(dataset_cfg("office31", None, "dataset.source=mnist"))
 
 
 def test_a_domain_of_another_benchmark_is_named_in_the_error():
     with pytest.raises(ConfigError, match=r"^dataset.target: unknown domain 'real'.*dataset=domainnet"):
-        resolve_domains(compose_config("dataset.target=real").dataset)  # moons names the shared domains
+        build_dataset(compose_config("dataset.target=real"))  # moons names the shared domains
 
 
 def test_register_domain_refuses_a_name_twice_in_one_dataset_only(monkeypatch):
     monkeypatch.setattr(base, "DOMAINS", {scope: dict(table) for scope, table in base.DOMAINS.items()})
-    spec = DomainSpec("sketch", 7, lambda cfg, train: None, aliases=("S",), dataset="pacs")
+    spec = DomainSpec("sketch", 7, aliases=("S",), dataset="pacs")
     register_domain(spec)  # DomainNet's sketch and SVHN's S live in other scopes
     assert base.resolve_domain("S", "dataset.source", "pacs") is spec
     with pytest.raises(ValueError, match="'s' is registered twice in dataset domainnet"):
-        register_domain(DomainSpec("spectral", 345, lambda cfg, train: None, aliases=("s",), dataset="domainnet"))
+        register_domain(DomainSpec("spectral", 345, aliases=("s",), dataset="domainnet"))
     assert "spectral" not in base.DOMAINS["domainnet"]  # nothing half-registered
 
 
@@ -187,7 +193,7 @@ def test_a_partial_copy_names_the_class_folder(tmp_path, damage):
         folder.rmdir()
 
     with pytest.raises(DataError, match=f"{damage} class folders.*: ring_binder") as error:
-        load_domain_data(dataset_cfg("office31", tmp_path))
+        load(dataset_cfg("office31", tmp_path))
     assert str(folder.parent) in str(error.value)
 
 
@@ -196,7 +202,7 @@ def test_an_unexpected_class_folder_is_refused(tmp_path):
     write_class_folders(tmp_path / "office_home" / "Clipart", ["Toothbrush"], 1)  # the release writes ToothBrush
 
     with pytest.raises(DataError, match="unexpected class folders: Toothbrush"):
-        load_domain_data(dataset_cfg("office_home", tmp_path))
+        load(dataset_cfg("office_home", tmp_path))
 
 
 def test_domainnet_list_naming_a_missing_file_is_refused(tmp_path):
@@ -205,7 +211,7 @@ def test_domainnet_list_naming_a_missing_file_is_refused(tmp_path):
     gone.unlink()
 
     with pytest.raises(DataError, match="1 images listed in .*painting_test.txt are missing") as error:
-        load_domain_data(dataset_cfg("domainnet", tmp_path))
+        load(dataset_cfg("domainnet", tmp_path))
     assert str(gone) in str(error.value)
 
 
@@ -217,7 +223,7 @@ def test_domainnet_label_that_disagrees_with_the_class_order_is_named_with_its_l
     list_file.write_text("\n".join(lines) + "\n")
 
     with pytest.raises(DataError, match=f"{list_file}, line 3: label 7 for class 'alarm_clock', whose label is 2"):
-        load_domain_data(dataset_cfg("domainnet", tmp_path))
+        load(dataset_cfg("domainnet", tmp_path))
 
 
 # --- List files name files inside their dataset's folder only ------------------------------------
@@ -250,7 +256,7 @@ def test_list_line_naming_a_file_outside_the_dataset_is_refused_unread(tmp_path,
     insert_line(list_file, f"{entry} 0")
 
     with paths_touched() as touched, pytest.raises(DataError) as error:
-        load_domain_data(dataset_cfg(dataset, root))
+        load(dataset_cfg(dataset, root))
 
     assert str(error.value).startswith(f"{list_file}, line 3: {entry!r} is not a path inside {folder}")
     assert f"get the release's {list_file.name} again, or remove that line" in str(error.value)
@@ -264,7 +270,7 @@ def test_symlinked_data_root_and_dataset_folder_still_load(tmp_path):
     (tmp_path / "data" / "domainnet").symlink_to(tmp_path / "disk" / "domainnet")
     (tmp_path / "root").symlink_to(tmp_path / "data")
 
-    data = load_domain_data(dataset_cfg("domainnet", tmp_path / "root"))
+    data = load(dataset_cfg("domainnet", tmp_path / "root"))
 
     assert len(data.source_train) == len(written["train"]["clipart"])
 
@@ -278,7 +284,7 @@ def test_symlink_inside_the_dataset_leading_out_is_refused(tmp_path):
     list_file = tmp_path / "data" / "domainnet" / "clipart_train.txt"
 
     with pytest.raises(DataError) as error:
-        load_domain_data(dataset_cfg("domainnet", tmp_path / "data"))
+        load(dataset_cfg("domainnet", tmp_path / "data"))
 
     entry = image.relative_to(tmp_path / "data" / "domainnet").as_posix()
     assert str(error.value).startswith(
@@ -295,7 +301,7 @@ def test_visda_image_list_must_list_every_image_of_its_class_folders(tmp_path):
     unlisted = written["validation"][0][0].relative_to(list_file.parent).as_posix()
 
     with pytest.raises(DataError) as error:
-        load_domain_data(dataset_cfg("visda2017", tmp_path))
+        load(dataset_cfg("visda2017", tmp_path))
 
     assert str(error.value).startswith(
         f"{list_file} has {len(lines) - 1} image lines but the class folders of {list_file.parent} hold "
@@ -305,7 +311,7 @@ def test_visda_image_list_must_list_every_image_of_its_class_folders(tmp_path):
 
 def test_office31_without_download_says_where_to_get_it(tmp_path, network):
     with pytest.raises(DataError) as error:
-        load_domain_data(dataset_cfg("office31", tmp_path, "dataset.download=false"))
+        load(dataset_cfg("office31", tmp_path, "dataset.download=false"))
     message = str(error.value)
     assert str(tmp_path / "office31" / "amazon" / "images") in message
     assert "dataset.download=true" in message and office.OFFICE31_HOME in message
@@ -314,7 +320,7 @@ def test_office31_without_download_says_where_to_get_it(tmp_path, network):
 
 def test_office31_offline_download_is_one_clear_data_error(tmp_path, network):
     with pytest.raises(DataError) as error:
-        load_domain_data(dataset_cfg("office31", tmp_path))
+        load(dataset_cfg("office31", tmp_path))
     message = str(error.value)
     assert network == office.OFFICE31_URLS
     assert "downloading it failed" in message and "network disabled in tests" in message
@@ -331,7 +337,7 @@ def test_office31_downloads_and_unpacks_a_checked_archive(tmp_path, monkeypatch)
     monkeypatch.setattr(office, "OFFICE31_MD5", md5)
     root = tmp_path / "data"
 
-    data = load_domain_data(dataset_cfg("office31", root))
+    data = load(dataset_cfg("office31", root))
 
     assert len(data.source_train) == len(OFFICE31_CLASSES)  # one image per class in the archive
     assert (root / "office31" / "webcam" / "images" / "trash_can").is_dir()
@@ -347,7 +353,7 @@ def test_office31_downloads_and_unpacks_a_checked_archive(tmp_path, monkeypatch)
 )
 def test_missing_benchmark_names_its_layout_and_where_to_get_it(tmp_path, network, dataset, expected, where):
     with pytest.raises(DataError) as error:
-        load_domain_data(dataset_cfg(dataset, tmp_path))
+        load(dataset_cfg(dataset, tmp_path))
     assert f"{tmp_path}/{expected}" in str(error.value) and where in str(error.value)
     assert network == []
 
@@ -359,7 +365,7 @@ def test_folder_matches_classes_by_name(tmp_path):
     source = write_class_folders(tmp_path / "photos", ["cat", "dog", "owl"], 2, seed=0)
     target = write_class_folders(tmp_path / "sketches", ["owl", "dog", "cat"], 3, seed=1)
 
-    data = load_domain_data(
+    data = load(
         dataset_cfg(
             "folder", None, f"dataset.source_dir={tmp_path / 'photos'}", f"dataset.target_dir={tmp_path / 'sketches'}"
         )
@@ -375,7 +381,7 @@ def test_folder_with_different_classes_lists_them(tmp_path):
     write_class_folders(tmp_path / "b", ["cat", "dog", "owl", "yak"], 1)
 
     with pytest.raises(DataError, match=r"only in the source \(.*/a\): emu; only in the target \(.*/b\): owl, yak"):
-        load_domain_data(
+        load(
             dataset_cfg("folder", None, f"dataset.source_dir={tmp_path / 'a'}", f"dataset.target_dir={tmp_path / 'b'}")
         )
 
@@ -387,7 +393,7 @@ def test_folder_refuses_the_same_directory_as_source_and_target(tmp_path, monkey
     monkeypatch.chdir(tmp_path)
 
     with pytest.raises(ConfigError) as error:
-        load_domain_data(dataset_cfg("folder", None, f"dataset.source_dir={source}", f"dataset.target_dir={target}"))
+        load(dataset_cfg("folder", None, f"dataset.source_dir={source}", f"dataset.target_dir={target}"))
 
     assert str(error.value) == (
         f"dataset.source_dir and dataset.target_dir are the same directory ({tmp_path / 'x'}): "
@@ -398,7 +404,7 @@ def test_folder_refuses_the_same_directory_as_source_and_target(tmp_path, monkey
 
 def test_folder_requires_both_directories():
     with pytest.raises(ConfigError, match="^dataset.source_dir: required for dataset=folder"):
-        load_domain_data(dataset_cfg("folder", None))
+        build_dataset(dataset_cfg("folder", None))
 
 
 # --- Config checks --------------------------------------------------------------------------------
@@ -415,9 +421,9 @@ def test_folder_requires_both_directories():
     ],
 )
 def test_bad_image_settings_are_config_errors_naming_the_key(tmp_path, override, key):
-    write_office31(tmp_path, 1, domains=("amazon", "webcam"))
+    # Refused when the config is checked (by its schema, or as the dataset is built): no file is needed.
     with pytest.raises(ConfigError, match=f"^{key}"):
-        load_domain_data(dataset_cfg("office31", tmp_path, override))
+        validate(dataset_cfg("office31", tmp_path, override))
 
 
 # --- Unreadable images -----------------------------------------------------------------------------
@@ -428,9 +434,9 @@ def test_unreadable_image_is_skipped_with_a_warning_and_counted(tmp_path, caplog
     written = write_office31(tmp_path, domains=("amazon", "webcam"), size=64)
     bad, bad_label = written["webcam"][0]
     corrupt(bad, how)
-    data = load_domain_data(dataset_cfg("office31", tmp_path))
+    data = load(dataset_cfg("office31", tmp_path))
 
-    with caplog.at_level(logging.WARNING, logger="dann.data.images"):
+    with caplog.at_level(logging.WARNING, logger="dann.data.decode"):
         labels = torch.cat([y for _, y in eval_batches(data.target_test, 16, CPU)])
         list(eval_batches(data.target_test, 16, CPU))  # a second pass: counted and warned once
 
@@ -451,7 +457,7 @@ def test_unreadable_image_with_on_corrupt_error_names_the_file(tmp_path):
     written = write_office31(tmp_path, domains=("amazon", "webcam"))
     bad = written["amazon"][3][0]
     corrupt(bad)
-    data = load_domain_data(dataset_cfg("office31", tmp_path, "dataset.on_corrupt=error"))
+    data = load(dataset_cfg("office31", tmp_path, "dataset.on_corrupt=error"))
 
     stream = make_stream(data.source_train, batch_size=31, seed=0, device=CPU)  # 62 images: 2 batches an epoch
     with pytest.raises(DataError, match=f"unreadable image {bad} .*dataset.on_corrupt=skip"):
@@ -466,7 +472,7 @@ def test_unreadable_image_with_on_corrupt_error_names_the_file(tmp_path):
 @pytest.fixture
 def office31_data(tmp_path) -> DomainData:
     write_office31(tmp_path, images_per_class=1, domains=("amazon", "webcam"))  # 31 images per domain
-    return load_domain_data(dataset_cfg("office31", tmp_path))
+    return load(dataset_cfg("office31", tmp_path))
 
 
 def take(stream, n: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
@@ -481,9 +487,7 @@ def assert_same_batches(a, b):
 
 def test_image_stream_serves_normalised_full_size_batches(tmp_path):
     write_office31(tmp_path, images_per_class=1, domains=("amazon", "webcam"))
-    data = load_domain_data(
-        compose_config("dataset=office31", f"dataset.root={tmp_path}", "dataset.num_workers=0").dataset
-    )  # 224 crops, as configured
+    data = load(compose_config("dataset=office31", f"dataset.root={tmp_path}", "dataset.num_workers=0"))  # 224 crops
     x, y = next(make_stream(data.source_train, 4, seed=0, device=CPU, mean=data.mean, std=data.std))
     unnormalised, _ = next(make_stream(data.source_train, 4, seed=0, device=CPU))
 
@@ -562,7 +566,7 @@ def test_evaluate_counts_an_image_split_like_a_tensor_split(tmp_path):
     written = write_office31(tmp_path, images_per_class=1, domains=("amazon", "webcam"))
     first = written["webcam"][0][0]  # of class 0, back_pack
     shutil.copy(first, first.with_name("copy.jpg"))  # 32 images, 2 of them of class 0
-    data = load_domain_data(dataset_cfg("office31", tmp_path))
+    data = load(dataset_cfg("office31", tmp_path))
     method = ConstantClassifier(31)
 
     result = evaluate(method, data.target_test, 31, batch_size=5, mean=data.mean, std=data.std)

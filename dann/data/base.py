@@ -1,18 +1,19 @@
-"""What every dataset provides: labeled splits of two domains, and the registry of domains."""
+"""What every dataset provides: labeled splits of two domains (`DomainPair.load`), and the registry of domains."""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import torch
-from omegaconf import DictConfig
 from torch import Tensor
 
-from dann.errors import ConfigError, DataError, describe_error
+from dann.data.files import check_same_classes
+from dann.errors import ConfigError, DataError
 
 
 @dataclass
@@ -94,66 +95,6 @@ def labeled_subset(split: AnySplit, fraction: float, seed: int = 0) -> AnySplit:
     return subset(split, torch.cat(keep).sort().values)
 
 
-def data_root(cfg: DictConfig) -> Path:
-    """`dataset.root` as an absolute path (`~` expanded), for messages that name files."""
-    return Path(str(cfg.root)).expanduser().absolute()
-
-
-class ListedPaths:
-    """Checks that every path a list file names stays inside its dataset's folder.
-
-    A list or labels file (DomainNet's splits, VisDA's image_list.txt, MNIST-M's labels)
-    names files by paths relative to `folder`. A line such as `clipart/x/../../../../etc/passwd 0`
-    must not make a run read, list or train on files elsewhere, so each path is resolved
-    (`..` and symlinks followed, as `Path.resolve` does) and compared with the resolved folder:
-    a symlinked data root or dataset folder still works, but a symlink inside the dataset that
-    leads out does not. Absolute paths are refused outright.
-
-    Strings, not `Path`s, and each folder a list names resolved once (DomainNet lists ~100k
-    files in 345 folders): a file is resolved on its own only if it is a symlink itself.
-    """
-
-    def __init__(self, list_file: Path, folder: Path):
-        self.list_file = list_file
-        self.folder = folder
-        self.home = os.path.realpath(folder)
-        self._resolved_folders: dict[str, str] = {}
-
-    def check(self, entry: str, number: int) -> None:
-        """Raise a `DataError` naming the line unless `folder`/`entry` lies inside `folder`."""
-        normal = os.path.normpath(entry)
-        if os.path.isabs(entry) or normal == ".." or normal.startswith("../"):
-            raise DataError(
-                f"{self.list_file}, line {number}: {entry!r} is not a path inside {self.folder}: a list "
-                f"file may only name files inside its dataset's folder, by relative paths. The file is "
-                f"corrupt or was not made for this dataset: get the release's {self.list_file.name} "
-                f"again, or remove that line"
-            )
-        # The path as written, not `normal`: "link/../x" is wherever link's target has a sibling x.
-        parent, name = os.path.split(entry)
-        if parent not in self._resolved_folders:
-            self._resolved_folders[parent] = self._resolve(os.path.join(self.home, parent), entry, number)
-        path = os.path.join(self._resolved_folders[parent], name)
-        if name == ".." or os.path.islink(path):
-            path = self._resolve(path, entry, number)
-        if path != self.home and not path.startswith(self.home.rstrip(os.sep) + os.sep):
-            raise DataError(
-                f"{self.list_file}, line {number}: {entry!r} leads to {path}, outside {self.home}, "
-                f"through a symlink; a dataset's files must lie inside its folder: replace the symlink "
-                f"by the files it points to, or point dataset.root at a copy whose files are all inside it"
-            )
-
-    def _resolve(self, path: str, entry: str, number: int) -> str:
-        try:
-            return os.path.realpath(path)
-        except ValueError as e:  # a NUL byte in the line (realpath leaves what it cannot resolve as it is)
-            raise DataError(
-                f"{self.list_file}, line {number}: {entry!r} cannot be resolved ({describe_error(e)}); "
-                f"the file is corrupt: get the release's {self.list_file.name} again, "
-                f"or remove that line"
-            ) from e
-
-
 def to_device(split: AnySplit, device: torch.device) -> AnySplit:
     """A tensor split with its tensors on `device`; an image split unchanged (it is decoded per batch)."""
     if isinstance(split, ImageSplit):
@@ -191,16 +132,15 @@ class DomainData:
 
 @dataclass(frozen=True)
 class DomainSpec:
-    """A domain that `dataset.source` / `dataset.target` can name."""
+    """A domain that `dataset.source` / `dataset.target` can name; the dataset class that names it loads it."""
 
     name: str
     num_classes: int | None  # None: known only once loaded (dataset=folder); checked then
-    load: Callable[[DictConfig, bool], AnySplit]  # (dataset config, train split?) -> split
     aliases: tuple[str, ...] = ()
     # The benchmark this domain belongs to (office31, domainnet, …): its names and aliases
-    # are looked up only by a dataset config of that name, so that generic names such as
+    # are looked up only by that benchmark's dataset class, so that generic names such as
     # VisDA's "train" or DomainNet's "real" never collide. None: a shared domain (moons,
-    # digits) that any other dataset config (mnist_mnistm, svhn_mnist, …) can name.
+    # digits), looked up by the classes of the shared scope (Moons, Digits).
     dataset: str | None = None
 
 
@@ -222,30 +162,146 @@ def register_domain(spec: DomainSpec) -> DomainSpec:
 def resolve_domain(name: str, key: str, dataset: str | None = None) -> DomainSpec:
     """Look up a domain by name or alias; `key` is the config key it came from, for the error.
 
-    `dataset` is the dataset config's `name`: a benchmark that registered its own domains
-    (office31, office_home, visda2017, domainnet, folder) is searched alone; any other
-    dataset name, or None, searches the shared domains.
+    `dataset` is a benchmark that registered its own domains (office31, office_home,
+    visda2017, domainnet, folder): it is searched alone; any other name, or None, searches
+    the shared domains.
     """
     scope = dataset if dataset in DOMAINS else None
     table = DOMAINS.get(scope, {})
     if str(name) in table:
         return table[str(name)]
-    specs = {spec.name: spec for spec in table.values()}
-    known = ", ".join(f"{n} ({', '.join(s.aliases)})" if s.aliases else n for n, s in sorted(specs.items()))
     message = f"{key}: unknown domain '{name}'"
     if scope is not None:
         message += f" in dataset={scope}"
-    message += f"; known domains: {known}"
+    message += f"; known domains: {known_domains(table.values())}"
     elsewhere = sorted(str(other) for other, t in DOMAINS.items() if other not in (scope, None) and str(name) in t)
     if elsewhere:
         message += f"; '{name}' is a domain of dataset={' and dataset='.join(elsewhere)}"
     raise ConfigError(message)
 
 
-def resolve_domains(dataset_cfg: DictConfig) -> tuple[DomainSpec, DomainSpec]:
-    """The (source, target) domains a dataset config names, looked up in its benchmark."""
-    dataset = dataset_cfg.get("name")
-    return (
-        resolve_domain(dataset_cfg.source, "dataset.source", dataset),
-        resolve_domain(dataset_cfg.target, "dataset.target", dataset),
-    )
+def known_domains(specs: Iterable[DomainSpec]) -> str:
+    """ "amazon (A), dslr (D), webcam (W)": each domain once, with its aliases."""
+    by_name = {spec.name: spec for spec in specs}
+    return ", ".join(f"{n} ({', '.join(s.aliases)})" if s.aliases else n for n, s in sorted(by_name.items()))
+
+
+def data_root(root: str | os.PathLike | None) -> Path:
+    """`dataset.root` as an absolute path (`~` expanded), for messages that name files.
+
+    None: the `DANN_DATA` environment variable, else `./data` (what the configs' default says).
+    """
+    if root is None:
+        root = os.environ.get("DANN_DATA", "./data")
+    return Path(root).expanduser().absolute()
+
+
+@dataclass(kw_only=True)
+class DomainPair:
+    """A task: a source and a target domain of one benchmark, named by name or alias.
+
+    Building one is cheap (Hydra does it from `dataset._target_`, and `dann.config.validate`
+    to check the config): the domains are resolved to their `DomainSpec`s and checked to
+    make a task, and no file is read. `load()` reads the four splits.
+
+    A subclass is a benchmark family: it sets `benchmark` (the registry scope its domain
+    names are looked up in) and `loads` (the domains it can read), adds its own settings as
+    fields, and implements `load_split`. Every field is a key of the `dataset` config node.
+    """
+
+    benchmark: ClassVar[str | None] = None
+    loads: ClassVar[tuple[str, ...]] = ()
+
+    source: str | DomainSpec  # a domain name or alias; the resolved DomainSpec once built
+    target: str | DomainSpec
+    root: str | os.PathLike | None = None  # where data lives; None: $DANN_DATA, else ./data (absolute once built)
+    protocol: str = "inductive"  # inductive | transductive: what the benchmark's splits mean (for summaries)
+    target_labeled_fraction: float = 1.0  # in (0, 1]: the target labels that target_only/two_stage may see
+
+    def __post_init__(self) -> None:
+        self.source = resolve_domain(str(self.source), "dataset.source", self.benchmark)
+        self.target = resolve_domain(str(self.target), "dataset.target", self.benchmark)
+        source, target = self.source, self.target
+        if source.name == target.name:
+            raise ConfigError(
+                f"dataset.source and dataset.target are both '{source.name}': adaptation needs two different domains"
+            )
+        if source.num_classes != target.num_classes:
+            raise ConfigError(
+                f"dataset.target: '{target.name}' has {target.num_classes} classes but dataset.source "
+                f"'{source.name}' has {source.num_classes}; source and target must share one label set"
+            )
+        # Checked after the class counts, whose message says more: shared domains (moons, digits)
+        # are one scope, so dataset=moons can name mnist, which Moons cannot load.
+        for key, spec in (("dataset.source", source), ("dataset.target", target)):
+            if spec.name not in self.loads:
+                choices = known_domains(DOMAINS[self.benchmark][name] for name in self.loads)
+                raise ConfigError(
+                    f"{key}: {type(self).__name__} cannot load domain '{spec.name}'; choose one of {choices}"
+                )
+        self.root = data_root(self.root)
+        self.target_labeled_fraction = float(self.target_labeled_fraction)
+
+    # What `load` puts in DomainData besides the splits: per-channel normalisation of uint8
+    # images (None: vectors, which have no statistics), and DataLoader workers per image stream.
+    def normalisation(self) -> tuple[tuple[float, ...], tuple[float, ...]] | tuple[None, None]:
+        return None, None
+
+    def workers(self) -> int:
+        return 0
+
+    def load_split(self, domain: DomainSpec, train: bool) -> AnySplit:
+        """`domain`'s training split (`train`) or evaluation split, as the benchmark's protocol defines them."""
+        raise NotImplementedError
+
+    def load(self) -> DomainData:
+        """The four splits, read in the order source train, source val, target train, target test."""
+        source, target = self.source, self.target
+        source_train, source_val = self.load_split(source, True), self.load_split(source, False)
+        target_train, target_test = self.load_split(target, True), self.load_split(target, False)
+        if source_train.input_shape != target_train.input_shape:
+            raise DataError(
+                f"source '{source.name}' inputs are {source_train.input_shape} but target '{target.name}' inputs "
+                f"are {target_train.input_shape}; set dataset.channels and dataset.image_size so that both domains "
+                "match"
+            )
+        images = isinstance(source_train, ImageSplit)
+        if images:  # classes matched by name, so that dataset=folder's are checked here too
+            check_same_classes(
+                source_train.classes, target_train.classes, str(source_train.root), str(target_train.root)
+            )
+        mean, std = self.normalisation()
+        return DomainData(
+            source=source.name,
+            target=target.name,
+            source_train=source_train,
+            source_val=source_val,
+            target_train=target_train,
+            target_test=target_test,
+            num_classes=len(source_train.classes) if images else source.num_classes,
+            input_shape=source_train.input_shape,
+            mean=mean,
+            std=std,
+            num_workers=self.workers(),
+        )
+
+
+def per_channel(
+    mean: Sequence[float], std: Sequence[float], channels: int
+) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """(mean, std) as tuples of floats, one per channel; applied on the device after scaling pixels to [0, 1].
+
+    Their values are checked by the config schema (std > 0); their count needs `channels` too.
+    """
+    stats = {"mean": mean, "std": std}
+    for key, value in stats.items():
+        if len(value) != channels:
+            example = (
+                "ImageNet's mean [0.485, 0.456, 0.406], std [0.229, 0.224, 0.225]"
+                if channels == 3
+                else f"[{', '.join(['0.5'] * channels)}]"
+            )
+            raise ConfigError(
+                f"dataset.{key}: expected {channels} numbers, one per channel, got {list(value)!r}; e.g. {example}"
+            )
+    return tuple(float(v) for v in mean), tuple(float(v) for v in std)

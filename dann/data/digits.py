@@ -1,6 +1,6 @@
 """The digit domains of Ganin et al. (JMLR 2016, §5.2): MNIST, MNIST-M, USPS and SVHN.
 
-Files live under `dataset.root`, each dataset in its usual layout (torchvision's, or the
+Files live under `root` (`dataset.root`), each dataset in its usual layout (torchvision's, or the
 original release's for MNIST-M), so that existing downloads can be shared:
 
     MNIST     <root>/MNIST/raw/{train,t10k}-images-idx3-ubyte, {train,t10k}-labels-idx1-ubyte
@@ -8,16 +8,17 @@ original release's for MNIST-M), so that existing downloads can be shared:
     USPS      <root>/usps/usps.bz2 (train), <root>/usps/usps.t.bz2 (test)
     SVHN      <root>/svhn/train_32x32.mat, <root>/svhn/test_32x32.mat
 
-Missing files are downloaded when `dataset.download` is true. Every domain is returned as
-uint8 [N, C, H, W] with the side (`dataset.image_size`) and channel count (`dataset.channels`)
-the dataset config asks for, so that a source and a target always match.
+Missing files are downloaded (checksummed) when `download` is true. Every domain is returned
+as uint8 [N, C, H, W] with the side (`image_size`) and channel count (`channels`) the dataset
+config asks for, so that a source and a target always match.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -25,15 +26,16 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from omegaconf import DictConfig
 from PIL import Image
 from torch import Tensor
 from torchvision.datasets import MNIST, SVHN, USPS
 from torchvision.datasets.utils import download_url
 
-from dann.data.base import DomainSpec, ListedPaths, Split, data_root, register_domain
-from dann.download import download_file, extract_tar, network_timeout
-from dann.errors import ConfigError, DataError, describe_error
+from dann.data.base import DomainPair, DomainSpec, Split, per_channel, register_domain
+from dann.data.fetch import Release, ensure_files
+from dann.data.files import ListedPaths
+from dann.download import download_file, extract_tar
+from dann.errors import DataError, describe_error
 
 NUM_CLASSES = 10
 
@@ -50,69 +52,48 @@ _LUMA = (0.299, 0.587, 0.114)
 _CHUNK = 8192  # images converted at once, so that float copies of a whole split are never held
 
 
-# --- Config ------------------------------------------------------------------------------
+@dataclass(kw_only=True)
+class Digits(DomainPair):
+    """The digit pairs (`dataset=mnist_mnistm`, `svhn_mnist`, `mnist_usps`, `usps_mnist`): uint8 [N, channels,
+    image_size, image_size] images. The defaults are mnist_mnistm's."""
 
+    loads = ("mnist", "mnistm", "usps", "svhn")
 
-def _image_format(cfg: DictConfig) -> tuple[int, int]:
-    """(side, channels) from the dataset config.
+    source: str | DomainSpec = "mnist"
+    target: str | DomainSpec = "mnistm"
+    image_size: int = 28  # square side in pixels every domain is brought to
+    channels: int = 3  # 1 (grey) | 3 (RGB): grey is repeated to RGB, RGB reduced to grey by BT.601 luma
+    download: bool = True  # fetch missing files (checksummed); false: fail with the list of what is missing
+    # Per-channel normalisation, applied after scaling pixels to [0, 1]; None: 0.5 per channel (pixels in [-1, 1]).
+    mean: Sequence[float] | None = None
+    std: Sequence[float] | None = None
 
-    Checks every key the digit loaders read, before any file is touched, so that a config
-    typo is reported as one and not as missing or unreadable data.
-    """
-    size, channels = cfg.get("image_size"), cfg.get("channels")
-    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
-        raise ConfigError(f"dataset.image_size: expected a positive integer (square side in pixels), got {size!r}")
-    if isinstance(channels, bool) or not isinstance(channels, int) or channels not in (1, 3):
-        raise ConfigError(f"dataset.channels: expected 1 (grey) or 3 (RGB), got {channels!r}")
-    if not isinstance(cfg.get("download"), bool):
-        raise ConfigError(f"dataset.download: expected true or false, got {cfg.get('download')!r}")
-    return size, channels
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        half = [0.5] * self.channels
+        self.mean, self.std = per_channel(
+            half if self.mean is None else self.mean, half if self.std is None else self.std, self.channels
+        )
+
+    def normalisation(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
+        return self.mean, self.std
+
+    def load_split(self, domain: DomainSpec, train: bool) -> Split:
+        title, folder, images, labels = _READERS[domain.name](self.root, train, self.download)
+        return _to_split((self.image_size, self.channels), title, folder, images, labels)
 
 
 # --- Finding and fetching files ---------------------------------------------------------
 
 
-def _ensure_files(cfg: DictConfig, title: str, files: list[Path], by_hand: str, download: Callable[[], Any]) -> None:
-    """Make sure `files` exist: download them if allowed, else raise a `DataError` saying how to get them.
-
-    `by_hand` says where the files come from (URLs, and what to do with them).
-    """
-    missing = [f for f in files if not f.exists()]
-    if not missing:
-        return
-    folder = files[0].parent  # a dataset's files share one folder
-    listing = ", ".join(str(f) for f in missing)
-    elsewhere = "or point dataset.root= (or the DANN_DATA environment variable) at a directory that already holds it"
-    if not cfg.download:
-        raise DataError(
-            f"{title} not found: missing {listing}. Set dataset.download=true to fetch it, "
-            f"or get it by hand from {by_hand} into {folder}, {elsewhere}."
-        )
-    try:
-        with network_timeout():
-            download()
-    except Exception as e:  # offline, a dead mirror, a checksum mismatch: all end in the same advice
-        raise DataError(
-            f"{title} not found under {folder} and downloading it failed: {describe_error(e)}. "
-            f"Expected {listing}. Get it by hand from {by_hand} into {folder}, {elsewhere}; "
-            f"dataset.download=false stops download attempts."
-        ) from e
-    still_missing = [f for f in files if not f.exists()]
-    if still_missing:
-        raise DataError(
-            f"{title}: the download finished but {', '.join(map(str, still_missing))} is still missing. "
-            f"Get it by hand from {by_hand} into {folder}, {elsewhere}."
-        )
-
-
-def _ensure_torchvision_splits(cfg: DictConfig, title: str, folder: Path, entries: list[list[str]]) -> list[Path]:
+def _ensure_torchvision_splits(title: str, folder: Path, entries: list[list[str]], download: bool) -> list[Path]:
     """The train and test files of torchvision's (url, filename, md5) `entries`, fetched if allowed.
 
     Both splits are checked (and fetched) at once: a task always reads both.
     """
     files = [folder / filename for _, filename, _ in entries]
-    by_hand = " and ".join(url for url, _, _ in entries)
-    _ensure_files(cfg, title, files, by_hand, lambda: _download_torchvision_files(folder, entries))
+    by_hand = f"{' and '.join(url for url, _, _ in entries)} into {folder}"
+    ensure_files(Release(title, folder, by_hand, lambda: _download_torchvision_files(folder, entries)), files, download)
     return files
 
 
@@ -199,48 +180,40 @@ def _to_uint8(x: Tensor) -> Tensor:
     return x.round_().clamp_(0, 255).to(torch.uint8)
 
 
-# --- MNIST (torchvision) ----------------------------------------------------------------
+# --- The readers: (title, folder, uint8 [N, C, H, W] images, [N] labels) of one split -------
 
 
-def _load_mnist(cfg: DictConfig, train: bool) -> Split:
-    image_format = _image_format(cfg)
-    root = data_root(cfg)
+def _load_mnist(root: Path, train: bool, download: bool) -> tuple[str, Path, Tensor, Tensor]:
+    """MNIST, read by torchvision."""
     raw = root / "MNIST" / "raw"
     # torchvision wants all four files, whichever split is read.
     gz_names = [name for name, _ in MNIST.resources]
-    by_hand = f"{MNIST.mirrors[0]} ({', '.join(gz_names)}; gunzip each)"
+    by_hand = f"{MNIST.mirrors[0]} ({', '.join(gz_names)}; gunzip each) into {raw}"
     files = [raw / name.removesuffix(".gz") for name in gz_names]
-    _ensure_files(cfg, "MNIST", files, by_hand, lambda: MNIST(root, train=train, download=True))
+    ensure_files(Release("MNIST", raw, by_hand, lambda: MNIST(root, train=train, download=True)), files, download)
     dataset = _read("MNIST", raw, lambda: MNIST(root, train=train, download=False))
-    return _to_split(image_format, "MNIST", raw, dataset.data.unsqueeze(1), dataset.targets)
+    return "MNIST", raw, dataset.data.unsqueeze(1), dataset.targets
 
 
-# --- USPS (torchvision) -----------------------------------------------------------------
-
-
-def _load_usps(cfg: DictConfig, train: bool) -> Split:
-    image_format = _image_format(cfg)
-    folder = data_root(cfg) / "usps"
-    _ensure_torchvision_splits(cfg, "USPS", folder, [USPS.split_list["train"], USPS.split_list["test"]])
+def _load_usps(root: Path, train: bool, download: bool) -> tuple[str, Path, Tensor, Tensor]:
+    """USPS, read by torchvision."""
+    folder = root / "usps"
+    _ensure_torchvision_splits("USPS", folder, [USPS.split_list["train"], USPS.split_list["test"]], download)
     # torchvision maps the file's labels 1..10 to 0..9 and its values in [-1, 1] to 0..255.
     dataset = _read("USPS", folder, lambda: USPS(folder, train=train, download=False))
-    images = torch.from_numpy(dataset.data).unsqueeze(1)
-    return _to_split(image_format, "USPS", folder, images, torch.tensor(dataset.targets))
+    return "USPS", folder, torch.from_numpy(dataset.data).unsqueeze(1), torch.tensor(dataset.targets)
 
 
-# --- SVHN (torchvision's files and download, read as torchvision does) -----------------
-
-
-def _load_svhn(cfg: DictConfig, train: bool) -> Split:
-    image_format = _image_format(cfg)
-    folder = data_root(cfg) / "svhn"
+def _load_svhn(root: Path, train: bool, download: bool) -> tuple[str, Path, Tensor, Tensor]:
+    """SVHN: torchvision's files and download, read as torchvision does."""
+    folder = root / "svhn"
     # The "extra" split is not used.
     train_file, test_file = _ensure_torchvision_splits(
-        cfg, "SVHN", folder, [SVHN.split_list["train"], SVHN.split_list["test"]]
+        "SVHN", folder, [SVHN.split_list["train"], SVHN.split_list["test"]], download
     )
     path = train_file if train else test_file
     images, labels = _read("SVHN", folder, lambda: _read_svhn_mat(path))
-    return _to_split(image_format, "SVHN", folder, images, labels)
+    return "SVHN", folder, images, labels
 
 
 def _read_svhn_mat(path: Path) -> tuple[Tensor, Tensor]:
@@ -258,19 +231,16 @@ def _read_svhn_mat(path: Path) -> tuple[Tensor, Tensor]:
     return images, labels
 
 
-# --- MNIST-M (original release layout) ---------------------------------------------------
-
-
-def _load_mnistm(cfg: DictConfig, train: bool) -> Split:
-    image_format = _image_format(cfg)
-    root = data_root(cfg)
+def _load_mnistm(root: Path, train: bool, download: bool) -> tuple[str, Path, Tensor, Tensor]:
+    """MNIST-M, in the original release's layout."""
     folder = root / "mnist_m"
     # Both splits are checked at once: a task always reads both, and one archive holds them.
     files = [folder / f"mnist_m_{split}{suffix}" for split in ("train", "test") for suffix in ("_labels.txt", "")]
     by_hand = (
-        f"{MNISTM_URLS[0]} ({MNISTM_ARCHIVE}, unpack it in {root}) or from the original release linked at {MNISTM_HOME}"
+        f"{MNISTM_URLS[0]} ({MNISTM_ARCHIVE}: unpack it in {root}, which makes {folder}), "
+        f"or the original release linked at {MNISTM_HOME}"
     )
-    _ensure_files(cfg, "MNIST-M", files, by_hand, lambda: _download_mnistm(root))
+    ensure_files(Release("MNIST-M", folder, by_hand, lambda: _download_mnistm(root)), files, download)
     labels_file, image_dir = files[:2] if train else files[2:]
     names, labels = _read_mnistm_labels(labels_file, image_dir, folder)
     images = _read_pngs([image_dir / name for name in names], folder)
@@ -282,7 +252,7 @@ def _load_mnistm(cfg: DictConfig, train: bool) -> Split:
             f"PNG images; each image needs exactly one line: the copy is partial or mixed. "
             f"Delete {folder} and download it again"
         )
-    return _to_split(image_format, "MNIST-M", folder, images, torch.tensor(labels))
+    return "MNIST-M", folder, images, torch.tensor(labels)
 
 
 def _download_mnistm(root: Path) -> None:
@@ -350,7 +320,9 @@ def _read_png(path: Path, folder: Path) -> np.ndarray:
     return array
 
 
-register_domain(DomainSpec("mnist", NUM_CLASSES, _load_mnist, aliases=("M",)))
-register_domain(DomainSpec("mnistm", NUM_CLASSES, _load_mnistm, aliases=("MM",)))
-register_domain(DomainSpec("usps", NUM_CLASSES, _load_usps, aliases=("U",)))
-register_domain(DomainSpec("svhn", NUM_CLASSES, _load_svhn, aliases=("S",)))
+_READERS = {"mnist": _load_mnist, "mnistm": _load_mnistm, "usps": _load_usps, "svhn": _load_svhn}
+
+register_domain(DomainSpec("mnist", NUM_CLASSES, aliases=("M",)))
+register_domain(DomainSpec("mnistm", NUM_CLASSES, aliases=("MM",)))
+register_domain(DomainSpec("usps", NUM_CLASSES, aliases=("U",)))
+register_domain(DomainSpec("svhn", NUM_CLASSES, aliases=("S",)))

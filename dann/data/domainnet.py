@@ -1,6 +1,6 @@
 """DomainNet (Peng et al., ICCV 2019): 345 classes in six domains, with official train/test splits.
 
-Files live under `dataset.root`, as the release unpacks:
+Files live under `root` (`dataset.root`), as the release unpacks:
 
     <root>/domainnet/<domain>/<class>/<image>.jpg        one zip per domain
     <root>/domainnet/<domain>_train.txt, <domain>_test.txt   lines `<domain>/<class>/<image>.jpg <label>`
@@ -19,14 +19,14 @@ the run with the addresses to fetch it from.
 from __future__ import annotations
 
 import os
-from functools import partial
+from dataclasses import dataclass
 from pathlib import Path
 
-from omegaconf import DictConfig
-
-from dann.data.base import DomainSpec, ImageSplit, data_root, register_domain
+from dann.data.base import DomainSpec, ImageSplit, register_domain
 from dann.data.class_names import DOMAINNET_CLASSES
-from dann.data.images import check_image_config, image_split, names, read_list_file, split_name
+from dann.data.fetch import Release, ensure_files
+from dann.data.files import names, read_list_file
+from dann.data.images import ImageDataset
 from dann.errors import DataError
 
 DOMAINNET_HOME = "http://ai.bu.edu/M3SDA/"
@@ -43,50 +43,48 @@ DOMAINNET_ZIPS = {
 DOMAINNET_LIST = _FTP + "/domainnet/txt/{domain}_{split}.txt"
 
 
-def _load_domainnet(cfg: DictConfig, train: bool, domain: str) -> ImageSplit:
-    check_image_config(cfg)
-    base = data_root(cfg) / "domainnet"
-    split = "train" if train else "test"
-    list_file, folder = base / f"{domain}_{split}.txt", base / domain
-    title = f"domainnet domain '{domain}'"
-    get_it = (
-        f"Get {DOMAINNET_ZIPS[domain]} (unzip it in {base}) and "
-        f"{DOMAINNET_LIST.format(domain=domain, split='train')} and "
-        f"{DOMAINNET_LIST.format(domain=domain, split='test')} into {base}; see {DOMAINNET_HOME}"
-    )
-    missing = [str(path) for path in (folder, list_file) if not path.exists()]
-    if missing:
-        raise DataError(
-            f"DomainNet domain '{domain}' not found: missing {', '.join(missing)}. {get_it}; "
-            "or point dataset.root= (or the DANN_DATA environment variable) at a directory that "
-            "already holds it."
+@dataclass(kw_only=True)
+class DomainNet(ImageDataset):
+    """`dataset=domainnet`: 345 classes in six domains, clipart (c), infograph (i), painting (p),
+    quickdraw (q), real (r) and sketch (s). Not downloaded: no checksums of the release are known."""
+
+    benchmark = "domainnet"
+    loads = tuple(DOMAINNET_ZIPS)
+
+    source: str | DomainSpec = "clipart"
+    target: str | DomainSpec = "painting"
+    protocol: str = "inductive"  # the official splits: adapt on <target>_train.txt, report on <target>_test.txt
+    num_workers: int = 8
+
+    def load_split(self, domain: DomainSpec, train: bool) -> ImageSplit:
+        name = domain.name
+        base = self.root / "domainnet"
+        list_file, folder = base / f"{name}_{'train' if train else 'test'}.txt", base / name
+        title = f"domainnet domain '{name}'"
+        by_hand = (
+            f"{DOMAINNET_ZIPS[name]} (unzip it in {base}) and {DOMAINNET_LIST.format(domain=name, split='train')} "
+            f"and {DOMAINNET_LIST.format(domain=name, split='test')} into {base}; see {DOMAINNET_HOME}"
         )
-    _check_class_folders(folder, title, get_it)
-    files, labels = read_list_file(list_file, base, DOMAINNET_CLASSES, 1, title, f"{get_it} again.")
-    elsewhere = [f for f in files if Path(os.path.normpath(f)).parts[0] != domain]  # normpath: clipart/../real/…
-    if elsewhere:
-        raise DataError(
-            f"{title}: {list_file} lists images of another domain: {names(elsewhere, shown=5)}; "
-            f"its paths must start with {domain}/"
-        )
-    return image_split(cfg, split_name("domainnet", domain, train), base, files, labels, DOMAINNET_CLASSES, train)
+        ensure_files(Release(f"DomainNet domain '{name}'", base, by_hand), [folder, list_file], download=False)
+        fix = f"Get it again from {by_hand}."
+        _check_class_folders(folder, title, fix)
+        files, labels = read_list_file(list_file, base, DOMAINNET_CLASSES, 1, title, fix)
+        elsewhere = [f for f in files if Path(os.path.normpath(f)).parts[0] != name]  # normpath: clipart/../real/…
+        if elsewhere:
+            raise DataError(
+                f"{title}: {list_file} lists images of another domain: {names(elsewhere, shown=5)}; "
+                f"its paths must start with {name}/"
+            )
+        return self.image_split(name, base, files, labels, DOMAINNET_CLASSES, train)
 
 
-def _check_class_folders(folder: Path, title: str, get_it: str) -> None:
+def _check_class_folders(folder: Path, title: str, fix: str) -> None:
     """All 345 class folders present: a partly unpacked zip is caught before the list is read."""
     found = {entry.name for entry in os.scandir(folder) if entry.is_dir()}
     absent = set(DOMAINNET_CLASSES) - found
     if absent:
-        raise DataError(f"{title} in {folder} is incomplete: missing class folders: {names(absent)}. {get_it} again.")
+        raise DataError(f"{title} in {folder} is incomplete: missing class folders: {names(absent)}. {fix}")
 
 
 for _name in DOMAINNET_ZIPS:
-    register_domain(
-        DomainSpec(
-            _name,
-            len(DOMAINNET_CLASSES),
-            partial(_load_domainnet, domain=_name),
-            aliases=(_name[0],),
-            dataset="domainnet",
-        )
-    )
+    register_domain(DomainSpec(_name, len(DOMAINNET_CLASSES), aliases=(_name[0],), dataset="domainnet"))

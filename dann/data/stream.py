@@ -14,7 +14,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Sampler
 
 from dann.data.base import AnySplit, ImageSplit, Split
-from dann.data.images import ImageFiles, collate_images, record_unreadable
+from dann.data.decode import ImageFiles, collate_images, record_unreadable
 from dann.errors import ConfigError, DataError
 
 

@@ -1,0 +1,115 @@
+"""Decoding an `ImageSplit`'s files in DataLoader workers, and what an unreadable image does.
+
+Decoding DomainNet's ~600k images once just to check them would cost as much as an epoch
+of training, so images are checked where they are decoded anyway: a worker that cannot
+read a file never raises, it returns the path and the reason with the batch, and the main
+process applies the split's `on_corrupt` (`dataset.on_corrupt`):
+
+- `skip` (default): a warning naming the file the first time it is met, and a count per
+  split (`ImageSplit.skipped`, summed in `DomainData.skipped_images`). A training batch
+  stays full: the worker decodes the split's next image in its place. An evaluation
+  leaves the image out, so that no image is counted twice.
+- `error`: a `DataError` naming the file, the first time it is met (in the first epoch of
+  a training split, at the first evaluation of an evaluation split).
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import Tensor
+from torch.utils.data import Dataset
+
+from dann.data.base import ImageSplit
+from dann.errors import DataError, describe_error
+
+log = logging.getLogger(__name__)
+
+# What PIL raises for a missing, truncated or non-image file.
+UNREADABLE = (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError)
+
+
+class ImageFiles(Dataset):
+    """An `ImageSplit`'s images, decoded and transformed in the DataLoader's workers.
+
+    Items are keyed by (epoch, index): random transforms are seeded from (seed, epoch,
+    index), so an image's augmentation depends neither on the worker count nor on which
+    worker decodes it, and a resumed stream reproduces it exactly.
+
+    An item is (uint8 [3, H, W] or None, label, [(path, reason) of unreadable files]).
+    With `substitute`, an unreadable image is replaced by the split's next readable one.
+    """
+
+    def __init__(self, split: ImageSplit, seed: int, substitute: bool):
+        self.split = split
+        self.seed = seed
+        self.substitute = substitute
+
+    def __len__(self) -> int:
+        return len(self.split)
+
+    def __getitem__(self, key: tuple[int, int]) -> tuple[Tensor | None, int, list[tuple[str, str]]]:
+        epoch, index = key
+        failures = []
+        tries = len(self.split) if self.substitute else 1
+        for offset in range(tries):
+            i = (index + offset) % len(self.split)
+            path = self.split.path(i)
+            try:
+                image = _decode(path)
+            except UNREADABLE as e:
+                failures.append((str(path), describe_error(e)))
+                continue
+            with _seeded(int(np.random.SeedSequence((self.seed, epoch, index)).generate_state(1)[0])):
+                return self.split.transform(image), int(self.split.labels[i]), failures
+        return None, -1, failures
+
+
+@contextmanager
+def _seeded(seed: int) -> Iterator[None]:
+    """Seed torch's and Python's generators (torchvision's random transforms use both) for one image.
+
+    Both are restored afterwards: with num_workers=0 this runs in the main process.
+    """
+    python_state = random.getstate()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        random.seed(seed)
+        try:
+            yield
+        finally:
+            random.setstate(python_state)
+
+
+def _decode(path: Path) -> Image.Image:
+    with Image.open(path) as image:
+        return image.convert("RGB")  # decodes the whole file: a truncated one fails here
+
+
+def collate_images(items: list) -> tuple[Tensor, Tensor, list[tuple[str, str]]]:
+    """Readable images → uint8 [B, 3, H, W] and int64 [B] (B may be 0); every unreadable file met."""
+    kept = [(x, y) for x, y, _ in items if x is not None]
+    failures = [failure for _, _, item_failures in items for failure in item_failures]
+    if not kept:
+        return torch.empty(0, dtype=torch.uint8), torch.empty(0, dtype=torch.int64), failures
+    return torch.stack([x for x, _ in kept]), torch.tensor([y for _, y in kept], dtype=torch.int64), failures
+
+
+def record_unreadable(split: ImageSplit, failures: list[tuple[str, str]]) -> None:
+    """Apply `dataset.on_corrupt` to the unreadable files a batch met (in the main process)."""
+    for path, reason in failures:
+        if split.on_corrupt == "error":
+            raise DataError(
+                f"{split.name}: unreadable image {path} ({reason}); replace or delete it, "
+                "or set dataset.on_corrupt=skip to train and evaluate without it"
+            )
+        if path not in split.skipped:
+            split.skipped[path] = reason
+            log.warning("%s: skipping unreadable image %s (%s)", split.name, path, reason)
