@@ -181,7 +181,7 @@ def resolve_domain(name: str, key: str, dataset: str | None = None) -> DomainSpe
 
 
 def known_domains(specs: Iterable[DomainSpec]) -> str:
-    """ "amazon (A), dslr (D), webcam (W)": each domain once, with its aliases."""
+    """Each domain once, with its aliases, for messages: `amazon (A), dslr (D), webcam (W)`."""
     by_name = {spec.name: spec for spec in specs}
     return ", ".join(f"{n} ({', '.join(s.aliases)})" if s.aliases else n for n, s in sorted(by_name.items()))
 
