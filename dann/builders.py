@@ -17,7 +17,6 @@ from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from dann.errors import DannError
 from dann.methods import Method
 from dann.models import DANNNetwork, FeatureExtractor
 
@@ -27,8 +26,9 @@ LABEL_KEYS = ("name",)
 def build(node: DictConfig, **supplied: Any) -> Any:
     """`instantiate(node, **supplied)` without the node's label keys.
 
-    `supplied`: what the code provides (the network, the data's input shape, …). A `DannError`
-    raised by a constructor reaches the caller as itself, not wrapped in Hydra's exception.
+    `supplied`: what the code provides (the network, the data's input shape, …). What a
+    constructor raises reaches the caller as itself (a `DannError` names the key at fault), not
+    wrapped in Hydra's `InstantiationException`.
     """
     # Resolved first: interpolations such as ${dataset.image_size} point outside the node.
     settings = OmegaConf.to_container(node, resolve=True)
@@ -36,9 +36,8 @@ def build(node: DictConfig, **supplied: Any) -> Any:
     try:
         return instantiate(config, **supplied)
     except InstantiationException as e:
-        cause = e.__cause__
-        if isinstance(cause, DannError):
-            raise cause from None
+        if e.__cause__ is not None:
+            raise e.__cause__ from None
         raise
 
 

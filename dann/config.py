@@ -15,12 +15,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from hydra.errors import InstantiationException
-from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from dann.builders import LABEL_KEYS, build_dataset
+from dann.builders import LABEL_KEYS, build, build_dataset
 from dann.config_schema import SCHEMA, locate, spec_of
 from dann.data import DomainData
 from dann.errors import ConfigError, DannError, describe_error
@@ -46,7 +44,21 @@ def validate(cfg: DictConfig) -> None:
         raise ConfigError(f"logger.wandb.mode (or WANDB_MODE): expected one of {', '.join(WANDB_MODES)}, got {mode!r}")
 
     _check_model(cfg)
-    build_dataset(cfg)  # resolves the domains (names or aliases), checks that they make a task; reads no file
+    _check_dataset(cfg)
+
+
+def _check_dataset(cfg: DictConfig) -> None:
+    """Build the dataset pair: it resolves the domains (names or aliases), checks that they make a
+    task, and builds its transforms; it reads no file."""
+    try:
+        build_dataset(cfg)
+    except DannError:
+        raise
+    except Exception as cause:  # a transform without its required settings, a setting of the wrong kind
+        raise ConfigError(
+            f"dataset: {cfg.dataset._target_} cannot be built from these settings ({describe_error(cause)}); "
+            "check the dataset keys (dataset.transforms among them)"
+        ) from None
 
 
 def _check_model(cfg: DictConfig) -> None:
@@ -86,12 +98,11 @@ def validate_model_input(cfg: DictConfig, input_shape: tuple[int, ...]) -> None:
     dry = {"weights": None} if "weights" in node else {}
     try:
         with torch.device("meta"):
-            backbone = instantiate(node, input_shape=tuple(input_shape), **dry)
+            backbone = build(node, input_shape=tuple(input_shape), **dry)
             backbone(torch.zeros(2, *input_shape))
-    except Exception as e:
-        cause = e.__cause__ if isinstance(e, InstantiationException) and e.__cause__ else e
-        if isinstance(cause, DannError):
-            raise cause from None
+    except DannError:
+        raise
+    except Exception as cause:
         raise ConfigError(
             f"model.feature_extractor: {node._target_} cannot take the inputs of dataset={cfg.dataset.name}, "
             f"of shape {tuple(input_shape)} ({describe_error(cause)}); choose a model made for such inputs "
@@ -147,12 +158,17 @@ def _check_targets(container: dict[str, Any], prefix: str = "") -> None:
 
 @cache
 def _settings_of(target: str) -> tuple[str, ...] | None:
-    """The keyword parameters `target` takes from the config (those with defaults: the others,
-    such as a backbone's input_shape or an optimiser's params, the code supplies); None: any."""
+    """The parameters `target` takes from the config: those with defaults, and keyword-only ones
+    (a dataset class's fields). The others, such as a backbone's input_shape or an optimiser's
+    params, the code supplies. None: any (it takes **kwargs)."""
     parameters = inspect.signature(locate(target)).parameters.values()
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters):
         return None
-    return tuple(p.name for p in parameters if p.default is not inspect.Parameter.empty)
+    return tuple(
+        p.name
+        for p in parameters
+        if p.default is not inspect.Parameter.empty or p.kind is inspect.Parameter.KEYWORD_ONLY
+    )
 
 
 def _not_taken(prefix: str, target: str, name: str, settings: tuple[str, ...]) -> str:
@@ -205,9 +221,8 @@ def _check_device(device: str) -> None:
 def _check_optimizer(optimizer_cfg: DictConfig) -> None:
     """The optimiser's own checks (SGD's Nesterov needs momentum, Adam's betas, …), on one dummy parameter."""
     try:
-        instantiate(optimizer_cfg)(params=[torch.nn.Parameter(torch.zeros(1))])
-    except Exception as e:
-        cause = e.__cause__ if isinstance(e, InstantiationException) and e.__cause__ else e
+        build(optimizer_cfg)(params=[torch.nn.Parameter(torch.zeros(1))])
+    except Exception as cause:
         raise ConfigError(
             f"optim.optimizer: {optimizer_cfg._target_} refuses these settings ({describe_error(cause)})"
         ) from None

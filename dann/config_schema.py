@@ -302,6 +302,7 @@ SCHEMA: dict[str, Spec] = {
 # depth, a schedule or method of your own): any value with finite numbers; `dann.config` checks
 # the name against the target's signature.
 OPEN_KEYS: dict[str, Spec] = {
+    "dataset.": ANY,  # a dataset class of your own (a DomainPair subclass) and its settings
     "model.feature_extractor.": ANY,
     "model.label_predictor.": ANY,
     "model.domain_classifier.": ANY,

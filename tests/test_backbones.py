@@ -127,7 +127,7 @@ def test_train_lr_reports_the_base_rate_and_the_backbone_moves_at_a_tenth(tmp_pa
 
 def test_backbone_lr_mult_must_be_a_non_negative_number():
     with pytest.raises(ConfigError, match="^model.backbone_lr_mult: expected a number >= 0"):
-        resnet18("model.backbone_lr_mult=-0.1")
+        validate(resnet18_cfg("model.backbone_lr_mult=-0.1"))
 
 
 # --- Freezing ----------------------------------------------------------------------------

@@ -125,14 +125,20 @@ def test_image_benchmarks_start_from_imagenet_weights_unless_told_otherwise():
 
 # --- The schema covers every key: one spec per key, one message shape per bad value ----------------
 
-GROUPS = ("dataset", "model", "method", "optim", "experiment")
+GROUPS = ("dataset", "model", "method", "method/lambda_schedule", "optim", "optim/lr_schedule", "experiment")
 OPTIONS = [f"{group}={path.stem}" for group in GROUPS for path in sorted((CONF_DIR / group).glob("*.yaml"))]
+# What an option needs beside the bare command to be a valid run: finetune, pretrained weights;
+# folder, its two directories.
+NEEDS = {
+    "method=finetune": ("dataset=office31",),
+    "dataset=folder": ("dataset.source_dir=photos", "dataset.target_dir=sketches"),
+}
 
 
 @pytest.fixture(scope="module")
 def composed() -> dict[str, object]:
     """The real composed config of every dataset, model, method, optim and experiment file in conf/."""
-    return {option: compose_config(option) for option in OPTIONS}
+    return {option: compose_config(option, *NEEDS.get(option, ())) for option in OPTIONS}
 
 
 def leaves(cfg) -> dict[str, object]:
@@ -246,7 +252,7 @@ def test_a_value_that_cannot_be_resolved_is_one_line_naming_its_key(override, me
 
 
 def test_huge_but_finite_values_are_legal():
-    validate(compose_config("optim.optimizer.lr=1e6", "lambda=1e6", "method.gamma=1e9"))
+    validate(compose_config("optim.optimizer.lr=1e6", "lambda=1e6", "method.lambda_schedule.gamma=1e9"))
 
 
 def test_an_unknown_key_is_refused_with_the_known_ones():
@@ -306,3 +312,12 @@ def test_the_feature_extractor_must_take_the_datasets_inputs(overrides, input_sh
         rf"\({', '.join(map(str, input_shape))},?\)",
     ):
         validate_model_input(cfg, input_shape)
+
+
+def test_a_dataset_that_cannot_be_built_is_one_config_error(tmp_path):
+    bad = "dataset.transforms.train=[{_target_:torchvision.transforms.Resize}]"  # Resize needs a size
+    with pytest.raises(ConfigError, match="^dataset: dann.data.office.Office31 cannot be built .*'size'"):
+        validate(compose_config("dataset=office31", bad))
+    result = run_cli("dataset=office31", bad, "logger=none", cwd=tmp_path)
+    assert result.returncode == 2 and result.stderr.startswith("error: dataset: dann.data.office.Office31 cannot")
+    assert "Traceback" not in result.stderr

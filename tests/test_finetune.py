@@ -8,9 +8,8 @@ import torch.nn.functional as F
 import torchvision
 from omegaconf import OmegaConf
 
-from dann.builders import build_method, build_network
+from dann.builders import build_dataset, build_method, build_network
 from dann.config import validate
-from dann.data.images import check_image_config
 from dann.errors import ConfigError
 from dann.methods import Batch, FineTune, TwoStage
 from tests.helpers import CONF_DIR, compose_config
@@ -194,7 +193,7 @@ def test_every_benchmark_preset_composes(preset):
         )
     cfg = compose_config(f"experiment={preset}")
     OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
-    check_image_config(cfg.dataset)  # the TLLib presets' own transforms build, and crop to image_size
+    build_dataset(cfg)  # the TLLib presets' own transforms build, and crop to image_size
     assert cfg.model.feature_extractor._target_.endswith("ResNetFeatures")
     assert cfg.model.feature_extractor.weights == "IMAGENET1K_V1"
     assert cfg.model.backbone_lr_mult == 0.1 and cfg.model.bottleneck_dim == 256

@@ -167,3 +167,77 @@ def test_a_users_own_config_through_hydra_searchpath(site, tmp_path):
     # The rest from the package's moons, its optimiser (sgd_moons) included.
     assert config["dataset"]["source"] == "moons" and config["dataset"]["num_train"] == 300
     assert config["optim"]["optimizer"]["lr"] == 0.03
+
+
+MY_DATASET = '''
+"""Two Gaussian blobs; the target is the source shifted upwards: a dataset of the user's own."""
+from dataclasses import dataclass
+
+import torch
+from sklearn.datasets import make_blobs
+
+from dann.data import DomainPair, DomainSpec, Split, register_domain
+
+
+@dataclass(kw_only=True)
+class Blobs(DomainPair):
+    benchmark = "blobs"
+    loads = ("blobs_a", "blobs_b")
+
+    source: str = "blobs_a"
+    target: str = "blobs_b"
+    shift: float = 1.5
+    num_points: int = 400
+
+    def load_split(self, domain, train):
+        shifted = domain.name == "blobs_b"
+        x, y = make_blobs(self.num_points, centers=[[-2, 0], [2, 0]], random_state=2 * shifted + train)
+        x[:, 1] += self.shift * shifted
+        return Split(torch.as_tensor(x, dtype=torch.float32), torch.as_tensor(y, dtype=torch.int64))
+
+
+register_domain(DomainSpec("blobs_a", 2, dataset="blobs"))
+register_domain(DomainSpec("blobs_b", 2, dataset="blobs"))
+'''
+
+MY_DATASET_CONFIG = """\
+# @package _global_
+defaults:
+  - override /model: mlp
+  - override /optim: sgd_moons
+
+dataset:
+  _target_: my_blobs.Blobs
+  name: blobs
+  source: blobs_a
+  target: blobs_b
+  protocol: inductive
+  shift: 2.0
+  num_points: 300
+"""
+
+
+def test_a_dataset_of_the_users_own_is_one_module_and_one_config(site, tmp_path):
+    # README "Extending": a DomainPair subclass on the user's path and a config naming it, outside the package.
+    cwd = empty_dir(tmp_path)
+    (cwd / "my_blobs.py").write_text(MY_DATASET)  # `python -m` puts the working directory on the path
+    (tmp_path / "my_conf" / "dataset").mkdir(parents=True)
+    (tmp_path / "my_conf" / "dataset" / "blobs.yaml").write_text(MY_DATASET_CONFIG)
+    command = [
+        sys.executable,
+        "-m",
+        "dann.run",
+        f"hydra.searchpath=[{(tmp_path / 'my_conf').as_uri()}]",
+        "dataset=blobs",
+    ]
+
+    result = run_installed([*command, *FAST, "hydra.run.dir=run"], site, cwd)
+    assert result.returncode == 0, result.stderr
+    summary = json.loads((cwd / "run" / "summary.json").read_text())
+    assert summary["status"] == "finished" and (summary["dataset"], summary["source"]) == ("blobs", "blobs_a")
+    assert summary["config"]["dataset"]["shift"] == 2.0
+
+    # Its keys are checked like the package's: a setting the class does not take is named, not ignored.
+    typo = run_installed([*command, "+dataset.shfit=3", *FAST, "hydra.run.dir=typo"], site, cwd)
+    assert typo.returncode == 2
+    assert typo.stderr.startswith("error: dataset.shfit: my_blobs.Blobs (dataset._target_) takes no setting 'shfit'")

@@ -520,7 +520,11 @@ def test_report_on_real_runs(tmp_path, capsys):
 
 @pytest.mark.parametrize(
     "key, values",
-    [("optim.optimizer.lr", ("0.003", "0.1")), ("dataset.image_size", ("160", "224")), ("method.gamma", ("5", "10"))],
+    [
+        ("optim.optimizer.lr", ("0.003", "0.1")),
+        ("dataset.image_size", ("160", "224")),
+        ("method.lambda_schedule.gamma", ("5", "10")),
+    ],
 )
 def test_configurations_that_differ_in_any_key_never_share_a_cell(tmp_path, capsys, key, values):
     accs = {values[0]: [0.70, 0.86], values[1]: [0.78, 0.74]}
@@ -634,19 +638,28 @@ def test_keys_that_the_method_determines_are_not_labels(tmp_path, capsys):
     # The configs do differ in more than the method: dann's own keys.
     summaries = [json.loads(path.read_text()) for path in (tmp_path / "sweep").glob("*/summary.json")]
     configs = {s["method"]: s["config"]["method"] for s in summaries}
-    assert {"gamma", "lambda_schedule"} <= set(configs["dann"]) - set(configs["source_only"])
+    assert {"lambda_schedule"} <= set(configs["dann"]) - set(configs["source_only"])
     table = text_table(report(tmp_path / "sweep", capsys=capsys))
-    assert list(table[(None, "amazon→webcam")]) == ["source_only", "dann"]  # not method.gamma=…
+    assert list(table[(None, "amazon→webcam")]) == ["source_only", "dann"]  # not method.lambda_schedule.gamma=…
 
     # A dann key that varies among dann runs is a label again, where the method has it.
     for seed, acc in enumerate([0.61, 0.65, 0.63]):
         write_run(
-            tmp_path / "sweep" / f"gamma5-{seed}", seed=seed, overrides=("method.gamma=5",), final=evaluation(100, acc)
+            tmp_path / "sweep" / f"gamma5-{seed}",
+            seed=seed,
+            overrides=("method.lambda_schedule.gamma=5",),
+            final=evaluation(100, acc),
         )
     table = text_table(report(tmp_path / "sweep", capsys=capsys))
-    assert list(table[(None, "amazon→webcam")]) == ["source_only", "dann method.gamma=5", "dann method.gamma=10"]
-    assert table[(None, "amazon→webcam")]["dann method.gamma=5"] == cell_text([0.61, 0.65, 0.63])
-    assert table[(None, "amazon→webcam")]["dann method.gamma=10"] == cell_text(values[("amazon", "webcam", "dann")])
+    assert list(table[(None, "amazon→webcam")]) == [
+        "source_only",
+        "dann method.lambda_schedule.gamma=5",
+        "dann method.lambda_schedule.gamma=10",
+    ]
+    assert table[(None, "amazon→webcam")]["dann method.lambda_schedule.gamma=5"] == cell_text([0.61, 0.65, 0.63])
+    assert table[(None, "amazon→webcam")]["dann method.lambda_schedule.gamma=10"] == cell_text(
+        values[("amazon", "webcam", "dann")]
+    )
 
 
 def test_a_summary_without_config_is_identified_by_hydras_copy(tmp_path, capsys):
