@@ -19,10 +19,11 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from dann.builders import LABEL_KEYS, build, build_dataset
-from dann.config_schema import SCHEMA, locate, spec_of
+from dann.config_schema import SCHEMA, spec_of
 from dann.data import DomainData
 from dann.errors import ConfigError, DannError, describe_error
 from dann.identity import flatten
+from dann.spec import locate
 from dann.tracking import WANDB_MODES, wandb_mode
 
 # What dann.run's @hydra.main reads (pkg://dann.conf): the clone's conf/ in an editable install, the

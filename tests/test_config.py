@@ -7,8 +7,9 @@ import torch
 from omegaconf import OmegaConf
 
 from dann.config import flatten, validate, validate_model_input
-from dann.config_schema import SCHEMA, Spec, spec_of
+from dann.config_schema import SCHEMA, spec_of
 from dann.errors import ConfigError
+from dann.spec import Spec
 from tests.helpers import CONF_DIR, compose_config, run_cli
 from tests.helpers.image_files import write_class_folders
 

@@ -18,6 +18,7 @@ from typing import Any
 import pandas as pd
 
 from dann.identity import flatten, identity
+from dann.spec import integer, is_real_number, number
 
 # The columns every run has; every other column of the runs DataFrame is an identity key.
 RUN_FIELDS = ("path", "status", "source", "target", "seed", "value", "error", "identity")
@@ -135,7 +136,7 @@ def finished(summary: dict, where: Path, metric: str, select: str) -> dict[str, 
     if metric not in record:
         raise ReportError(f"{where}: missing required field {field}.{metric}")
     value = record[metric]
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+    if not is_real_number(value):
         raise ReportError(f"{where}: {field}.{metric} is not a number: {value!r}")
     if not math.isfinite(value):
         return {"status": "diverged", "error": f"{field}.{metric} is {value}"}
@@ -222,9 +223,9 @@ def reference_problem(entry: Any, fields: tuple[str, ...], citations: dict) -> s
     if missing:
         return f"missing required field{'s' * (len(missing) > 1)} {', '.join(missing)}"
     value, tasks = entry["value"], entry.get("tasks", 1)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
+    if number(0, 1).expected(value):
         return f"value must be a fraction in [0, 1], got {value!r}"
-    if isinstance(tasks, bool) or not isinstance(tasks, int) or tasks < 1:
+    if integer(1).expected(tasks):
         return f"tasks must be the number of tasks averaged, got {tasks!r}"
     if str(entry["cite"]) not in citations:
         return f"cite '{entry['cite']}' is not a key of citations"
