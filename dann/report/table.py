@@ -2,7 +2,7 @@
 
 Row groups are datasets (with the protocol when a dataset was run under several, and any
 `--group-by` keys); the other identity keys that vary label the columns, except a key that
-the keys before it determine (`method.gamma` given `method.name`): it would only repeat them.
+the keys before it determine (`method.lambda_schedule.gamma` given `method.name`): it would only repeat them.
 """
 
 from __future__ import annotations
@@ -158,7 +158,7 @@ def aggregate(
 def setting(run: dict, keys: list[str]) -> str:
     """`dann λ=0.1 optim.optimizer.lr=0.003`: the method by name, λ as λ, other keys as key=value.
 
-    A key the run's config does not have is left out (source_only has no method.gamma): labels
+    A key the run's config does not have is left out (source_only has no method.lambda_schedule.gamma): labels
     of different settings still differ, by a key that one of them has.
     """
     return (
