@@ -23,7 +23,7 @@ from dann.spec import integer, is_real_number, number
 # The columns every run has; every other column of the runs DataFrame is an identity key.
 RUN_FIELDS = ("path", "status", "source", "target", "seed", "value", "error", "identity")
 STATUSES = ("finished", "failed", "diverged", "interrupted", "unfinished", "skipped")
-ABSENT = "(unset)"  # the value of a key that a run's config does not have (method.lambda_schedule.gamma for source_only)
+ABSENT = "(unset)"  # the value of a key that a run's config lacks (method.lambda_schedule.gamma for source_only)
 
 
 class ReportError(Exception):
