@@ -17,6 +17,7 @@ from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from dann.data import DomainPair
 from dann.methods import Method
 from dann.models import DANNNetwork, FeatureExtractor
 
@@ -41,7 +42,7 @@ def build(node: DictConfig, **supplied: Any) -> Any:
         raise
 
 
-def build_dataset(cfg: DictConfig) -> Any:
+def build_dataset(cfg: DictConfig) -> DomainPair:
     """The dataset pair `dataset._target_` names: cheap to build (no file is read until `.load()`)."""
     return build(cfg.dataset)
 
