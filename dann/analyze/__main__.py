@@ -1,0 +1,3 @@
+from dann.analyze import main
+
+main()

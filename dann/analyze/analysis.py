@@ -1,0 +1,132 @@
+"""One run's analysis: features of source validation and target test → proxy A-distance, figures, confusion.
+
+Writes, in the run directory, `analysis.json` (atomically, last: its presence means the files it
+names are complete) and `analysis/` with `features.npz` and the PNGs.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from dann.analyze.features import SplitFeatures, extract, sample_positions
+from dann.analyze.pad import proxy_a_distance
+from dann.analyze.plots import confusion_png, decision_boundary_png, tsne_png
+from dann.analyze.restore import read_run, rebuild
+from dann.tracking import write_json_atomic
+
+log = logging.getLogger(__name__)
+
+SEED = 0  # subsamples, the SVM's halves and t-SNE: fixed, so that runs are compared on the same footing
+
+
+@dataclass(frozen=True)
+class Options:
+    """`max_points`: at most this many examples per domain for the proxy A-distance and t-SNE.
+    `data_root`: replaces `dataset.root`. `trust`: build `_target_`s outside dann's components."""
+
+    tsne: bool = True
+    max_points: int = 1000
+    device: str = "auto"
+    data_root: str | None = None
+    trust: bool = False
+
+
+def analyze_run(run_dir: Path, options: Options = Options()) -> dict[str, Any]:
+    """Analyse the finished run in `run_dir`; return what `analysis.json` now holds."""
+    run = read_run(run_dir)
+    device = _device(options.device)
+    data, network = rebuild(run, device, options.data_root, options.trust)
+    batch_size = int(run.config.trainer.eval_batch_size)
+
+    def features_of(split) -> SplitFeatures:
+        sample = sample_positions(len(split), options.max_points, SEED)
+        return extract(network, split, sample, batch_size, device, data.mean, data.std, data.num_workers)
+
+    source, target = features_of(data.source_val), features_of(data.target_test)
+    # Equal numbers of each domain for the SVM and the plots (unreadable images can make them differ).
+    n = min(len(source.sample), len(target.sample))
+    s, t = source.sample[:n], target.sample[:n]
+
+    out = run_dir / "analysis"
+    out.mkdir(exist_ok=True)
+    files = {"features": "analysis/features.npz", "confusion": "analysis/confusion.png"}
+    np.savez(
+        out / "features.npz",
+        features=np.concatenate([source.features, target.features]),
+        labels=np.concatenate([source.labels, target.labels]),
+        domains=np.repeat(np.array([0, 1], dtype=np.int64), [len(source.labels), len(target.labels)]),
+        predictions=np.concatenate([source.predictions, target.predictions]),
+    )
+    confusion = confusion_matrix(target.labels, target.predictions, data.num_classes)
+    names = _class_names(data)
+    task = f"{run.summary.get('method')} {data.source} → {data.target}, seed {run.summary.get('seed')}"
+    confusion_png(out / "confusion.png", confusion, names, f"target test confusion\n{task}")
+    if options.tsne:
+        tsne_png(
+            out / "tsne.png",
+            np.concatenate([source.features[s], target.features[t]]),
+            np.concatenate([source.labels[s], target.labels[t]]),
+            np.repeat([0, 1], n),
+            f"t-SNE of features: {task}",
+            SEED,
+        )
+        files["tsne"] = "analysis/tsne.png"
+    if data.input_shape == (2,):  # points in the plane (the moons): the paper's figure 2
+        decision_boundary_png(
+            out / "decision_boundary.png",
+            lambda grid: _predict(network, grid, device),
+            (source.raw[:n], source.labels[s]),
+            (target.raw[:n], target.labels[t]),
+            f"decision boundary: {task}",
+        )
+        files["decision_boundary"] = "analysis/decision_boundary.png"
+
+    per_class = per_class_accuracy(confusion)
+    analysis = {
+        "checkpoint_step": int(run.state["step"]),
+        "points_per_domain": int(n),
+        "pad": {
+            "features": proxy_a_distance(source.features[s], target.features[t], SEED),
+            "raw": proxy_a_distance(source.raw[:n], target.raw[:n], SEED),
+        },
+        "target_acc": float(np.trace(confusion) / max(confusion.sum(), 1)),
+        "per_class_acc": per_class,
+        "classes": names,
+        "confusion": confusion.tolist(),
+        "files": files,
+    }
+    write_json_atomic(run_dir / "analysis.json", analysis)
+    return analysis
+
+
+def confusion_matrix(labels: np.ndarray, predictions: np.ndarray, num_classes: int) -> np.ndarray:
+    """int64 [K, K]: row i, column j counts examples of class i predicted as j."""
+    return np.bincount(labels * num_classes + predictions, minlength=num_classes**2).reshape(num_classes, num_classes)
+
+
+def per_class_accuracy(confusion: np.ndarray) -> list[float | None]:
+    """Each class's accuracy (a fraction); None for a class with no example (JSON has no NaN)."""
+    totals = confusion.sum(axis=1)
+    return [float(confusion[i, i] / totals[i]) if totals[i] else None for i in range(len(confusion))]
+
+
+@torch.no_grad()
+def _predict(network: torch.nn.Module, points: np.ndarray, device: torch.device) -> np.ndarray:
+    return network.predict(torch.from_numpy(points).to(device)).argmax(dim=1).cpu().numpy()
+
+
+def _class_names(data) -> list[str]:
+    classes = getattr(data.target_test, "classes", None)  # image splits know their class names
+    return list(classes) if classes else [str(i) for i in range(data.num_classes)]
+
+
+def _device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
