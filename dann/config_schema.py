@@ -114,6 +114,7 @@ SCHEMA: dict[str, Spec] = {
     "trainer.eval_every": POSITIVE,
     "trainer.log_every": POSITIVE,
     "trainer.checkpoint_every": POSITIVE,
+    "trainer.reverse_validation_every": integer(0, means="evaluations between reverse validations; 0: never"),
     "trainer.resume": boolean(),
     "trainer.rerun_finished": boolean(),
     "trainer.objective": one_of(*CRITERIA),

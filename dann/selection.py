@@ -2,14 +2,20 @@
 
 `summary.json` records, under `selection.<criterion>`, the whole evaluation each criterion
 picks; a sweeper maximises one of them (`trainer.objective`); `dann.report --select` tabulates
-any of them. `source_val` needs no target labels. `oracle` peeks at target test labels: an
-upper bound, never a result.
+any of them, and `dann.report --select all` compares them all by their regret.
+
+Every criterion's metric is higher-is-better, so that one rule (the maximum) picks for all of
+them, here, in a sweeper and in the report. `oracle` peeks at target test labels: an upper
+bound, never a result. The others use no target label: `source_val` only source validation
+labels, the `select/…` criteria (computed by dann.criteria at each evaluation) source validation
+labels and the target test *inputs*.
 
 This module imports nothing heavy, so that the report and the config schema can use it.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 
@@ -26,6 +32,41 @@ CRITERIA = {
         "evaluation with the best source validation accuracy (selection.source_val, no target labels)",
         uses_target_labels=False,
     ),
+    "iwv": Criterion(
+        "select/iwv",
+        "evaluation with the best importance-weighted source validation accuracy "
+        "(selection.iwv, Sugiyama et al. 2007; no target labels)",
+        uses_target_labels=False,
+    ),
+    "dev": Criterion(
+        "select/dev",
+        "evaluation with the lowest deep-embedded-validation risk, i.e. the highest select/dev = −risk "
+        "(selection.dev, You et al. 2019; no target labels)",
+        uses_target_labels=False,
+    ),
+    "snd": Criterion(
+        "select/snd",
+        "evaluation with the highest soft neighbourhood density of target predictions "
+        "(selection.snd, Saito et al. 2021; no target labels)",
+        uses_target_labels=False,
+    ),
+    "entropy": Criterion(
+        "select/entropy",
+        "evaluation with the lowest mean entropy of target predictions (selection.entropy; no target labels)",
+        uses_target_labels=False,
+    ),
+    "info_max": Criterion(
+        "select/info_max",
+        "evaluation with the highest information maximisation of target predictions "
+        "(selection.info_max; no target labels)",
+        uses_target_labels=False,
+    ),
+    "reverse_val": Criterion(
+        "select/reverse_val",
+        "evaluation with the best reverse validation accuracy (selection.reverse_val, Ganin et al. 2016 "
+        "§5.1.5; no target labels; only evaluations where it ran)",
+        uses_target_labels=False,
+    ),
     "oracle": Criterion(
         "target/acc",
         "evaluation with the best target test accuracy (selection.oracle), which uses "
@@ -36,8 +77,14 @@ CRITERIA = {
 
 
 def select(evaluations: list[dict[str, float]]) -> dict[str, dict[str, float]]:
-    """The evaluation each criterion picks: {criterion: evaluation}. `evaluations` is in step order."""
-    return {
-        name: max(evaluations, key=lambda record: record[criterion.metric])  # max keeps the earliest of equals
-        for name, criterion in CRITERIA.items()
-    }
+    """The evaluation each criterion picks: {criterion: evaluation}. `evaluations` is in step order.
+
+    Only the evaluations where a criterion ran, with a finite value, are its candidates (reverse
+    validation runs at some evaluations only); a criterion with none is left out.
+    """
+    picks = {}
+    for name, criterion in CRITERIA.items():
+        candidates = [r for r in evaluations if criterion.metric in r and math.isfinite(r[criterion.metric])]
+        if candidates:
+            picks[name] = max(candidates, key=lambda record: record[criterion.metric])  # keeps the earliest of equals
+    return picks

@@ -13,9 +13,10 @@ import torch
 from torch import Tensor
 
 from dann.checkpoint import rng_state, save_checkpoint, set_rng_state
+from dann.criteria import label_free_criteria
 from dann.data import DomainData, make_stream, to_device
 from dann.errors import Diverged, Interrupted
-from dann.evaluate import evaluate
+from dann.evaluate import accuracy, predict_split
 from dann.interrupt import StopRequests
 from dann.methods import Batch, Method
 from dann.selection import select
@@ -35,6 +36,8 @@ class LoopSettings:
     log_every: int = 100
     eval_every: int = 1000
     checkpoint_every: int = 1000
+    # Reverse validation (the costly criterion) at every Nth evaluation; 0: never.
+    reverse_validation_every: int = 1
 
 
 class TrainState:
@@ -142,14 +145,30 @@ def train(
                 raise Diverged(step, non_finite)
 
         if step % loop.eval_every == 0 or step == steps:
-            record = {"step": step}
-            for domain, split in eval_splits.items():
-                result = evaluate(
-                    method, split, data.num_classes, loop.eval_batch_size, data.mean, data.std, data.num_workers
-                )
-                record[f"{domain}/acc"] = result["acc"]
-                if domain == "target":
-                    record["target/acc_per_class_mean"] = result["acc_per_class_mean"]
+            # One pass per split; the accuracies and the selection criteria all read its outputs.
+            source_out, target_out = (
+                predict_split(method, split, loop.eval_batch_size, data.mean, data.std, data.num_workers)
+                for split in (eval_splits["source"], eval_splits["target"])
+            )
+            source_acc, target_acc = accuracy(source_out, data.num_classes), accuracy(target_out, data.num_classes)
+            record = {
+                "step": step,
+                "source/acc": source_acc["acc"],
+                "target/acc": target_acc["acc"],
+                "target/acc_per_class_mean": target_acc["acc_per_class_mean"],
+            }
+            # Counted from the evaluations so far, which a checkpoint restores: resume keeps the same schedule.
+            every = loop.reverse_validation_every
+            reverse = every > 0 and (len(evaluations) + 1) % every == 0
+            # The target's labels are not passed: these criteria are what a user without them can compute.
+            record |= label_free_criteria(
+                source_out.features,
+                source_out.logits,
+                source_out.labels,
+                target_out.features,
+                target_out.logits,
+                reverse=reverse,
+            )
             logger.log(step, {k: v for k, v in record.items() if k != "step"})
             evaluations.append(record)
             log.info(

@@ -8,6 +8,10 @@ seeds of one metric, from runs with exactly the same configuration but their see
 did not finish are flagged in their cell and listed under the table; they are never averaged in.
 
 collect (run directories → a DataFrame, one row per run) → table (cells, averages) → render.
+
+`--select all` compares the model-selection criteria instead (dann.selection): per task, the
+configuration (λ, …) each criterion picks, as the DANN paper picks λ, that configuration's number
+and its regret against the oracle; collect_selections → build_selection_table → format_selection_*.
 """
 
 from __future__ import annotations
@@ -18,15 +22,27 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from dann.report.collect import ReportError, collect, load_references
-from dann.report.render import METRICS, csv_frame, format_latex, format_markdown, format_text
-from dann.report.table import Table, build_table
+from dann.report.collect import ReportError, collect, collect_selections, load_references
+from dann.report.render import (
+    METRICS,
+    csv_frame,
+    format_latex,
+    format_markdown,
+    format_selection_markdown,
+    format_selection_text,
+    format_text,
+    selection_csv_frame,
+)
+from dann.report.table import SelectionTable, Table, build_selection_table, build_table
 
 __all__ = [
     "ReportError",
+    "SelectionTable",
     "Table",
+    "build_selection_table",
     "build_table",
     "collect",
+    "collect_selections",
     "csv_frame",
     "format_latex",
     "format_markdown",
@@ -56,7 +72,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         metavar="CRITERION",
         help="which evaluation of each run: final (default), source_val (best source "
         "validation accuracy), oracle (best target accuracy: uses target labels), "
-        "or any other criterion under `selection` in the summaries",
+        "a label-free criterion (iwv, dev, snd, entropy, info_max, reverse_val), "
+        "or any other criterion under `selection` in the summaries; "
+        "all: per task, the configuration each criterion picks, its number and its regret (oracle − picked)",
     )
     parser.add_argument(
         "--group-by",
@@ -79,8 +97,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def report(args: argparse.Namespace) -> Table:
+def report(args: argparse.Namespace) -> Table | SelectionTable:
     """Print the table and write the files asked for; every problem with an input is a ReportError."""
+    if args.select == "all":
+        return report_selection(args)
     references = load_references(args.reference) if args.reference else None
     runs = collect(args.paths, args.metric, args.select)
     table = build_table(runs, args.metric, args.select, args.group_by, references)
@@ -89,8 +109,27 @@ def report(args: argparse.Namespace) -> Table:
         args.latex: format_latex,
         args.csv: lambda t: csv_frame(t).to_csv(index=False),
     }
-    texts = {path: write(table) for path, write in outputs.items() if path}  # all rendered before any is written
-    sys.stdout.write(format_text(table))
+    emit(table, format_text, outputs)
+    return table
+
+
+def report_selection(args: argparse.Namespace) -> SelectionTable:
+    """`--select all`: every criterion's pick among the configurations, per task, and its regret."""
+    if args.latex or args.reference:
+        raise ReportError("--select all writes text, --markdown and --csv (no --latex, no --reference)")
+    table = build_selection_table(collect_selections(args.paths, args.metric), args.metric, args.group_by)
+    outputs = {
+        args.markdown: format_selection_markdown,
+        args.csv: lambda t: selection_csv_frame(t).to_csv(index=False),
+    }
+    emit(table, format_selection_text, outputs)
+    return table
+
+
+def emit(table, format_stdout, outputs: dict) -> None:
+    """Print `table` and write each file of `outputs` ({path or None: render}), all rendered before any is written."""
+    texts = {path: write(table) for path, write in outputs.items() if path}
+    sys.stdout.write(format_stdout(table))
     for path, text in texts.items():
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -98,7 +137,6 @@ def report(args: argparse.Namespace) -> Table:
         except OSError as e:
             raise ReportError(f"{path}: cannot be written ({e.strerror or e})") from None
         print(f"wrote {path}", file=sys.stderr)
-    return table
 
 
 def main(argv: Sequence[str] | None = None) -> None:

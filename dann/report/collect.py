@@ -18,6 +18,7 @@ from typing import Any
 import pandas as pd
 
 from dann.identity import flatten, identity
+from dann.selection import CRITERIA
 from dann.spec import integer, is_real_number, number
 
 # The columns every run has; every other column of the runs DataFrame is an identity key.
@@ -68,6 +69,32 @@ def collect(paths: Sequence[str | Path], metric: str, select: str) -> pd.DataFra
         )
     runs = pd.DataFrame([run_row(d, s, metric, select) for d, s in zip(dirs, summaries)])
     keys = [c for c in runs.columns if c not in RUN_FIELDS]
+    runs[keys] = runs[keys].fillna(ABSENT)
+    return runs
+
+
+def collect_selections(paths: Sequence[str | Path], metric: str) -> pd.DataFrame:
+    """One row per finished run × criterion it recorded, for `--select all`: RUN_FIELDS (`value`: `metric`
+    of the evaluation the criterion picks), `criterion`, `score` (the criterion's own metric there), and
+    the identity keys. A run that did not finish is one row with criterion None: listed, never a candidate.
+    A finished run without selection.<criterion> (reverse validation turned off, an older run) is no
+    candidate for that criterion."""
+    dirs = find_run_dirs(paths)
+    summaries = [read_summary(d / "summary.json") if (d / "summary.json").is_file() else None for d in dirs]
+    recorded = {c for s in summaries if s and s["status"] == "finished" for c in s.get("selection") or {}}
+    if "oracle" not in recorded:
+        raise ReportError("--select all: no finished run has selection.oracle, which regrets are measured against")
+    rows = []
+    for run_dir, summary in zip(dirs, summaries):
+        has = set((summary or {}).get("selection") or {}) if (summary or {}).get("status") == "finished" else set()
+        if not has:
+            rows.append(run_row(run_dir, summary, metric, "final") | {"criterion": None, "score": None})
+        for criterion in (c for c in CRITERIA if c in has):  # CRITERIA's order; criteria it does not know are left out
+            row = run_row(run_dir, summary, metric, criterion)
+            score = finished(summary, run_dir / "summary.json", CRITERIA[criterion].metric, criterion)
+            rows.append(row | score | {"criterion": criterion, "score": score.get("value"), "value": row["value"]})
+    runs = pd.DataFrame(rows)
+    keys = [c for c in runs.columns if c not in (*RUN_FIELDS, "criterion", "score")]
     runs[keys] = runs[keys].fillna(ABSENT)
     return runs
 

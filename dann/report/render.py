@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from dann.report.table import CELL, FLAGGED, Table
+from dann.report.table import CELL, FLAGGED, SelectionTable, Table
 from dann.selection import CRITERIA
 
 METRICS = {
@@ -341,3 +341,99 @@ def csv_frame(table: Table) -> pd.DataFrame:
     return frame.reindex(columns=[*CSV_FIELDS, *extra]).astype(
         {"n_expected": "Int64", "tasks_averaged": "Int64", "tasks_total": "Int64"}
     )
+
+
+# --- `--select all`: every criterion's pick and regret -----------------------------------------
+
+
+def selection_caption(table: SelectionTable) -> str:
+    parts = [
+        "Model selection: per task, each criterion picks the configuration whose runs score best on it "
+        "(mean over seeds of the criterion at the evaluation it picks in each run)",
+        f"{METRICS.get(table.metric, table.metric)} of that configuration ({table.metric}, %, mean ± std "
+        "over seeds (n))",
+        "regret = the oracle's number − the pick's (percentage points)",
+    ] + ([", ".join(table.fixed)] if table.fixed else [])
+    return "; ".join(parts)
+
+
+def selection_grid(table: SelectionTable) -> list[list[str]]:
+    """Header, then one row per task × criterion; the task is named on its first row."""
+    rows = [["task", "criterion", "target labels", "picks", "criterion value", table.metric, "regret"]]
+    previous = None
+    for (group, source, target, criterion), pick in table.picks.iterrows():
+        name = (
+            f"{source}→{target}"
+            if table.picks.index.get_level_values("group").nunique() == 1
+            else (f"{group} {source}→{target}")
+        )
+        n = int(pick["n"])
+        value = pct(pick["mean"]) + (f" ± {pct(pick['std'])}" if n > 1 else "") + f" ({n})"
+        rows.append(
+            [
+                name if name != previous else "",
+                criterion,
+                "ORACLE" if CRITERIA[criterion].uses_target_labels else "no",
+                pick["column"],
+                f"{pick['score']:.4f}",
+                value + ("*" if n < table.expected_n else ""),
+                f"{100 * pick['regret']:.1f}",
+            ]
+        )
+        previous = name
+    return rows
+
+
+def selection_notes(table: SelectionTable) -> list[tuple[str, list[str]]]:
+    lines = [
+        "criterion value: the criterion's metric at the picked configuration (mean over seeds): "
+        + ", ".join(f"{name} {c.metric}" for name, c in CRITERIA.items() if name in table.picks.index.unique(3))
+        + "; all higher-is-better.",
+        "ORACLE: uses target test labels, an upper bound and not a result; regret 0 by definition.",
+    ]
+    if (table.picks.n < table.expected_n).any():
+        lines.append(f"* fewer seeds than the usual {table.expected_n}.")
+    runs = table.runs.drop_duplicates("path").to_dict("records")
+    listed = [f"{display(r['path'])}: {r['status']}: {r['error']}" for r in runs if r["status"] != "finished"]
+    finished = table.runs[(table.runs.status == "finished") & table.runs.criterion.notna()]
+    without = [
+        f"{name}: {count} finished run{'s' * (count > 1)} without selection.{name} (not candidates)"
+        for name in CRITERIA
+        if (count := finished.path.nunique() - finished[finished.criterion == name].path.nunique()) > 0
+    ]
+    sections = [("Legend", lines), (f"Runs that did not finish, not candidates ({len(listed)})", listed)]
+    return [(heading, items) for heading, items in sections + [("Check", without)] if items]
+
+
+def format_selection_text(table: SelectionTable) -> str:
+    rows = selection_grid(table)
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = [selection_caption(table), ""]
+    for i, row in enumerate(rows):
+        lines.append("  ".join(t.ljust(w) for t, w in zip(row, widths)).rstrip())
+        lines += ["  ".join("-" * w for w in widths)] if i == 0 else []
+    for heading, items in selection_notes(table):
+        lines += ["", f"{heading}:"] + [f"  {item}" for item in items]
+    return "\n".join(lines) + "\n"
+
+
+def format_selection_markdown(table: SelectionTable) -> str:
+    header, *rows = selection_grid(table)
+    frame = pd.DataFrame([[md(t) for t in row] for row in rows], columns=[md(t) for t in header])
+    lines = [
+        f"**{md(selection_caption(table))}**",
+        "",
+        frame.to_markdown(index=False, colalign=["left"] * 4 + ["right"] * 3, disable_numparse=True),
+    ]
+    for heading, items in selection_notes(table):
+        lines += ["", f"{md(heading)}:", ""] + [f"- {md(item)}" for item in items]
+    return "\n".join(lines) + "\n"
+
+
+def selection_csv_frame(table: SelectionTable) -> pd.DataFrame:
+    """One row per task × criterion; numbers are fractions (the criterion's value in its own units)."""
+    frame = table.picks.reset_index().rename(columns={"column": "picks", "score": "criterion_value"})
+    return frame.assign(metric=table.metric)[
+        ["group", "source", "target", "criterion", "picks", "criterion_value", "metric", "mean", "std", "n", "seeds"]
+        + ["oracle", "regret"]
+    ]

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from dann.report.collect import ABSENT, RUN_FIELDS, ReportError
+from dann.selection import CRITERIA
 
 # Lower bound, the method, upper bound (the paper's order); other methods follow alphabetically.
 METHOD_ORDER = ("source_only", "dann", "target_only")
@@ -244,4 +245,78 @@ def match_references(references: dict, runs: pd.DataFrame, groups: dict, metric:
         pd.DataFrame(cells, columns=CELL + ["mean"]),
         pd.DataFrame(averages, columns=["group", "column", "value", "published"]).set_index(["group", "column"]),
         pd.DataFrame([columns[c] for c in labels], index=pd.Index(labels, name="column")),
+    )
+
+
+@dataclass
+class SelectionTable:
+    """`--select all`: per task and criterion, the configuration it picks, that configuration's number, its regret."""
+
+    metric: str
+    # index: group, source, target, criterion (CRITERIA's order); column (the configuration picked), score
+    # (its mean criterion value over seeds), mean, std, n (finished seeds), seeds, oracle, regret = oracle − mean
+    picks: pd.DataFrame
+    runs: pd.DataFrame  # every run × criterion row, with its group and column
+    expected_n: int  # the most common number of finished seeds per configuration
+    fixed: list[str]  # what every run shares, for the caption
+
+
+def build_selection_table(runs: pd.DataFrame, metric: str, group_by=()) -> SelectionTable:
+    """Choose among configurations (λ, …) as the DANN paper chooses λ: per task and criterion, the
+    configuration whose runs score best on the criterion (mean over its seeds of the criterion's value
+    at the evaluation it picks in each run), reported with its own `metric` (mean ± std over the same
+    runs). The oracle makes the same choice by target accuracy; regret = oracle's number − the pick's.
+
+    Every number is one configuration's: a pick is a whole column, never a mix of seeds of several.
+    """
+    runs = runs[runs.status != "skipped"].copy()
+    if runs.empty:
+        raise ReportError("no runs to report: every run directory found was skipped by dann.run")
+    per_run = runs.drop_duplicates("path").drop(columns=["criterion", "score"])  # one row per run
+    group_keys, column_keys = choose_keys(per_run, list(group_by))
+    label_keys = column_keys or ["lambda"]
+    records = runs.to_dict("records")
+    runs["group"] = [group_label(r, group_keys) for r in records]
+    runs["column"] = [setting(r, label_keys) for r in records]
+    clash = runs.drop_duplicates("path").groupby(CELL)["identity"].nunique()
+    if (clash > 1).any():
+        raise ReportError(
+            f"runs of different configurations would share the column {' '.join(clash.idxmax())}: "
+            "two config values print alike; report them separately"
+        )
+    finished = runs[(runs.status == "finished") & runs.criterion.notna()]
+    if finished.empty:
+        raise ReportError("--select all: no finished run to choose from")
+    rank = {c: i for i, c in enumerate(ordered(runs, "column", label_keys))}
+    configs = (
+        finished.groupby(["group", "source", "target", "criterion", "column"])
+        .agg(
+            score=("score", "mean"),
+            mean=("value", "mean"),
+            std=("value", "std"),
+            n=("value", "size"),
+            seeds=("seed", lambda seeds: " ".join(map(str, sorted(seeds)))),
+        )
+        .reset_index()
+    )
+    # Ties go to the first column in the table's order (smaller λ first).
+    configs = configs.sort_values("column", key=lambda c: c.map(rank), kind="stable")
+    task = ["group", "source", "target"]
+    picks = configs.loc[configs.groupby([*task, "criterion"], sort=False)["score"].idxmax()]
+    oracle = picks[picks.criterion == "oracle"].set_index(task)["mean"].rename("oracle")
+    picks = picks.join(oracle, on=task)
+    picks["regret"] = picks["oracle"] - picks["mean"]
+    criterion_rank = {c: i for i, c in enumerate(CRITERIA)}
+    group_rank = {g: i for i, g in enumerate(ordered(runs, "group", group_keys))}
+    picks = picks.sort_values(
+        [*task, "criterion"],
+        key=lambda c: c.map(criterion_rank) if c.name == "criterion" else c.map(group_rank) if c.name == "group" else c,
+    ).set_index([*task, "criterion"])
+    n = configs.n.value_counts()
+    methods = per_run["method.name"].unique()
+    fixed = ([f"dataset {runs.group.iloc[0]}"] if runs.group.nunique() == 1 else []) + (
+        [f"method {methods[0]}"] if len(methods) == 1 else []
+    )
+    return SelectionTable(
+        metric, picks, runs, expected_n=max(n.index, key=lambda k: (n[k], k)) if len(n) else 0, fixed=fixed
     )
