@@ -18,6 +18,7 @@ from __future__ import annotations
 from dann.data.images import ON_CORRUPT
 from dann.methods.finetune import FREEZE_IN_STAGE2
 from dann.models.feature_extractors import RESNETS
+from dann.progress import PROGRESS_MODES
 from dann.selection import CRITERIA
 from dann.spec import Spec, boolean, integer, number, one_of, text
 from dann.tracking import WANDB_MODES
@@ -114,6 +115,7 @@ SCHEMA: dict[str, Spec] = {
     "trainer.eval_every": POSITIVE,
     "trainer.log_every": POSITIVE,
     "trainer.checkpoint_every": POSITIVE,
+    "trainer.progress": one_of(*PROGRESS_MODES),
     "trainer.reverse_validation_every": integer(0, means="evaluations between reverse validations; 0: never"),
     "trainer.resume": boolean(),
     "trainer.rerun_finished": boolean(),

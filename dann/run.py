@@ -170,6 +170,7 @@ def _train_run(
             log_every=trainer.log_every,
             eval_every=trainer.eval_every,
             checkpoint_every=trainer.checkpoint_every,
+            progress=trainer.progress,
             reverse_validation_every=trainer.reverse_validation_every,
         )
         config = _resolved(cfg)

@@ -19,6 +19,7 @@ from dann.errors import Diverged, Interrupted
 from dann.evaluate import accuracy, predict_split
 from dann.interrupt import StopRequests
 from dann.methods import Batch, Method
+from dann.progress import Progress
 from dann.selection import select
 from dann.tracking import RunLogger
 
@@ -36,6 +37,7 @@ class LoopSettings:
     log_every: int = 100
     eval_every: int = 1000
     checkpoint_every: int = 1000
+    progress: str = "auto"  # the console progress line: auto | bar | lines | off (dann.progress)
     # Reverse validation (the costly criterion) at every Nth evaluation; 0: never.
     reverse_validation_every: int = 1
 
@@ -124,24 +126,30 @@ def train(
     if stop is not None and stop.requested and start < steps:  # before any step: the state is the checkpoint's
         raise Interrupted(start, stop.signal_name, 128 + stop.signum)
     method.train()
+    progress = Progress(steps, loop.progress, start_step=start)
     for step in range(start + 1, steps + 1):
         state.step = step
         source_x, source_y = next(source)
         target_x, target_y = next(target)
         batch = Batch(source_x, source_y, target_x, target_y if method.uses_target_labels else None)
+        logging_step = step % loop.log_every == 0 or step == steps
+        method.diagnose = logging_step  # the update then also measures the gradients at the features
         for name, value in method.update(batch, progress=(step - 1) / steps).items():
             if isinstance(value, Tensor):
                 pending.setdefault(name, []).append(value)
             else:
                 latest[name] = value
 
-        if step % loop.log_every == 0 or step == steps:
+        if logging_step:
             means = {name: torch.stack(values).mean() for name, values in pending.items()}
             state.logged = {name: value.item() for name, value in means.items()} | latest
             logger.log(step, state.logged)
             pending.clear()
+            # The line ends before an evaluation (at this step or before the next log), whose log line follows.
+            progress.update(step, state.logged, end_line=(-step) % loop.eval_every < loop.log_every or step == steps)
             non_finite = {name: value for name, value in state.logged.items() if not math.isfinite(value)}
             if non_finite:
+                progress.close()
                 raise Diverged(step, non_finite)
 
         if step % loop.eval_every == 0 or step == steps:
@@ -190,6 +198,8 @@ def train(
                 | {"wandb_run_id": logger.wandb_run_id, "elapsed_s": time.time() - started},
             )
         if stopping and step < steps:
+            progress.close()
             raise Interrupted(step, stop.signal_name, 128 + stop.signum)
 
+    progress.close()
     return {"final": evaluations[-1], "selection": select(evaluations)}

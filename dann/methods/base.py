@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
@@ -38,10 +38,17 @@ class Method(nn.Module):
 
     The method owns its optimiser and learning-rate schedule, so a checkpoint of
     `state_dict()` plus `optimizer` and `lr_scheduler` restores it exactly.
+
+    Gradient diagnostics: on the steps the loop logs it sets `diagnose`, and an update run
+    inside `with self.feature_gradients() as g:` adds `g.metrics(device)` to what it returns
+    (see `FeatureGradients`); a method that does not simply logs none.
     """
 
     uses_target_labels: ClassVar[bool] = False  # the training loop then gives `update` target labels
     needs_pretrained_backbone: ClassVar[bool] = False  # refused before the run without pretrained weights
+    # Set by the training loop before each update: True on the steps it logs, whose update then also
+    # returns the gradient norms at the features (`FeatureGradients`). Not saved in checkpoints.
+    diagnose: bool = False
 
     def __init__(
         self,
@@ -80,6 +87,10 @@ class Method(nn.Module):
         """The base learning rate for the coming step: `train/lr`, before any group's `lr_mult`."""
         return self.base_lr * self.lr_schedule(self.lr_scheduler.last_epoch, self.total_steps)
 
+    def feature_gradients(self) -> FeatureGradients:
+        """Measures the gradients at the features during this update when `diagnose` is set; a no-op otherwise."""
+        return FeatureGradients(self.network, enabled=self.diagnose)
+
     def _step(self, loss: Tensor) -> None:
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -104,3 +115,87 @@ def step_metrics(
         "train/lambda": grl_lambda,
         "train/lr": lr,
     }
+
+
+class FeatureGradients:
+    """The norms of the gradients that reach the shared features (G_f's output) in one update.
+
+    Wrap the update's forward and backward passes:
+
+        with self.feature_gradients() as grads:
+            ...forward, losses, self._step(loss)...
+        metrics |= grads.metrics(device)
+
+    and it returns, as device tensors (no host sync; the training loop reads them at log time):
+
+    - `train/grad_norm_label`: the L2 norm, over the whole batch of features, of the gradient that
+      the label predictor G_y sends back to them (d label_loss / d features);
+    - `train/grad_norm_domain`: the same for the gradient that reaches them from the domain
+      classifier through the reversal layer, i.e. already multiplied by -λ_p
+      (d (-λ_p · domain_loss) / d features, what adversarial training adds to the features' update);
+    - `train/grad_ratio`: domain / label (0 when the label gradient is 0).
+
+    A norm is 0 where no such gradient reaches the features: the domain one for the supervised
+    baselines (their domain classifier is a probe on detached features, no reversal layer), both
+    where the feature extractor is frozen (two_stage's second stage). Losses are batch means, so the
+    norms shrink with the batch size; their ratio does not.
+
+    How: forward hooks on `network.label_predictor` (its input gets a view of its own, so that its
+    gradient is the label path's alone) and on `network.gradient_reversal` (a tensor hook on its output;
+    the reversed gradient is that times -λ, exactly as the layer computes it). The update's single
+    backward pass fills them in: no second backward, and the parameters' gradients and the step are
+    bitwise those of an update without it. Cost, on measured steps only: one view node and two
+    vector norms over the feature batch (plus one product for the domain one). With `enabled=False`
+    nothing is hooked and `metrics` is empty.
+    """
+
+    def __init__(self, network: nn.Module, enabled: bool = True):
+        self.network = network
+        self.enabled = enabled
+        self._label: list[Tensor] = []
+        self._domain: list[Tensor] = []
+        self._handles: list[Any] = []
+
+    def __enter__(self) -> FeatureGradients:
+        if self.enabled:
+            self._handles = [
+                self.network.label_predictor.register_forward_pre_hook(self._hook_label_input),
+                self.network.gradient_reversal.register_forward_hook(self._hook_reversal_output),
+            ]
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        for handle in self._handles:
+            handle.remove()
+        self._handles = []
+
+    def _hook_label_input(self, module: nn.Module, args: tuple) -> tuple | None:
+        if not args or not isinstance(args[0], Tensor) or not args[0].requires_grad:
+            return None  # frozen features: no gradient reaches them
+        features = args[0].view_as(args[0])  # its own autograd node: only the label path's gradient arrives here
+        features.register_hook(lambda grad: self._label.append(torch.linalg.vector_norm(grad)))
+        return (features, *args[1:])
+
+    def _hook_reversal_output(self, module: nn.Module, args: tuple, output: Tensor) -> None:
+        if not output.requires_grad:
+            return
+        grl_lambda = float(args[1]) if len(args) > 1 else 1.0
+        # The reversal layer hands the features grad * -λ (dann.grl): the same product, so the same numbers.
+        output.register_hook(lambda grad: self._domain.append(torch.linalg.vector_norm(grad * -grl_lambda)))
+
+    def metrics(self, device: torch.device) -> dict[str, Tensor]:
+        """The three metrics after the backward pass; {} when not enabled."""
+        if not self.enabled:
+            return {}
+        label, domain = _total_norm(self._label, device), _total_norm(self._domain, device)
+        ratio = torch.where(label > 0, domain / label, torch.zeros_like(label))
+        return {"train/grad_norm_label": label, "train/grad_norm_domain": domain, "train/grad_ratio": ratio}
+
+
+def _total_norm(norms: list[Tensor], device: torch.device) -> Tensor:
+    """One norm over all the tensors the norms were taken of (a module called twice); 0 for none."""
+    if not norms:
+        return torch.zeros((), device=device)
+    if len(norms) == 1:
+        return norms[0].detach()
+    return torch.linalg.vector_norm(torch.stack(norms)).detach()

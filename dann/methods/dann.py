@@ -40,9 +40,11 @@ class DANN(Method):
         num_source = len(batch.source_x)
         # One feature-extractor pass over both domains: half the launches of two passes,
         # and BatchNorm (where the backbone has it) sees both domains, as in the paper.
-        class_logits, domain_logits = self.network(torch.cat([batch.source_x, batch.target_x]), grl_lambda)
-        label_loss = F.cross_entropy(class_logits[:num_source], batch.source_y)
-        labels = domain_labels(num_source, len(batch.target_x), domain_logits.device)
-        domain_loss = F.binary_cross_entropy_with_logits(domain_logits, labels)
-        self._step(label_loss + domain_loss)
-        return step_metrics(label_loss, domain_loss, domain_logits, labels, grl_lambda, lr)
+        with self.feature_gradients() as gradients:  # on logged steps: the two gradients at the features
+            class_logits, domain_logits = self.network(torch.cat([batch.source_x, batch.target_x]), grl_lambda)
+            label_loss = F.cross_entropy(class_logits[:num_source], batch.source_y)
+            labels = domain_labels(num_source, len(batch.target_x), domain_logits.device)
+            domain_loss = F.binary_cross_entropy_with_logits(domain_logits, labels)
+            self._step(label_loss + domain_loss)
+        metrics = step_metrics(label_loss, domain_loss, domain_logits, labels, grl_lambda, lr)
+        return metrics | gradients.metrics(label_loss.device)

@@ -8,7 +8,10 @@ that they log the same `train/domain_*` metrics as DANN: its accuracy shows how
 separable the domains are without adaptation. The probe never changes the
 features, and the other domain's batch goes through the feature extractor in
 eval mode without gradients, so the baseline learns nothing from it (not even
-BatchNorm statistics).
+BatchNorm statistics). For the same reason, of the gradient diagnostics logged at each
+log interval (`dann.methods.base.FeatureGradients`) only `train/grad_norm_label` can be
+non-zero: `train/grad_norm_domain` and `train/grad_ratio` are logged as 0, the true
+value, so that the baselines' charts line up with DANN's.
 """
 
 from __future__ import annotations
@@ -32,19 +35,22 @@ class SupervisedOnly(Method):
             x, y, other_x = batch.source_x, batch.source_y, batch.target_x
         else:
             x, y, other_x = batch.target_x, batch.target_y, batch.source_x
-        features = net.feature_extractor(x)
-        label_loss = F.cross_entropy(net.label_predictor(features), y)
-        other_features = self._frozen_features(other_x)
-        if self.labeled_domain == "source":
-            probe_input = torch.cat([features.detach(), other_features])
-            labels = domain_labels(len(x), len(other_x), x.device)
-        else:
-            probe_input = torch.cat([other_features, features.detach()])
-            labels = domain_labels(len(other_x), len(x), x.device)
-        domain_logits = net.domain_classifier(probe_input).squeeze(1)
-        domain_loss = F.binary_cross_entropy_with_logits(domain_logits, labels)
-        self._step(label_loss + domain_loss)
-        return step_metrics(label_loss, domain_loss, domain_logits, labels, grl_lambda=0.0, lr=lr)
+        # On logged steps, the label gradient at the features; the domain one is 0 (the probe reads detached features).
+        with self.feature_gradients() as gradients:
+            features = net.feature_extractor(x)
+            label_loss = F.cross_entropy(net.label_predictor(features), y)
+            other_features = self._frozen_features(other_x)
+            if self.labeled_domain == "source":
+                probe_input = torch.cat([features.detach(), other_features])
+                labels = domain_labels(len(x), len(other_x), x.device)
+            else:
+                probe_input = torch.cat([other_features, features.detach()])
+                labels = domain_labels(len(other_x), len(x), x.device)
+            domain_logits = net.domain_classifier(probe_input).squeeze(1)
+            domain_loss = F.binary_cross_entropy_with_logits(domain_logits, labels)
+            self._step(label_loss + domain_loss)
+        metrics = step_metrics(label_loss, domain_loss, domain_logits, labels, grl_lambda=0.0, lr=lr)
+        return metrics | gradients.metrics(label_loss.device)
 
     @torch.no_grad()
     def _frozen_features(self, x: Tensor) -> Tensor:

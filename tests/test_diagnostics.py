@@ -1,0 +1,167 @@
+"""Gradient diagnostics: the norms of the label and reversed domain gradients at the shared features.
+
+Each is checked against the same gradient computed by hand with torch.autograd.grad on a copy of the
+network; measuring must not change the update; and the loop asks for them on logged steps only.
+"""
+
+import copy
+import json
+from dataclasses import replace
+
+import pytest
+import torch
+import torch.nn.functional as F
+from omegaconf import OmegaConf
+
+from dann.builders import build_dataset, build_method, build_network
+from dann.data import Split
+from dann.grl import grad_reverse
+from dann.methods import Batch
+from dann.methods.base import domain_labels
+from dann.tracking import RunLogger
+from dann.train import LoopSettings, train
+from tests.helpers import compose_config
+
+DIAGNOSTICS = {"train/grad_norm_label", "train/grad_norm_domain", "train/grad_ratio"}
+SUPERVISED = ["source_only", "target_only", "two_stage"]  # finetune is source_only's update (needs a ResNet)
+
+
+def make(method: str, *overrides: str):
+    torch.manual_seed(0)
+    cfg = compose_config(f"method={method}", "trainer.steps=100", *overrides)
+    return build_method(cfg, build_network(cfg, (2,), num_classes=2))
+
+
+def make_batch(with_target_labels: bool = True) -> Batch:
+    g = torch.Generator().manual_seed(1)
+    return Batch(
+        source_x=torch.randn(8, 2, generator=g),
+        source_y=torch.randint(0, 2, (8,), generator=g),
+        target_x=torch.randn(8, 2, generator=g) + 1.0,
+        target_y=torch.randint(0, 2, (8,), generator=g) if with_target_labels else None,
+    )
+
+
+def diagnosed_update(method, batch, progress):
+    method.diagnose = True
+    try:
+        return method.update(batch, progress=progress)
+    finally:
+        method.diagnose = False
+
+
+@pytest.mark.parametrize("progress", [0.0, 0.3, 1.0])
+def test_dann_gradient_norms_are_those_autograd_gives_at_the_features(progress):
+    method = make("dann", "lambda=0.7")
+    reference = copy.deepcopy(method.network)  # the network before the step
+    batch = make_batch(with_target_labels=False)
+    metrics = diagnosed_update(method, batch, progress)
+    assert DIAGNOSTICS <= set(metrics)
+
+    grl_lambda = metrics["train/lambda"]
+    features = reference.feature_extractor(torch.cat([batch.source_x, batch.target_x]))
+    label_loss = F.cross_entropy(reference.label_predictor(features)[:8], batch.source_y)
+    domain_logits = reference.domain_classifier(grad_reverse(features, grl_lambda)).squeeze(1)
+    domain_loss = F.binary_cross_entropy_with_logits(domain_logits, domain_labels(8, 8, features.device))
+    (label_grad,) = torch.autograd.grad(label_loss, features, retain_graph=True)
+    (domain_grad,) = torch.autograd.grad(domain_loss, features)  # through the reversal layer: times -λ
+
+    assert metrics["train/label_loss"].item() == pytest.approx(label_loss.item(), rel=1e-6)
+    assert metrics["train/grad_norm_label"].item() == pytest.approx(label_grad.norm().item(), rel=1e-5)
+    assert metrics["train/grad_norm_domain"].item() == pytest.approx(domain_grad.norm().item(), rel=1e-5, abs=1e-12)
+    expected_ratio = domain_grad.norm() / label_grad.norm()
+    assert metrics["train/grad_ratio"].item() == pytest.approx(expected_ratio.item(), rel=1e-5, abs=1e-12)
+    if progress == 0.0:  # λ_0 = 0: nothing reaches the features from the domain loss yet
+        assert metrics["train/grad_norm_domain"].item() == 0.0
+    else:
+        assert metrics["train/grad_norm_domain"].item() > 0
+    # Device tensors, read by the loop at log time: no host sync in the step.
+    assert all(isinstance(metrics[name], torch.Tensor) for name in DIAGNOSTICS)
+
+
+def test_the_domain_gradient_is_the_reversed_one_times_lambda():
+    # The same step at two λ: the domain gradient at the features scales with λ (before the step, the
+    # domain loss does not depend on λ), the label gradient does not.
+    one, two = make("dann", "lambda=0.5", "method/lambda_schedule=constant"), make("dann", "lambda=1.0")
+    two.load_state_dict(one.state_dict())
+    two.lambda_schedule = one.lambda_schedule
+    a = diagnosed_update(one, make_batch(False), 0.5)
+    b = diagnosed_update(two, make_batch(False), 0.5)
+    assert b["train/grad_norm_label"].item() == pytest.approx(a["train/grad_norm_label"].item(), rel=1e-6)
+    assert b["train/grad_norm_domain"].item() == pytest.approx(2 * a["train/grad_norm_domain"].item(), rel=1e-5)
+
+
+@pytest.mark.parametrize("name", ["dann", *SUPERVISED])
+def test_measuring_changes_nothing_in_the_update(name):
+    measured, plain = make(name), make(name)  # the same seed: the same start
+    batch = make_batch()
+    for progress in (0.2, 0.4, 0.6, 0.8):
+        diagnosed_update(measured, batch, progress)
+        plain.update(batch, progress)
+    for key, value in plain.state_dict().items():
+        assert torch.equal(value, measured.state_dict()[key]), key
+    plain_momentum = [s["momentum_buffer"] for s in plain.optimizer.state.values()]
+    measured_momentum = [s["momentum_buffer"] for s in measured.optimizer.state.values()]
+    assert all(torch.equal(p, m) for p, m in zip(plain_momentum, measured_momentum, strict=True))
+    # No hook is left behind on the network.
+    assert not measured.network.label_predictor._forward_pre_hooks
+    assert not measured.network.gradient_reversal._forward_hooks
+
+
+@pytest.mark.parametrize("name", ["dann", *SUPERVISED])
+def test_without_the_flag_an_update_returns_no_diagnostics(name):
+    method = make(name)
+    assert not DIAGNOSTICS & set(method.update(make_batch(), progress=0.5))
+
+
+@pytest.mark.parametrize("name", ["source_only", "target_only"])
+def test_supervised_baselines_log_the_label_gradient_and_a_zero_domain_gradient(name):
+    method = make(name)
+    reference = copy.deepcopy(method.network)
+    batch = make_batch()
+    metrics = diagnosed_update(method, batch, 0.5)
+    x, y = (batch.source_x, batch.source_y) if name == "source_only" else (batch.target_x, batch.target_y)
+    features = reference.feature_extractor(x)
+    (label_grad,) = torch.autograd.grad(F.cross_entropy(reference.label_predictor(features), y), features)
+    assert metrics["train/grad_norm_label"].item() == pytest.approx(label_grad.norm().item(), rel=1e-5)
+    assert metrics["train/grad_norm_domain"].item() == 0.0  # the probe reads detached features
+    assert metrics["train/grad_ratio"].item() == 0.0
+
+
+def test_two_stage_logs_zero_gradients_once_its_features_are_frozen():
+    method = make("two_stage")  # freeze_in_stage2=feature_extractor by default
+    assert diagnosed_update(method, make_batch(), 0.2)["train/grad_norm_label"].item() > 0
+    frozen = diagnosed_update(method, make_batch(), 0.8)
+    assert {name: frozen[name].item() for name in DIAGNOSTICS} == dict.fromkeys(DIAGNOSTICS, 0.0)
+
+
+def test_the_loop_measures_on_logged_steps_only_and_logs_the_three_metrics(tmp_path):
+    cfg = compose_config("logger=none", "method=dann")
+    data = build_dataset(cfg).load()
+    few = {name: getattr(data, name) for name in ("source_val", "target_test")}  # a quick evaluation
+    data = replace(data, **{name: Split(split.inputs[:64], split.labels[:64]) for name, split in few.items()})
+    torch.manual_seed(0)
+    method = build_method(cfg, build_network(cfg, data.input_shape, data.num_classes))
+    flags = []
+    update = method.update
+
+    def spy(batch, progress):
+        flags.append(method.diagnose)
+        return update(batch, progress)
+
+    method.update = spy
+    loop = LoopSettings(steps=7, batch_size=16, log_every=3, eval_every=7, checkpoint_every=7, progress="off")
+    wandb = OmegaConf.to_container(cfg.logger.wandb)
+    with RunLogger(tmp_path, wandb=wandb, config={}, job_type="dann") as logger:
+        train(method, data, logger, loop, seed=0, device=torch.device("cpu"), run_dir=tmp_path, run_facts={})
+    assert flags == [False, False, True, False, False, True, True]  # steps 3, 6 and the last, 7
+
+    records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    training = [r for r in records if "train/label_loss" in r]
+    assert [r["step"] for r in training] == [3, 6, 7]
+    for record in training:
+        assert DIAGNOSTICS <= set(record)
+        assert record["train/grad_ratio"] == pytest.approx(
+            record["train/grad_norm_domain"] / record["train/grad_norm_label"], rel=1e-5
+        )
+    assert not any(DIAGNOSTICS & set(r) for r in records if "train/label_loss" not in r)
