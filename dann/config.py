@@ -46,6 +46,11 @@ def validate(cfg: DictConfig) -> None:
 
     _check_model(cfg)
     _check_dataset(cfg)
+    if cfg.trainer.objective == "reverse_val" and cfg.trainer.reverse_validation_every == 0:
+        raise ConfigError(
+            "trainer.objective=reverse_val needs reverse validation to run, but trainer.reverse_validation_every=0 "
+            "turns it off; set trainer.reverse_validation_every=1 (or more), or choose another objective"
+        )
 
 
 def _check_dataset(cfg: DictConfig) -> None:

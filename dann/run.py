@@ -277,7 +277,11 @@ def main(cfg: DictConfig) -> float | None:
     )
     print(f"outputs in {run_dir}")
     # What a sweeper (Optuna) maximises: the metric of the evaluation the objective's criterion picks.
-    return summary["selection"][cfg.trainer.objective][CRITERIA[cfg.trainer.objective].metric]
+    picked = summary["selection"].get(cfg.trainer.objective)
+    if picked is None:  # the criterion never gave a finite value: nothing for the sweeper to maximise
+        log.warning("%s: no evaluation has a finite %s; returning no objective", job, cfg.trainer.objective)
+        return None
+    return picked[CRITERIA[cfg.trainer.objective].metric]
 
 
 def _record_invalid(run_dir: Path, cfg: DictConfig, error: ConfigError, files: dict[str, str] | None) -> None:

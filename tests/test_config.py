@@ -322,3 +322,9 @@ def test_a_dataset_that_cannot_be_built_is_one_config_error(tmp_path):
     result = run_cli("dataset=office31", bad, "logger=none", cwd=tmp_path)
     assert result.returncode == 2 and result.stderr.startswith("error: dataset: dann.data.office.Office31 cannot")
     assert "Traceback" not in result.stderr
+
+
+def test_reverse_validation_as_objective_needs_it_to_run():
+    with pytest.raises(ConfigError, match="^trainer.objective=reverse_val needs reverse validation to run"):
+        validate(compose_config("trainer.objective=reverse_val", "trainer.reverse_validation_every=0"))
+    validate(compose_config("trainer.objective=reverse_val"))  # it runs at every evaluation by default
