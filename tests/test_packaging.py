@@ -85,6 +85,7 @@ def test_wheel_holds_every_module_and_every_config(wheel):
     entry_points = next(n for n in names if n.endswith(".dist-info/entry_points.txt"))
     scripts = zipfile.ZipFile(wheel).read(entry_points).decode()
     assert "dann-run = dann.run:main" in scripts and "dann-report = dann.report:main" in scripts
+    assert "dann-analyze = dann.analyze:main" in scripts
 
 
 def test_installed_wheel_imports_from_its_own_folder(site, tmp_path):
