@@ -24,6 +24,7 @@ RESULT_NEUTRAL_KEYS = (
     "trainer.checkpoint_every",
     "trainer.eval_batch_size",
     "trainer.objective",
+    "trainer.progress",
     "logger",
     "dataset.root",
     "dataset.download",
