@@ -45,13 +45,11 @@ def predict_split(
     """
     was_training = method.training
     method.eval()
-    network = method.network
     features, logits, labels = [], [], []
     for x, y in eval_batches(split, batch_size, next(method.parameters()).device, num_workers):
-        # network.predict's own computation, split in two so that the features are kept.
-        f = network.feature_extractor(to_model_input(x, mean, std))
+        f, z = method.features_and_logits(to_model_input(x, mean, std))
         features.append(f)
-        logits.append(network.label_predictor(f))
+        logits.append(z)
         labels.append(y)
     method.train(was_training)
     return Outputs(torch.cat(features), torch.cat(logits), torch.cat(labels))

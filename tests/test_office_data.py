@@ -561,6 +561,9 @@ class ConstantClassifier(nn.Module):
     def predict(self, x: torch.Tensor) -> torch.Tensor:
         return self.logits.expand(len(x), -1)
 
+    def features_and_logits(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return x.flatten(1), self.predict(x)
+
 
 def test_evaluate_counts_an_image_split_like_a_tensor_split(tmp_path):
     written = write_office31(tmp_path, images_per_class=1, domains=("amazon", "webcam"))

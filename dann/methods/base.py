@@ -83,6 +83,13 @@ class Method(nn.Module):
         """Class logits [B, num_classes]."""
         return self.network.predict(x)
 
+    @torch.no_grad()
+    def features_and_logits(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """The shared features [B, D] and the class logits [B, num_classes] of one pass: what an
+        evaluation keeps for the selection criteria (dann.criteria). The logits are `predict`'s."""
+        features = self.network.feature_extractor(x)
+        return features, self.network.label_predictor(features)
+
     def current_lr(self) -> float:
         """The base learning rate for the coming step: `train/lr`, before any group's `lr_mult`."""
         return self.base_lr * self.lr_schedule(self.lr_scheduler.last_epoch, self.total_steps)
