@@ -84,9 +84,7 @@ fig.tight_layout()
 # of trained runs"), although the t-SNE and the training domain accuracy show them mixed.
 
 # %%
-rows = [
-    (method, a["target_acc"], a["pad"]["features"], a["pad"]["raw"]) for method, a in analyses.items()
-]
+rows = [(method, a["target_acc"], a["pad"]["features"], a["pad"]["raw"]) for method, a in analyses.items()]
 print("| method | target acc | PAD (features) | PAD (raw inputs) |")
 print("| --- | --- | --- | --- |")
 for method, acc, pad_features, pad_raw in rows:
