@@ -767,3 +767,38 @@ def test_errors_name_the_file_and_exit_2_without_a_traceback(tmp_path, problem):
     assert result.returncode == 2, result.stderr
     assert result.stderr.startswith("error: ") and named in result.stderr and says in result.stderr
     assert "Traceback" not in result.stderr and result.stdout == ""
+
+
+def write_analysis(run_dir: Path, pad: float, step: int = 100, target_acc: float = 0.7) -> None:
+    """analysis.json as dann.analyze writes it: the fields the report reads (test_analyze.py checks the writer)."""
+    analysis = {"checkpoint_step": step, "target_acc": target_acc, "pad": {"features": pad, "raw": 0.05}}
+    (run_dir / "analysis.json").write_text(json.dumps(analysis))
+
+
+def test_pad_from_dann_analyze_is_tabulated_like_any_metric(tmp_path, capsys):
+    sweep = tmp_path / "sweep"
+    for method, pads in (("source_only", (0.9, 1.1)), ("dann", (0.4, 0.6))):
+        for seed, pad in enumerate(pads):
+            run_dir = write_run(sweep / f"{method}-{seed}", method=method, seed=seed, final=evaluation(100, 0.7))
+            write_analysis(run_dir, pad)
+    table = text_table(report(sweep, "--metric", "pad", capsys=capsys))
+    # Shown as they are (a distance in [0, 2]), not in %.
+    assert table[(None, "amazon→webcam")] == {"source_only": "1.000 ± 0.141 (2)", "dann": "0.500 ± 0.141 (2)"}
+    raw = text_table(report(sweep, "--metric", "pad_raw", capsys=capsys))
+    assert raw[(None, "amazon→webcam")]["dann"] == "0.050 ± 0.000 (2)"
+
+
+@pytest.mark.parametrize("problem", ["missing", "stale", "not final"])
+def test_pad_belongs_to_the_runs_final_checkpoint_or_is_not_shown(tmp_path, problem):
+    run_dir = write_run(tmp_path / "sweep" / "run", final=evaluation(100, 0.7))
+    if problem != "missing":
+        write_analysis(run_dir, 0.5, step=50 if problem == "stale" else 100)  # stale: of an earlier training
+    args = ["--select", "source_val"] if problem == "not final" else []
+    result = _report_cli(str(tmp_path / "sweep"), "--metric", "pad", *args, cwd=tmp_path)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    expected = {
+        "missing": "analysis.json: missing; run `python -m dann.analyze",
+        "stale": "analysis.json: analyses step 50 with target accuracy 0.7, but summary.json's final evaluation",
+        "not final": "error: --metric pad is measured by dann.analyze on the final checkpoint; use --select final",
+    }[problem]
+    assert expected in result.stderr

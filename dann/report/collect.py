@@ -27,6 +27,11 @@ STATUSES = ("finished", "failed", "diverged", "interrupted", "unfinished", "skip
 ABSENT = "(unset)"  # the value of a key that a run's config lacks (method.lambda_schedule.gamma for source_only)
 
 
+# Metrics of `dann.analyze` (analysis.json beside summary.json), measured on the final checkpoint:
+# metric → its path in analysis.json.
+ANALYSIS_METRICS = {"pad": ("pad", "features"), "pad_raw": ("pad", "raw")}
+
+
 class ReportError(Exception):
     """A problem with the report's inputs. The message names the file; `main` prints it and exits 2."""
 
@@ -81,6 +86,10 @@ def collect_selections(paths: Sequence[str | Path], metric: str) -> pd.DataFrame
     candidate for that criterion."""
     dirs = find_run_dirs(paths)
     summaries = [read_summary(d / "summary.json") if (d / "summary.json").is_file() else None for d in dirs]
+    if metric in ANALYSIS_METRICS:
+        raise ReportError(
+            f"--select all compares evaluations; --metric {metric} is measured on the final checkpoint only"
+        )
     recorded = {c for s in summaries if s and s["status"] == "finished" for c in s.get("selection") or {}}
     if "oracle" not in recorded:
         raise ReportError("--select all: no finished run has selection.oracle, which regrets are measured against")
@@ -143,7 +152,8 @@ def run_row(run_dir: Path, summary: dict | None, metric: str, select: str) -> di
     error = facts.get("error") or (f"stopped at step {facts['step']}" if "step" in facts else "(no error recorded)")
     row = {"path": run_dir, "status": facts["status"], "seed": facts["seed"], "value": None, "error": error}
     if row["status"] == "finished":
-        row |= {"source": str(facts["source"]), "target": str(facts["target"])} | finished(facts, where, metric, select)
+        measured = analysed if metric in ANALYSIS_METRICS else finished
+        row |= {"source": str(facts["source"]), "target": str(facts["target"])} | measured(facts, where, metric, select)
     else:  # a run that did not finish may not have resolved an alias yet
         row |= {k: canonical_domain(facts[k], str(flat["dataset.name"])) for k in ("source", "target")}
     if row["status"] not in STATUSES:
@@ -167,6 +177,32 @@ def finished(summary: dict, where: Path, metric: str, select: str) -> dict[str, 
         raise ReportError(f"{where}: {field}.{metric} is not a number: {value!r}")
     if not math.isfinite(value):
         return {"status": "diverged", "error": f"{field}.{metric} is {value}"}
+    return {"value": float(value)}
+
+
+def analysed(summary: dict, where: Path, metric: str, select: str) -> dict[str, Any]:
+    """{"value": …} of a finished run's analysis.json (`dann.analyze`), which must be of this run's final checkpoint."""
+    if select != "final":
+        raise ReportError(f"--metric {metric} is measured by dann.analyze on the final checkpoint; use --select final")
+    path = where.parent / "analysis.json"
+    if not path.is_file():
+        raise ReportError(f"{path}: missing; run `python -m dann.analyze {where.parent}` (or on the sweep) first")
+    try:
+        analysis = json.loads(path.read_text())
+        value = analysis[ANALYSIS_METRICS[metric][0]][ANALYSIS_METRICS[metric][1]]
+        step, accuracy = analysis["checkpoint_step"], analysis["target_acc"]
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError) as e:
+        raise ReportError(f"{path}: not an analysis.json of dann.analyze ({type(e).__name__}: {e})") from None
+    final = summary.get("final") or {}
+    # The analysis must be of the run the summary describes: a run trained again since is re-analysed.
+    if step != final.get("step") or not math.isclose(accuracy, final.get("target/acc", math.nan), abs_tol=1e-6):
+        raise ReportError(
+            f"{path}: analyses step {step} with target accuracy {accuracy}, but summary.json's final evaluation "
+            f"is step {final.get('step')} with {final.get('target/acc')}; "
+            f"run `python -m dann.analyze {where.parent}` again"
+        )
+    if not is_real_number(value):
+        raise ReportError(f"{path}: {metric} is not a number: {value!r}")
     return {"value": float(value)}
 
 

@@ -18,7 +18,11 @@ METRICS = {
     "target/acc": "Target accuracy",
     "target/acc_per_class_mean": "Target mean per-class accuracy",
     "source/acc": "Source validation accuracy",
+    "pad": "Proxy A-distance of the features (dann.analyze, final checkpoint)",
+    "pad_raw": "Proxy A-distance of the raw inputs (dann.analyze)",
 }
+# Metrics shown as they are (three decimals); the others are fractions, shown in %.
+PLAIN_METRICS = ("pad", "pad_raw")
 SELECTIONS = {"final": "final evaluation (end of training)"} | {
     name: criterion.description for name, criterion in CRITERIA.items()
 }
@@ -63,6 +67,15 @@ def pct(value: float, decimals: int = 1) -> str:
     return f"{100 * value:.{decimals}f}"
 
 
+def shown(metric: str, value: float) -> str:
+    """A measured number of `metric` as the table prints it."""
+    return f"{value:.3f}" if metric in PLAIN_METRICS else pct(value)
+
+
+def unit(metric: str) -> str:
+    return "" if metric in PLAIN_METRICS else ", %"
+
+
 def pct_exact(value: float) -> str:
     """A published number as printed: one decimal, or two when the source gave them (.5225 → 52.25)."""
     return pct(value, 1) if abs(round(100 * value, 1) - round(100 * value, 2)) < 1e-9 else pct(value, 2)
@@ -71,7 +84,7 @@ def pct_exact(value: float) -> str:
 def caption(table: Table) -> str:
     """What the numbers are: metric, selection (an oracle says so first), and what every run shares."""
     parts = [
-        f"{METRICS.get(table.metric, table.metric)} ({table.metric}, %)",
+        f"{METRICS.get(table.metric, table.metric)} ({table.metric}{unit(table.metric)})",
         SELECTIONS.get(table.select, f"evaluation picked by selection.{table.select}"),
         "mean ± std over seeds (n finished runs)",
     ] + ([", ".join(table.fixed)] if table.fixed else [])
@@ -86,8 +99,8 @@ def cell_text(table: Table, cell: pd.Series, kind: str) -> str:
         "—"
         if not n
         else (
-            pct(cell["mean"])
-            + (f" ± {pct(cell['std'])}" if n > 1 else "")
+            shown(table.metric, cell["mean"])
+            + (f" ± {shown(table.metric, cell['std'])}" if n > 1 else "")
             + f" ({n})"
             + ("*" if n < table.expected_n else "")
         )
@@ -95,7 +108,7 @@ def cell_text(table: Table, cell: pd.Series, kind: str) -> str:
     return " ".join([text] + [f"{FLAGS[status][0]}{int(cell[status])} {status}" for status in FLAGGED if cell[status]])
 
 
-def average_text(average: pd.Series, kind: str) -> str:
+def average_text(average: pd.Series, kind: str, metric: str) -> str:
     value, tasks, total = average["value"], int(average["tasks"]), int(average["total"])
     if pd.isna(value):
         return "—"
@@ -103,7 +116,7 @@ def average_text(average: pd.Series, kind: str) -> str:
         return f"{pct_exact(value)} [{int(average['published'])} tasks]"
     if kind == "published":  # ours, of the source's per-task numbers
         return f"{pct(value)} [mean of {tasks}/{total}]"
-    return pct(value) + (f" [{tasks}/{total} tasks]" if tasks < total else "")
+    return shown(metric, value) + (f" [{tasks}/{total} tasks]" if tasks < total else "")
 
 
 def shows_average(table: Table, group: str) -> bool:
@@ -122,15 +135,21 @@ def grid(table: Table) -> list[tuple[str, list[str]]]:
             for s, t in tasks
         ]
         if shows_average(table, group):
-            rows.append(("average", ["average"] + [average_text(table.averages.loc[(group, c)], k) for c, k in kinds]))
+            rows.append(
+                (
+                    "average",
+                    ["average"] + [average_text(table.averages.loc[(group, c)], k, table.metric) for c, k in kinds],
+                )
+            )
     return rows
 
 
 def legend(table: Table) -> list[str]:
     measured = table.cells[table.cells.kind == "measured"]
     lines = [
-        "Cells: mean ± sample standard deviation (n − 1 denominator) over seeds, in %; "
-        "(n) is the number of finished runs. — means no finished run."
+        "Cells: mean ± sample standard deviation (n − 1 denominator) over seeds"
+        + ("; " if table.metric in PLAIN_METRICS else ", in %; ")
+        + "(n) is the number of finished runs. — means no finished run."
     ]
     if ((measured.finished > 0) & (measured.finished < table.expected_n)).any():
         lines.append(f"* fewer seeds than the table's usual {table.expected_n}.")
