@@ -42,7 +42,8 @@ SCHEMA: dict[str, Spec] = {
     "dataset.source": text(noun="a domain name"),
     "dataset.target": text(noun="a domain name"),
     "dataset.root": text(noun="a directory"),
-    "dataset.protocol": one_of("inductive", "transductive"),
+    "dataset.protocol": one_of("inductive", "transductive", "heldout"),
+    "dataset.heldout_fraction": number(0, 1, open_lo=True, open_hi=True, noun="a fraction"),
     "dataset.target_labeled_fraction": number(0, 1, open_lo=True, noun="a fraction"),
     # moons
     "dataset.num_train": POSITIVE,

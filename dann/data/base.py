@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
@@ -14,6 +15,16 @@ from torch import Tensor
 
 from dann.data.files import check_same_classes
 from dann.errors import ConfigError, DataError
+
+log = logging.getLogger(__name__)
+
+# What a dataset's splits mean (`dataset.protocol`). inductive: report on a target test split never
+# trained on; transductive: adapt on all target examples (unlabeled) and report on the same ones;
+# heldout: `load` holds out a fixed part of the target's training split and reports on it alone.
+PROTOCOLS = ("inductive", "transductive", "heldout")
+# The generator seed of the held-out part: fixed, not the run's, so that every seed and method
+# is measured on the same held-out examples and never trains on them.
+HELDOUT_SEED = 0
 
 
 @dataclass
@@ -85,14 +96,40 @@ def labeled_subset(split: AnySplit, fraction: float, seed: int = 0) -> AnySplit:
 
     Drawn with a fixed seed, not the run's, so that every run and method sees the same labeled examples.
     """
+    return subset(split, per_class_draw(split.labels, lambda n: max(1, round(fraction * n)), seed))
+
+
+def per_class_draw(labels: Tensor, count: Callable[[int], int], seed: int) -> Tensor:
+    """Sorted indices (int64 [K]) of `count(n)` examples drawn at random from each class of n examples.
+
+    Classes in ascending order, one generator seeded with `seed` for all of them: the same
+    labels and seed always give the same indices.
+    """
     generator = torch.Generator().manual_seed(seed)
-    labels = split.labels.cpu()
+    labels = labels.cpu()
     keep = []
     for label in labels.unique().tolist():
         members = (labels == label).nonzero().squeeze(1)
-        count = max(1, round(fraction * len(members)))
-        keep.append(members[torch.randperm(len(members), generator=generator)[:count]])
-    return subset(split, torch.cat(keep).sort().values)
+        keep.append(members[torch.randperm(len(members), generator=generator)[: count(len(members))]])
+    return torch.cat(keep).sort().values
+
+
+def heldout_split(train: AnySplit, evaluation: AnySplit, fraction: float) -> tuple[AnySplit, AnySplit]:
+    """`train` cut in two, (the part adaptation trains on, the held-out part the target is tested on).
+
+    `fraction` of each class's examples is held out (rounded; at least one, and at least one
+    left to train on, so a class of a single example is never held out), drawn with
+    `HELDOUT_SEED`. The held-out part of image files is decoded as `evaluation` is (its
+    evaluation transforms), since it is what the target is tested on.
+    """
+    held = per_class_draw(train.labels, lambda n: min(max(1, round(fraction * n)), n - 1), HELDOUT_SEED)
+    kept = torch.ones(len(train), dtype=torch.bool)
+    kept[held] = False
+    adapt, held_out = subset(train, kept.nonzero().squeeze(1)), subset(train, held)
+    if isinstance(held_out, ImageSplit):
+        name = held_out.name.removesuffix(" (train)")
+        held_out = replace(held_out, name=f"{name} (held out)", transform=evaluation.transform)
+    return adapt, held_out
 
 
 def to_device(split: AnySplit, device: torch.device) -> AnySplit:
@@ -215,10 +252,16 @@ class DomainPair:
     source: str | DomainSpec  # a domain name or alias; the resolved DomainSpec once built
     target: str | DomainSpec
     root: str | os.PathLike | None = None  # where data lives; None: $DANN_DATA, else ./data (absolute once built)
-    protocol: str = "inductive"  # inductive | transductive: what the benchmark's splits mean (for summaries)
+    protocol: str = "inductive"  # inductive | transductive: what the benchmark's splits mean; heldout (see `load`)
+    heldout_fraction: float = 0.2  # in (0, 1): with protocol heldout, the share of each target class held out
     target_labeled_fraction: float = 1.0  # in (0, 1]: the target labels that target_only/two_stage may see
 
     def __post_init__(self) -> None:
+        if self.protocol not in PROTOCOLS:
+            raise ValueError(f"protocol: '{self.protocol}' is not one of {', '.join(PROTOCOLS)}")
+        self.heldout_fraction = float(self.heldout_fraction)
+        if not 0 < self.heldout_fraction < 1:
+            raise ValueError(f"heldout_fraction: {self.heldout_fraction} is not in (0, 1)")
         self.source = resolve_domain(str(self.source), "dataset.source", self.benchmark)
         self.target = resolve_domain(str(self.target), "dataset.target", self.benchmark)
         source, target = self.source, self.target
@@ -255,10 +298,31 @@ class DomainPair:
         raise NotImplementedError
 
     def load(self) -> DomainData:
-        """The four splits, read in the order source train, source val, target train, target test."""
+        """The four splits, read in the order source train, source val, target train, target test.
+
+        With `protocol` heldout, the target's training split is cut in two (`heldout_split`):
+        adaptation trains on one part and the target is tested on the other, never seen in
+        training; the target's own evaluation split lends only its transforms.
+        """
         source, target = self.source, self.target
         source_train, source_val = self.load_split(source, True), self.load_split(source, False)
         target_train, target_test = self.load_split(target, True), self.load_split(target, False)
+        if self.protocol == "heldout":
+            whole = len(target_train)
+            target_train, target_test = heldout_split(target_train, target_test, self.heldout_fraction)
+            if len(target_test) == 0:
+                raise DataError(
+                    f"dataset.protocol=heldout: target '{target.name}' has no class with two or more training "
+                    f"examples, so none can be held out ({whole} examples)"
+                )
+            log.info(
+                "dataset.protocol=heldout: target '%s': %d of its %d training examples held out as the target "
+                "test, %d left for adaptation",
+                target.name,
+                len(target_test),
+                whole,
+                len(target_train),
+            )
         if source_train.input_shape != target_train.input_shape:
             raise DataError(
                 f"source '{source.name}' inputs are {source_train.input_shape} but target '{target.name}' inputs "
