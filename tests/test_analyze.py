@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from dann.analyze import main, proxy_a_distance
-from tests.helpers import cli_env, run_cli
+from tests.helpers import cli_env, only, run_cli
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -99,6 +99,86 @@ def test_cli_takes_a_sweep_directory_and_skips_what_did_not_finish(moons_run: Pa
     analysis = json.loads((sweep / "finished" / "analysis.json").read_text())
     assert "tsne" not in analysis["files"]
     assert not (failed / "analysis.json").exists()
+
+
+# --- W&B: the analysis logged to the run's own W&B run ------------------------------------
+
+
+@pytest.fixture(scope="module")
+def offline_wandb_run(tmp_path_factory) -> Path:
+    """A finished 20-step moons DANN run that logged to W&B offline, made by the real CLI."""
+    root = tmp_path_factory.mktemp("analyze_wandb")
+    run_dir = root / "run"
+    result = run_cli("logger.wandb.mode=offline", "trainer=debug", f"hydra.run.dir={run_dir}", cwd=root)
+    assert result.returncode == 0, result.stderr
+    return run_dir
+
+
+def wandb_tree(run_dir: Path) -> dict[str, int]:
+    """Every path under the run's wandb/ directory, with its size (-1: a link or a directory)."""
+    return {
+        str(p.relative_to(run_dir)): p.stat().st_size if p.is_file() and not p.is_symlink() else -1
+        for p in (run_dir / "wandb").rglob("*")
+    }
+
+
+@pytest.mark.slow
+def test_cli_logs_the_analysis_to_the_runs_own_wandb_run(offline_wandb_run: Path, tmp_path: Path):
+    run_dir = tmp_path / "run"
+    shutil.copytree(offline_wandb_run, run_dir, symlinks=True)
+    trained = only((run_dir / "wandb").glob("offline-run-*"))
+    run_id = trained.name.rsplit("-", 1)[1]
+
+    result = analyze_cli(str(run_dir), "--max-points", "150", "--device", "cpu", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    analysis = json.loads((run_dir / "analysis.json").read_text())
+
+    # Offline, resuming the run adds a run directory with the same id; `wandb sync` uploads both to that run.
+    resumed = only(set((run_dir / "wandb").glob("offline-run-*")) - {trained})
+    assert resumed.name.endswith(f"-{run_id}")
+    images = resumed / "files" / "media" / "images" / "analysis"
+    for name in ("tsne", "decision_boundary", "confusion"):
+        with Image.open(only(images.glob(f"{name}_*.png"))) as image:
+            image.verify()
+    table = json.loads(
+        only((resumed / "files" / "media" / "table" / "analysis").glob("per_class_acc_*.json")).read_text()
+    )
+    assert table["columns"] == ["class", "accuracy"]
+    assert table["data"] == [[name, acc] for name, acc in zip(analysis["classes"], analysis["per_class_acc"])]
+    records = only(resumed.glob(f"run-{run_id}.wandb")).read_bytes()
+    for key in ("analysis/pad_features", "analysis/pad_raw", "analysis/target_acc"):
+        assert key.encode() in records  # the run summary's keys, in W&B's own record file
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("switch", ["--no-wandb", "WANDB_MODE=disabled"])
+def test_no_wandb_flag_or_disabled_mode_logs_nothing(offline_wandb_run: Path, tmp_path: Path, monkeypatch, switch):
+    run_dir = tmp_path / "run"
+    shutil.copytree(offline_wandb_run, run_dir, symlinks=True)
+    before = wandb_tree(run_dir)
+    flags = [switch] if switch.startswith("--") else []
+    if not flags:
+        monkeypatch.setenv(*switch.split("="))  # the environment wins over the run's logger.wandb.mode
+    main([str(run_dir), *flags, "--no-tsne", "--max-points", "50", "--device", "cpu"])
+    assert (run_dir / "analysis.json").is_file()
+    assert wandb_tree(run_dir) == before
+
+
+@pytest.mark.slow
+def test_a_failing_wandb_is_a_warning_and_the_analysis_stands(
+    offline_wandb_run: Path, tmp_path: Path, monkeypatch, caplog
+):
+    import wandb
+
+    def broken_init(*args, **kwargs):
+        raise RuntimeError("no network")
+
+    monkeypatch.setattr(wandb, "init", broken_init)
+    run_dir = tmp_path / "run"
+    shutil.copytree(offline_wandb_run, run_dir, symlinks=True)
+    main([str(run_dir), "--no-tsne", "--max-points", "50", "--device", "cpu"])
+    assert (run_dir / "analysis.json").is_file()
+    assert "W&B could not resume run" in caplog.text and "no network" in caplog.text
 
 
 def test_not_a_run_directory_is_one_line_and_exit_2(tmp_path: Path):

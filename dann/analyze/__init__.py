@@ -1,4 +1,4 @@
-"""Analysis of finished runs: `python -m dann.analyze RUN_DIR… [--no-tsne] [--max-points N] [--device cpu]`.
+"""Analysis of finished runs: `python -m dann.analyze RUN_DIR… [--no-tsne] [--no-wandb] [--max-points N] …`.
 
     python -m dann.analyze outputs/2025-01-31/10-00-00       # one run
     python -m dann.analyze multirun/2025-01-31/10-00-00      # every run of a sweep
@@ -6,9 +6,10 @@
 For each run, rebuilt from its `summary.json` config and `checkpoints/last.pt`: the proxy A-distance
 between source validation and target test features (and raw inputs), a t-SNE of the features, the
 decision boundary on 2-d inputs, the target test confusion matrix and per-class accuracy, and the
-features themselves, in `analysis.json` and `analysis/` beside the summary.
+features themselves, in `analysis.json` and `analysis/` beside the summary; and, for a run that
+used W&B, the figures and numbers logged to its W&B run, resumed.
 
-restore (run directory → data and network) → features → pad, plots → analysis (analysis.json).
+restore (run directory → data and network) → features → pad, plots → analysis (analysis.json) → wandb_log.
 """
 
 from __future__ import annotations
@@ -33,7 +34,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m dann.analyze",
         description="Analyse finished runs: proxy A-distance, t-SNE, decision boundary (2-d inputs), confusion "
-        "matrix and feature export, written to analysis.json and analysis/ in each run directory.",
+        "matrix and feature export, written to analysis.json and analysis/ in each run directory, and logged to "
+        "the run's W&B run when it had one.",
     )
     parser.add_argument("paths", nargs="+", type=Path, metavar="RUN_DIR", help="run directories, or sweep directories")
     parser.add_argument("--no-tsne", dest="tsne", action="store_false", help="skip the t-SNE plot (the slowest part)")
@@ -43,6 +45,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         default=Options.max_points,
         metavar="N",
         help=f"at most N examples per domain for the proxy A-distance and t-SNE (default {Options.max_points})",
+    )
+    parser.add_argument(
+        "--no-wandb", dest="wandb", action="store_false", help="do not log the analysis to the run's W&B run"
     )
     parser.add_argument("--device", default="auto", help="auto (CUDA when present, the default), cpu, cuda, cuda:N")
     parser.add_argument("--data-root", metavar="DIR", help="where the data is, if not at the run's dataset.root")
@@ -75,7 +80,7 @@ def find_runs(paths: Sequence[Path]) -> list[tuple[Path, bool]]:
 def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    options = Options(args.tsne, args.max_points, args.device, args.data_root, args.trust)
+    options = Options(args.tsne, args.max_points, args.device, args.data_root, args.trust, args.wandb)
     try:
         for run_dir, named in find_runs(args.paths):
             if not named and _status(run_dir) != "finished":

@@ -1,7 +1,8 @@
 """One run's analysis: features of source validation and target test → proxy A-distance, figures, confusion.
 
 Writes, in the run directory, `analysis.json` (atomically, last: its presence means the files it
-names are complete) and `analysis/` with `features.npz` and the PNGs.
+names are complete) and `analysis/` with `features.npz` and the PNGs; then logs them to the run's
+own W&B run, if it had one (`wandb_log`).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from dann.analyze.features import SplitFeatures, extract, sample_positions
 from dann.analyze.pad import proxy_a_distance
 from dann.analyze.plots import confusion_png, decision_boundary_png, tsne_png
 from dann.analyze.restore import read_run, rebuild
+from dann.analyze.wandb_log import log_analysis
 from dann.tracking import write_json_atomic
 
 log = logging.getLogger(__name__)
@@ -28,13 +30,15 @@ SEED = 0  # subsamples, the SVM's halves and t-SNE: fixed, so that runs are comp
 @dataclass(frozen=True)
 class Options:
     """`max_points`: at most this many examples per domain for the proxy A-distance and t-SNE.
-    `data_root`: replaces `dataset.root`. `trust`: build `_target_`s outside dann's components."""
+    `data_root`: replaces `dataset.root`. `trust`: build `_target_`s outside dann's components.
+    `wandb`: also log the analysis to the run's own W&B run, when it had one."""
 
     tsne: bool = True
     max_points: int = 1000
     device: str = "auto"
     data_root: str | None = None
     trust: bool = False
+    wandb: bool = True
 
 
 def analyze_run(run_dir: Path, options: Options = Options()) -> dict[str, Any]:
@@ -102,6 +106,8 @@ def analyze_run(run_dir: Path, options: Options = Options()) -> dict[str, Any]:
         "files": files,
     }
     write_json_atomic(run_dir / "analysis.json", analysis)
+    if options.wandb:
+        log_analysis(run, analysis)
     return analysis
 
 
