@@ -188,6 +188,7 @@ def _train_run(
             facts = {"config": identity(config)}
             summary |= train(method, data, logger, loop, cfg.seed, device, run_dir, facts, checkpoint, started, stop)
             summary["skipped_images"] = data.skipped_images
+            summary["split_sizes"] = data.split_sizes
             summary["status"] = "finished"
             summary["wall_time_s"] = round(time.time() - started, 3)
             logger.log_summary(summary)

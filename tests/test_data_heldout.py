@@ -104,6 +104,8 @@ def test_a_short_moons_run_reports_on_the_held_out_part(tmp_path):
     )
     correct = summary["final"]["target/acc"] * held_out
     assert correct == pytest.approx(round(correct), abs=1e-6)
+    sizes = {"source_train": 300, "source_val": 1000, "target_train": 240, "target_test": 60}
+    assert summary["split_sizes"] == sizes  # what the run trained and reported on, in its summary
 
 
 def test_office31_held_out_images_are_never_the_images_adapted_on(tmp_path):

@@ -156,6 +156,13 @@ class DomainData:
     num_workers: int = 0  # DataLoader worker processes per image stream (`dataset.num_workers`)
 
     @property
+    def split_sizes(self) -> dict[str, int]:
+        """Examples per split (images listed, including any skipped as unreadable)."""
+        splits = (self.source_train, self.source_val, self.target_train, self.target_test)
+        names = ("source_train", "source_val", "target_train", "target_test")
+        return {name: len(split) for name, split in zip(names, splits)}
+
+    @property
     def skipped_images(self) -> dict[str, int]:
         """Unreadable images skipped so far, per image split (empty for in-memory data)."""
         splits = {
