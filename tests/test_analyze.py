@@ -41,6 +41,25 @@ def test_pad_of_separable_domains_is_near_two_and_repeatable():
     assert proxy_a_distance(*mixed, seed=5) == proxy_a_distance(*mixed, seed=5)
 
 
+@pytest.mark.parametrize("kernel", ["linear", "rbf"])
+def test_pad_known_answers_hold_for_both_kernels(kernel):
+    rng = np.random.default_rng(3)
+    same = rng.normal(size=(300, 4)), rng.normal(size=(300, 4))
+    assert abs(proxy_a_distance(*same, kernel=kernel)) < 0.2
+    apart = rng.normal(size=(300, 4)), rng.normal(loc=6.0, size=(300, 4))
+    assert proxy_a_distance(*apart, kernel=kernel) > 1.9
+
+
+def test_only_a_kernel_svm_sees_domains_that_differ_along_a_curve():
+    # Target inside a ring of source points: no hyperplane separates them, a Gaussian kernel does.
+    rng = np.random.default_rng(4)
+    angle = rng.uniform(0, 2 * np.pi, 400)
+    ring = np.stack([np.cos(angle), np.sin(angle)], axis=1) * 3 + rng.normal(scale=0.1, size=(400, 2))
+    centre = rng.normal(scale=0.3, size=(400, 2))
+    assert proxy_a_distance(ring, centre) < 0.5
+    assert proxy_a_distance(ring, centre, kernel="rbf") > 1.9
+
+
 # --- The CLI on a real run --------------------------------------------------------------
 
 
@@ -63,7 +82,7 @@ def test_cli_writes_analysis_json_pngs_and_features(moons_run: Path):
     analysis = json.loads((moons_run / "analysis.json").read_text())
     assert analysis["checkpoint_step"] == 20
     assert analysis["points_per_domain"] == 150
-    assert set(analysis["pad"]) == {"features", "raw"}
+    assert set(analysis["pad"]) == {"features", "raw", "features_rbf", "raw_rbf"}
     assert all(-2.0 <= value <= 2.0 for value in analysis["pad"].values())
     confusion = np.array(analysis["confusion"])
     assert confusion.shape == (2, 2) and confusion.sum() == 1000  # the whole target test split of the moons

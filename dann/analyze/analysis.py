@@ -98,6 +98,9 @@ def analyze_run(run_dir: Path, options: Options = Options()) -> dict[str, Any]:
         "pad": {
             "features": proxy_a_distance(source.features[s], target.features[t], SEED),
             "raw": proxy_a_distance(source.raw[:n], target.raw[:n], SEED),
+            # A kernel SVM as well: on curved data (the moons) a hyperplane misses what it sees.
+            "features_rbf": proxy_a_distance(source.features[s], target.features[t], SEED, kernel="rbf"),
+            "raw_rbf": proxy_a_distance(source.raw[:n], target.raw[:n], SEED, kernel="rbf"),
         },
         "target_acc": float(np.trace(confusion) / max(confusion.sum(), 1)),
         "per_class_acc": per_class,

@@ -58,6 +58,7 @@ def log_analysis(run: FinishedRun, analysis: dict[str, Any]) -> None:
         wandb_run.log(images | {"analysis/per_class_acc": per_class}, step=step)
         wandb_run.summary["analysis/pad_features"] = analysis["pad"]["features"]
         wandb_run.summary["analysis/pad_raw"] = analysis["pad"]["raw"]
+        wandb_run.summary["analysis/pad_features_rbf"] = analysis["pad"]["features_rbf"]
         wandb_run.summary["analysis/target_acc"] = analysis["target_acc"]
         wandb_run.summary["analysis/checkpoint_step"] = analysis["checkpoint_step"]
     except Exception as e:  # noqa: BLE001

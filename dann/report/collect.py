@@ -29,7 +29,12 @@ ABSENT = "(unset)"  # the value of a key that a run's config lacks (method.lambd
 
 # Metrics of `dann.analyze` (analysis.json beside summary.json), measured on the final checkpoint:
 # metric → its path in analysis.json.
-ANALYSIS_METRICS = {"pad": ("pad", "features"), "pad_raw": ("pad", "raw")}
+ANALYSIS_METRICS = {
+    "pad": ("pad", "features"),
+    "pad_raw": ("pad", "raw"),
+    "pad_rbf": ("pad", "features_rbf"),
+    "pad_raw_rbf": ("pad", "raw_rbf"),
+}
 
 
 class ReportError(Exception):

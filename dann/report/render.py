@@ -20,9 +20,11 @@ METRICS = {
     "source/acc": "Source validation accuracy",
     "pad": "Proxy A-distance of the features (dann.analyze, final checkpoint)",
     "pad_raw": "Proxy A-distance of the raw inputs (dann.analyze)",
+    "pad_rbf": "Proxy A-distance of the features, Gaussian-kernel SVM (dann.analyze)",
+    "pad_raw_rbf": "Proxy A-distance of the raw inputs, Gaussian-kernel SVM (dann.analyze)",
 }
 # Metrics shown as they are (three decimals); the others are fractions, shown in %.
-PLAIN_METRICS = ("pad", "pad_raw")
+PLAIN_METRICS = ("pad", "pad_raw", "pad_rbf", "pad_raw_rbf")
 SELECTIONS = {"final": "final evaluation (end of training)"} | {
     name: criterion.description for name, criterion in CRITERIA.items()
 }
