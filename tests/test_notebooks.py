@@ -68,7 +68,9 @@ def test_moons_notebook_trains_analyses_and_tabulates_both_methods(tmp_path, mon
         assert analysis["target_acc"] == summary["final"]["target/acc"] and summary["steps"] == 300
         assert (out / method / "analysis" / "decision_boundary.png").exists()
         assert figures(notebook) == 1  # the four pictures, in one figure
-        assert f"| {method} | {analysis['target_acc']:.3f} | {analysis['pad']['features']:.3f} |" in outputs(notebook)
+        pad = analysis["pad"]
+        row = f"| {method} | {analysis['target_acc']:.3f} | {pad['features']:.3f} | {pad['features_rbf']:.3f} |"
+        assert row in outputs(notebook)
 
 
 def test_selection_notebook_tabulates_every_criterion(tmp_path, monkeypatch):
