@@ -35,6 +35,7 @@ import matplotlib.pyplot as plt
 from matplotlib.image import imread
 
 STEPS = int(os.environ.get("DANN_NOTEBOOK_STEPS", "6000"))
+POINTS = os.environ.get("DANN_NOTEBOOK_POINTS", "500")  # per domain, for the t-SNE and the proxy A-distance
 SEED = 0
 OUT = Path(os.environ.get("DANN_NOTEBOOK_DIR") or tempfile.mkdtemp(prefix="moons_"))
 
@@ -57,7 +58,7 @@ for method in ("source_only", "dann"):
         "logger=none",
         f"hydra.run.dir={run_dir}",
     )
-    dann("dann.analyze", str(run_dir), "--max-points", "500")
+    dann("dann.analyze", str(run_dir), "--max-points", POINTS)
     analyses[method] = json.loads((run_dir / "analysis.json").read_text())
 
 # %% [markdown]

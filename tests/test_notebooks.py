@@ -61,7 +61,14 @@ def test_learning_curves_plots_every_run(tmp_path, monkeypatch):
 
 def test_moons_notebook_trains_analyses_and_tabulates_both_methods(tmp_path, monkeypatch):
     out = tmp_path / "moons"
-    notebook = execute("moons.ipynb", tmp_path, monkeypatch, DANN_NOTEBOOK_DIR=str(out), DANN_NOTEBOOK_STEPS="300")
+    notebook = execute(
+        "moons.ipynb",
+        tmp_path,
+        monkeypatch,
+        DANN_NOTEBOOK_DIR=str(out),
+        DANN_NOTEBOOK_STEPS="300",
+        DANN_NOTEBOOK_POINTS="100",
+    )
     for method in ("source_only", "dann"):
         analysis = json.loads((out / method / "analysis.json").read_text())
         summary = json.loads((out / method / "summary.json").read_text())
