@@ -20,7 +20,7 @@ from dann.methods import Batch
 from dann.methods.base import domain_labels
 from dann.tracking import RunLogger
 from dann.train import LoopSettings, train
-from tests.helpers import compose_config
+from tests.helpers import compose_config, moons_batch
 
 DIAGNOSTICS = {"train/grad_norm_label", "train/grad_norm_domain", "train/grad_ratio"}
 SUPERVISED = ["source_only", "target_only", "two_stage"]  # finetune is source_only's update (needs a ResNet)
@@ -33,13 +33,7 @@ def make(method: str, *overrides: str):
 
 
 def make_batch(with_target_labels: bool = True) -> Batch:
-    g = torch.Generator().manual_seed(1)
-    return Batch(
-        source_x=torch.randn(8, 2, generator=g),
-        source_y=torch.randint(0, 2, (8,), generator=g),
-        target_x=torch.randn(8, 2, generator=g) + 1.0,
-        target_y=torch.randint(0, 2, (8,), generator=g) if with_target_labels else None,
-    )
+    return moons_batch(with_target_labels)
 
 
 def diagnosed_update(method, batch, progress):

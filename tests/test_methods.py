@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from dann.builders import build_method, build_network
 from dann.config import CONF_DIR
 from dann.methods import Batch, SourceOnly
-from tests.helpers import compose_config
+from tests.helpers import compose_config, moons_batch
 
 METHODS = sorted(path.stem for path in (CONF_DIR / "method").glob("*.yaml"))  # method=… names
 
@@ -22,13 +22,7 @@ def make(method: str, *overrides: str):
 
 
 def make_batch(with_target_labels: bool = False) -> Batch:
-    g = torch.Generator().manual_seed(1)
-    return Batch(
-        source_x=torch.randn(8, 2, generator=g),
-        source_y=torch.randint(0, 2, (8,), generator=g),
-        target_x=torch.randn(8, 2, generator=g) + 1.0,
-        target_y=torch.randint(0, 2, (8,), generator=g) if with_target_labels else None,
-    )
+    return moons_batch(with_target_labels)
 
 
 # finetune needs a pretrained backbone, so tests/test_finetune.py checks its metrics on a ResNet.

@@ -80,3 +80,18 @@ def only(paths) -> Path:
 
 def read_jsonl(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def moons_batch(with_target_labels: bool):
+    """One fixed training batch of 2-d points, 8 per domain (target shifted by +1): for methods' update tests."""
+    import torch
+
+    from dann.methods import Batch
+
+    g = torch.Generator().manual_seed(1)
+    return Batch(
+        source_x=torch.randn(8, 2, generator=g),
+        source_y=torch.randint(0, 2, (8,), generator=g),
+        target_x=torch.randn(8, 2, generator=g) + 1.0,
+        target_y=torch.randint(0, 2, (8,), generator=g) if with_target_labels else None,
+    )
