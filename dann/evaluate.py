@@ -1,4 +1,4 @@
-"""One evaluation pass of a method over a split, and the accuracies measured on it."""
+"""One evaluation pass of a method over a split (`predict_split`), and the accuracies measured on it (`accuracy`)."""
 
 from __future__ import annotations
 
@@ -69,16 +69,3 @@ def accuracy(outputs: Outputs, num_classes: int) -> dict[str, float]:
         "acc": correct.sum().item() / max(total.sum().item(), 1),
         "acc_per_class_mean": (correct[present] / total[present]).mean().item(),
     }
-
-
-def evaluate(
-    method: Method,
-    split: AnySplit,
-    num_classes: int,
-    batch_size: int,
-    mean: Sequence[float] | None = None,
-    std: Sequence[float] | None = None,
-    num_workers: int = 0,
-) -> dict[str, float]:
-    """Overall accuracy and mean per-class accuracy of `method` on `split` (see `predict_split`, `accuracy`)."""
-    return accuracy(predict_split(method, split, batch_size, mean, std, num_workers), num_classes)

@@ -9,7 +9,7 @@ import logging
 import random
 import sys
 import time
-from dataclasses import replace
+from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +29,7 @@ from dann.checkpoint import (
     read_checkpoint,
 )
 from dann.config import validate, validate_against_data, validate_model_input
-from dann.data import labeled_subset
+from dann.data import DomainPair, labeled_subset
 from dann.errors import ConfigError, DannError, Diverged, Interrupted, RunDirError, describe_error
 from dann.identity import identity
 from dann.interrupt import StopRequests
@@ -75,21 +75,22 @@ def run(
         except ConfigError as e:
             _record_invalid(run_dir, cfg, e, hydra_files)
             raise
+        config = OmegaConf.to_container(cfg, resolve=True)  # validate checked that it resolves
         previous = previous_summary(run_dir)
         if previous is not None and previous["status"] == "finished" and not cfg.trainer.rerun_finished:
-            _check_same_config(run_dir, previous, cfg)
+            _check_same_config(run_dir, previous, config)
             log.info("%s already finished; not run again (trainer.rerun_finished=true to force)", run_dir)
             return previous
-        checkpoint = load_checkpoint(run_dir, _resolved(cfg)) if cfg.trainer.resume else None
+        checkpoint = load_checkpoint(run_dir, config) if cfg.trainer.resume else None
         if not cfg.trainer.resume:
             discard_checkpoint(run_dir)
         if hydra_files:
             write_hydra_files(run_dir, hydra_files)
-        return _train_run(cfg, run_dir, checkpoint, wandb_group, wandb_name)
+        return _train_run(cfg, config, run_dir, checkpoint, wandb_group, wandb_name)
 
 
-def _check_same_config(run_dir: Path, summary: dict[str, Any], cfg: DictConfig) -> None:
-    """Refuse to report a finished run's result for a config other than the one that produced it."""
+def _check_same_config(run_dir: Path, summary: dict[str, Any], config: dict[str, Any]) -> None:
+    """Refuse to report a finished run's result for a config (resolved) other than the one that produced it."""
     stored = summary.get("config")
     if stored is None and checkpoint_path(run_dir).exists():  # written before summaries carried the config
         stored = read_checkpoint(checkpoint_path(run_dir))["config"]
@@ -98,7 +99,7 @@ def _check_same_config(run_dir: Path, summary: dict[str, Any], cfg: DictConfig) 
             f"{run_dir} holds a finished run whose config is not recorded, so it cannot be matched to this one; "
             "use another output directory (hydra.run.dir=…)"
         )
-    differences = describe_differences(stored, _resolved(cfg))
+    differences = describe_differences(stored, config)
     if differences:
         raise RunDirError(
             f"{run_dir} already holds a finished run of another config ({differences}); "
@@ -107,13 +108,9 @@ def _check_same_config(run_dir: Path, summary: dict[str, Any], cfg: DictConfig) 
         )
 
 
-def _resolved(cfg: DictConfig) -> dict[str, Any]:
-    return OmegaConf.to_container(cfg, resolve=True)
-
-
-def base_summary(cfg: DictConfig, status: str) -> dict[str, Any]:
-    """The fields every summary.json has, whatever its status; `cfg` must have passed `validate`."""
-    dataset = build_dataset(cfg)
+def base_summary(cfg: DictConfig, config: dict[str, Any], dataset: DomainPair, status: str) -> dict[str, Any]:
+    """The fields every summary.json has, whatever its status; `cfg` must have passed `validate`,
+    `config` is it resolved, `dataset` its dataset pair (built, not loaded)."""
     source, target = dataset.source, dataset.target
     return {
         "method": cfg.method.name,
@@ -126,15 +123,21 @@ def base_summary(cfg: DictConfig, status: str) -> dict[str, Any]:
         "protocol": cfg.dataset.protocol,
         "status": status,
         # The whole resolved config: what `dann.report` and reruns identify this run by (dann.identity).
-        "config": _resolved(cfg),
+        "config": config,
     }
 
 
 def _train_run(
-    cfg: DictConfig, run_dir: Path, checkpoint: dict[str, Any] | None, wandb_group: str | None, wandb_name: str | None
+    cfg: DictConfig,
+    config: dict[str, Any],
+    run_dir: Path,
+    checkpoint: dict[str, Any] | None,
+    wandb_group: str | None,
+    wandb_name: str | None,
 ) -> dict[str, Any]:
     started = time.time()
-    summary = base_summary(cfg, status="failed")
+    dataset = build_dataset(cfg)  # reads no file: validate built it already
+    summary = base_summary(cfg, config, dataset, status="failed")
     if checkpoint is not None:
         started -= checkpoint["elapsed_s"]
     stop = StopRequests()  # a signal while data loads or W&B starts is honoured before the first step
@@ -142,7 +145,6 @@ def _train_run(
         stop.__enter__()
         seed_everything(cfg.seed)
         device = pick_device(cfg.trainer.device)
-        dataset = build_dataset(cfg)
         data = dataset.load()
         validate_model_input(cfg, data.input_shape)  # before building a network that could not take them
         network = build_network(cfg, data.input_shape, data.num_classes).to(device)
@@ -162,18 +164,7 @@ def _train_run(
             cfg.trainer.steps,
             device,
         )
-        trainer = cfg.trainer
-        loop = LoopSettings(
-            steps=trainer.steps,
-            batch_size=trainer.batch_size,
-            eval_batch_size=trainer.eval_batch_size,
-            log_every=trainer.log_every,
-            eval_every=trainer.eval_every,
-            checkpoint_every=trainer.checkpoint_every,
-            progress=trainer.progress,
-            reverse_validation_every=trainer.reverse_validation_every,
-        )
-        config = _resolved(cfg)
+        loop = LoopSettings(**{field.name: cfg.trainer[field.name] for field in fields(LoopSettings)})
         with RunLogger(
             run_dir,
             wandb=config["logger"]["wandb"],

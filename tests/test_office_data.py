@@ -35,7 +35,7 @@ from dann.data import (
 )
 from dann.data.class_names import DOMAINNET_CLASSES, OFFICE31_CLASSES, OFFICE_HOME_CLASSES, VISDA2017_CLASSES
 from dann.errors import ConfigError, DataError
-from dann.evaluate import evaluate
+from dann.evaluate import accuracy, predict_split
 from tests.helpers import compose_config
 from tests.helpers.image_files import (
     corrupt,
@@ -572,10 +572,10 @@ def test_evaluate_counts_an_image_split_like_a_tensor_split(tmp_path):
     data = load(dataset_cfg("office31", tmp_path))
     method = ConstantClassifier(31)
 
-    result = evaluate(method, data.target_test, 31, batch_size=5, mean=data.mean, std=data.std)
+    result = accuracy(predict_split(method, data.target_test, batch_size=5, mean=data.mean, std=data.std), 31)
 
     labels = data.target_test.labels
     as_tensors = Split(torch.zeros(len(labels), 3, 16, 16, dtype=torch.uint8), labels)
-    assert result == evaluate(method, to_device(as_tensors, CPU), 31, batch_size=5)
+    assert result == accuracy(predict_split(method, to_device(as_tensors, CPU), batch_size=5), 31)
     assert result == {"acc": pytest.approx(2 / 32), "acc_per_class_mean": pytest.approx(1 / 31)}
     assert to_device(data.target_test, CPU) is data.target_test  # image splits are decoded per batch

@@ -56,9 +56,8 @@ def log_analysis(run: FinishedRun, analysis: dict[str, Any]) -> None:
         # steps before those already uploaded.
         step = max(wandb_run.step, analysis["checkpoint_step"] + 1)
         wandb_run.log(images | {"analysis/per_class_acc": per_class}, step=step)
-        wandb_run.summary["analysis/pad_features"] = analysis["pad"]["features"]
-        wandb_run.summary["analysis/pad_raw"] = analysis["pad"]["raw"]
-        wandb_run.summary["analysis/pad_features_rbf"] = analysis["pad"]["features_rbf"]
+        for probe, value in analysis["pad"].items():  # features, raw, features_rbf, raw_rbf
+            wandb_run.summary[f"analysis/pad_{probe}"] = value
         wandb_run.summary["analysis/target_acc"] = analysis["target_acc"]
         wandb_run.summary["analysis/checkpoint_step"] = analysis["checkpoint_step"]
     except Exception as e:  # noqa: BLE001
