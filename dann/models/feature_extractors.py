@@ -115,12 +115,12 @@ class TorchvisionFeatures(nn.Module):
     `stages` (input to output, for `model.freeze_backbone` with `model.unfreeze_last=N`) are each
     family's natural ones, named in `stage_names`: AlexNet conv1–conv5, fc6, fc7; VGG block1–block5
     (cut after each max-pool), fc6, fc7; ResNet layer1–layer4; DenseNet denseblock1–4 (each with
-    the transition after it); EfficientNet stage1–7 and ConvNeXt stage1–4 (their `features`
-    entries, a ConvNeXt stage with the downsampling before it); ViT encoder_layer_0–11. What
-    comes before the first stage (a stem) trains only unfrozen; layers with weights after the
-    last stage (DenseNet's norm5, EfficientNet's last 1×1 convolution, ConvNeXt's and ViT's final
-    LayerNorm) belong to the last stage. Other families (MobileNet, RegNet, Swin, …) have no
-    stages: they are frozen whole or not at all.
+    the transition after it); EfficientNet's and ConvNeXt's `features` stages, stage1… (7 for
+    EfficientNet-B0; 4 for ConvNeXt, each with the downsampling before it); ViT's encoder layers
+    (encoder_layer_0–11 for ViT-B). The stem before the first stage stays frozen whatever N;
+    layers with weights after the last stage (DenseNet's norm5, EfficientNet's last 1×1
+    convolution, ConvNeXt's and ViT's final LayerNorm) belong to the last stage. Other families
+    (MobileNet, RegNet, Swin, …) have no stages: they are frozen whole or not at all.
     """
 
     def __init__(self, input_shape: Sequence[int], arch: str = "resnet50", weights: str | None = None):
