@@ -17,11 +17,22 @@ from __future__ import annotations
 
 from dann.data.images import ON_CORRUPT
 from dann.methods.finetune import FREEZE_IN_STAGE2
-from dann.models.feature_extractors import RESNETS
+from dann.models.feature_extractors import ARCH_EXAMPLES, ARCHS
 from dann.progress import PROGRESS_MODES
 from dann.selection import CRITERIA
 from dann.spec import Spec, boolean, integer, number, one_of, text
 from dann.tracking import WANDB_MODES
+
+
+class TorchvisionArch(Spec):
+    """One of the many torchvision model names: a wrong one is told a few examples, not all 80."""
+
+    def describe(self, finite: bool = True) -> str:
+        return (
+            f"the name of a torchvision classification model (e.g. {ARCH_EXAMPLES}; "
+            f"torchvision.models.list_models() gives all {len(self.choices)})"
+        )
+
 
 TARGET = Spec("target")
 PARTIAL = one_of(True, means="the code supplies the other arguments")
@@ -71,7 +82,7 @@ SCHEMA: dict[str, Spec] = {
     "model.feature_extractor.hidden": HIDDEN,
     "model.feature_extractor.activation._target_": TARGET,
     "model.feature_extractor.activation._partial_": PARTIAL,
-    "model.feature_extractor.arch": one_of(*RESNETS),
+    "model.feature_extractor.arch": TorchvisionArch("choice", choices=ARCHS),
     "model.feature_extractor.weights": text(
         null=True, noun="a torchvision weights name or a .pth path", hint="null trains from scratch"
     ),
@@ -80,7 +91,8 @@ SCHEMA: dict[str, Spec] = {
         0, means="the backbone's learning rate as a fraction of optim.optimizer.lr", hint="e.g. 0.1"
     ),
     "model.freeze_backbone": boolean(),
-    "model.unfreeze_last": integer(0, 4, means="ResNet stages left trainable, counted from the last"),
+    # At most the backbone's stage count, which depends on the arch: the network checks that.
+    "model.unfreeze_last": integer(0, means="backbone stages left trainable, counted from the last"),
     **{
         f"model.{head}.{key}": spec
         for head in ("label_predictor", "domain_classifier")

@@ -101,4 +101,4 @@ def test_office31_trains_end_to_end_with_resnet18_and_no_weights(tmp_path: Path)
     assert summary["skipped_images"] == {"source_train": 0, "source_val": 0, "target_train": 0, "target_test": 0}
     evaluations = [r for r in read_jsonl(run_dir / "metrics.jsonl") if "target/acc" in r]
     assert [r["step"] for r in evaluations] == [3, 6]
-    assert "ResNetFeatures" in (run_dir / ".hydra" / "config.yaml").read_text()
+    assert "TorchvisionFeatures" in (run_dir / ".hydra" / "config.yaml").read_text()

@@ -1,6 +1,6 @@
 """Networks: feature extractors (backbones), heads, and the DANN network that joins them."""
 
-from dann.models.feature_extractors import MlpFeatures, MnistFeatures, ResNetFeatures, SvhnFeatures
+from dann.models.feature_extractors import MlpFeatures, MnistFeatures, SvhnFeatures, TorchvisionFeatures
 from dann.models.heads import mlp
 from dann.models.network import DANNNetwork, FeatureExtractor
 
@@ -9,7 +9,7 @@ __all__ = [
     "FeatureExtractor",
     "MlpFeatures",
     "MnistFeatures",
-    "ResNetFeatures",
     "SvhnFeatures",
+    "TorchvisionFeatures",
     "mlp",
 ]

@@ -91,53 +91,165 @@ class MlpFeatures(nn.Module):
         return self.layers(x)
 
 
-RESNETS = ("resnet18", "resnet34", "resnet50", "resnet101")  # what `arch` may name (the config schema checks it)
+# What `arch` may name (the config schema checks it): every torchvision classification model.
+ARCHS = tuple(torchvision.models.list_models(module=torchvision.models))
+ARCH_EXAMPLES = "alexnet, vgg16, vgg16_bn, resnet50, densenet121, efficientnet_b0, convnext_tiny, vit_b_16"
+ARCH_KEY = "model.feature_extractor.arch"
 WEIGHTS_KEY = "model.feature_extractor.weights"
 
 
-class ResNetFeatures(nn.Module):
-    """A torchvision ResNet without its classifier: [B, 3, H, W] → [B, 512 (18, 34) or 2048 (50, 101)].
+class TorchvisionFeatures(nn.Module):
+    """A torchvision classification model without its classifier: [B, 3, H, W] → [B, out_features].
+
+    `arch`: any name of `torchvision.models.list_models(module=torchvision.models)`. The final
+    1000-way Linear layer is replaced by the identity (SqueezeNet's 1000-way convolution by the
+    global average pool that followed it), so the features are what fed it:
+    AlexNet and VGG up to fc7 (4096), ResNet-18/34 512, ResNet-50/101 2048, DenseNet-121 1024,
+    EfficientNet-B0 1280, ConvNeXt-T 768, ViT-B/16 768 (its class token).
 
     `weights`: None for random initialisation; a torchvision weights name of `arch`
-    ("IMAGENET1K_V1", "IMAGENET1K_V2", "DEFAULT", …), downloaded once into the torch hub
-    cache; or the path of a file holding a state_dict of torchvision's `arch` (or a
-    checkpoint with a "state_dict" entry). The original 1000-class `fc` layer is dropped.
+    ("IMAGENET1K_V1", "DEFAULT", …), downloaded once into the torch hub cache; or the path of a
+    file holding a state_dict of torchvision's `arch` (or a checkpoint with a "state_dict"
+    entry). The dropped classifier's entries are ignored, every other one must match.
+
+    `stages` (input to output, for `model.freeze_backbone` with `model.unfreeze_last=N`) are each
+    family's natural ones, named in `stage_names`: AlexNet conv1–conv5, fc6, fc7; VGG block1–block5
+    (cut after each max-pool), fc6, fc7; ResNet layer1–layer4; DenseNet denseblock1–4 (each with
+    the transition after it); EfficientNet's and ConvNeXt's `features` stages, stage1… (7 for
+    EfficientNet-B0; 4 for ConvNeXt, each with the downsampling before it); ViT's encoder layers
+    (encoder_layer_0–11 for ViT-B). The stem before the first stage stays frozen whatever N;
+    layers with weights after the last stage (DenseNet's norm5, EfficientNet's last 1×1
+    convolution, ConvNeXt's and ViT's final LayerNorm) belong to the last stage. Other families
+    (MobileNet, RegNet, Swin, …) have no stages: they are frozen whole or not at all.
     """
 
     def __init__(self, input_shape: Sequence[int], arch: str = "resnet50", weights: str | None = None):
         super().__init__()
-        if arch not in RESNETS:
-            raise ValueError(f"ResNetFeatures: arch must be one of {', '.join(RESNETS)}, got {arch!r}")
+        if arch not in ARCHS:
+            raise ConfigError(
+                f"{ARCH_KEY}: expected the name of a torchvision classification model (e.g. {ARCH_EXAMPLES}; "
+                f"torchvision.models.list_models() gives all {len(ARCHS)}), got {arch!r}"
+            )
         if input_shape[0] != 3:
             raise ConfigError(
-                f"model.feature_extractor: a ResNet takes RGB images, but the inputs have "
+                f"model.feature_extractor: {arch} takes RGB images, but the inputs have "
                 f"{input_shape[0]} channel(s); set dataset.channels=3"
             )
-        resnet = getattr(torchvision.models, arch)(weights=None)
-        self.out_features = resnet.fc.in_features
-        resnet.fc = nn.Identity()
+        model = _build(arch, pretrained=bool(weights))
+        if isinstance(model, torchvision.models.VisionTransformer):
+            _check_image_size(arch, model.image_size, input_shape)
+        head, self.out_features = _remove_classifier(model)
         if weights:  # None, or an empty `weights=` on the command line: random init
-            _load_weights(resnet, arch, str(weights))
-        self.resnet = resnet
-
-    @property
-    def stages(self) -> list[nn.Module]:
-        """The four residual stages, input to output (layer1 … layer4); `model.unfreeze_last` counts from the end."""
-        return [self.resnet.layer1, self.resnet.layer2, self.resnet.layer3, self.resnet.layer4]
+            _load_weights(model, arch, str(weights), dropped=(head, *_AUX_HEADS.get(arch, ())))
+        self.arch = arch
+        self.model = model
+        stages = _stages(model)
+        self.stage_names = list(stages)
+        # A plain list, not registered as submodules: each stage is (a view of) layers of `model`.
+        self.stages = list(stages.values()) if stages else None
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.resnet(x)
+        return self.model(x)
 
 
-def _load_weights(resnet: nn.Module, arch: str, weights: str) -> None:
-    """Load the weights `model.feature_extractor.weights` names into `resnet` (whose fc is already dropped)."""
+# GoogLeNet's and Inception-v3's auxiliary classifiers only serve their ImageNet training: left out.
+_AUX_HEADS = {"googlenet": ("aux1", "aux2"), "inception_v3": ("AuxLogits",)}
+
+
+def _build(arch: str, pretrained: bool) -> nn.Module:
+    """torchvision's `arch`, randomly initialised (weights, if any, are loaded afterwards)."""
+    kwargs = {}
+    if arch in _AUX_HEADS:
+        # Their ImageNet weights expect inputs rescaled from ImageNet normalisation to [-1, 1]
+        # (torchvision turns transform_input on with them); init_weights=True keeps today's init.
+        kwargs = {"aux_logits": False, "transform_input": pretrained, "init_weights": True}
+    try:
+        return torchvision.models.get_model(arch, weights=None, **kwargs)
+    except NotImplementedError:
+        # RegNet computes its widths with tensors, which the meta device of the config's dry run
+        # (dann.config.validate_model_input) cannot read back: build it on the CPU, then move it.
+        with torch.device("cpu"):
+            model = torchvision.models.get_model(arch, weights=None, **kwargs)
+        return model.to(torch.get_default_device())
+
+
+def _remove_classifier(model: nn.Module) -> tuple[str, int]:
+    """Replace the final 1000-way Linear layer (`fc`, `classifier.6`, `heads.head`, …) by the
+    identity; returns its name and its input width, the features' width."""
+    if isinstance(model, torchvision.models.SqueezeNet):
+        # Its classifier is a 1×1 convolution to the 1000 classes, then a global average pool:
+        # the pool alone, over the 512 channels of its last Fire module, gives the features.
+        model.classifier = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        return "classifier", 512
+    head = [name for name, m in model.named_modules() if isinstance(m, nn.Linear) and m.out_features == 1000][-1]
+    width = model.get_submodule(head).in_features
+    model.set_submodule(head, nn.Identity())
+    return head, width
+
+
+def _check_image_size(arch: str, size: int, input_shape: Sequence[int]) -> None:
+    """A ViT's position embeddings fix its input size: say so before its forward asserts it."""
+    if tuple(input_shape[1:]) != (size, size):
+        raise ConfigError(
+            f"{ARCH_KEY}: {arch} takes {size} × {size} images only (its position embeddings are made for "
+            f"that size), but the dataset gives {' × '.join(map(str, input_shape[1:]))}; set "
+            f"dataset.image_size={size} (and dataset.resize_size >= {size}), or choose a convolutional arch"
+        )
+
+
+def _stages(model: nn.Module) -> dict[str, nn.Module]:
+    """The family's stages, input to output, by name ({} for a family without); see TorchvisionFeatures."""
+    tv = torchvision.models
+    if isinstance(model, tv.AlexNet):
+        convs = _cut(model.features, _indices(model.features, nn.Conv2d))
+        fcs = _cut(model.classifier, _indices(model.classifier, nn.Linear))
+        return {**{f"conv{i}": m for i, m in enumerate(convs, 1)}, "fc6": fcs[0], "fc7": fcs[1]}
+    if isinstance(model, tv.VGG):
+        pools = _indices(model.features, nn.MaxPool2d)
+        blocks = _cut(model.features, [0, *(i + 1 for i in pools[:-1])])
+        fcs = _cut(model.classifier, _indices(model.classifier, nn.Linear))
+        return {**{f"block{i}": m for i, m in enumerate(blocks, 1)}, "fc6": fcs[0], "fc7": fcs[1]}
+    if isinstance(model, tv.ResNet):
+        return {f"layer{i}": getattr(model, f"layer{i}") for i in range(1, 5)}
+    if isinstance(model, tv.DenseNet):
+        names = [name for name, _ in model.features.named_children()]
+        starts = [i for i, name in enumerate(names) if name.startswith("denseblock")]
+        return {names[i]: m for i, m in zip(starts, _cut(model.features, starts), strict=True)}
+    if isinstance(model, tv.EfficientNet):
+        stages = _cut(model.features, list(range(1, len(model.features) - 1)))
+        return {f"stage{i}": m for i, m in enumerate(stages, 1)}
+    if isinstance(model, tv.ConvNeXt):
+        *stages, last = _cut(model.features, [1, 2, 4, 6])
+        stages.append(nn.Sequential(last, model.classifier[0]))  # the final LayerNorm2d
+        return {f"stage{i}": m for i, m in enumerate(stages, 1)}
+    if isinstance(model, tv.VisionTransformer):
+        names = [name for name, _ in model.encoder.layers.named_children()]
+        stages = list(model.encoder.layers)
+        stages[-1] = nn.Sequential(stages[-1], model.encoder.ln)
+        return dict(zip(names, stages, strict=True))
+    return {}
+
+
+def _indices(layers: nn.Sequential, kind: type[nn.Module]) -> list[int]:
+    return [i for i, m in enumerate(layers) if isinstance(m, kind)]
+
+
+def _cut(layers: nn.Sequential, starts: list[int]) -> list[nn.Sequential]:
+    """`layers` cut before each index of `starts`, the last piece to the end (views: the same modules)."""
+    return [layers[a:b] for a, b in zip(starts, [*starts[1:], len(layers)], strict=True)]
+
+
+def _load_weights(model: nn.Module, arch: str, weights: str, dropped: Sequence[str]) -> None:
+    """Load the weights `model.feature_extractor.weights` names into `model`, but for the entries
+    of the modules it `dropped` (its classifier, already replaced by the identity)."""
     if _looks_like_path(weights):
         state, source = _read_state_dict(Path(weights).expanduser(), arch), f"file {weights}"
     else:
         state, source = _download(arch, _weights_entry(arch, weights)), f"torchvision's {arch} {weights}"
-    state = {key: value for key, value in state.items() if not key.startswith("fc.")}
-    _check_keys(resnet, state, arch, source)
-    resnet.load_state_dict(state)
+    prefixes = tuple(f"{name}." for name in dropped)
+    state = {key: value for key, value in state.items() if not key.startswith(prefixes)}
+    _check_keys(model, state, arch, source)
+    model.load_state_dict(state)
 
 
 def _looks_like_path(weights: str) -> bool:
@@ -150,7 +262,7 @@ def _looks_like_path(weights: str) -> bool:
 
 
 def _weights_entry(arch: str, weights: str) -> WeightsEnum:
-    """`IMAGENET1K_V1`, `DEFAULT` or torchvision's full `ResNet50_Weights.IMAGENET1K_V1` → the enum entry."""
+    """`IMAGENET1K_V1`, `DEFAULT` or torchvision's full `AlexNet_Weights.IMAGENET1K_V1` → the enum entry."""
     names = torchvision.models.get_model_weights(arch)
     try:
         return names[weights.removeprefix(f"{names.__name__}.")]
@@ -203,9 +315,9 @@ def _read_state_dict(path: Path, arch: str) -> dict[str, Tensor]:
     return {key.removeprefix("module."): value for key, value in state.items()}
 
 
-def _check_keys(resnet: nn.Module, state: dict[str, Tensor], arch: str, source: str) -> None:
+def _check_keys(model: nn.Module, state: dict[str, Tensor], arch: str, source: str) -> None:
     """Refuse weights of another architecture with one message, rather than torch's list of every key."""
-    expected = resnet.state_dict()
+    expected = model.state_dict()
     missing = sorted(expected.keys() - state.keys())
     unexpected = sorted(state.keys() - expected.keys())
     reshaped = sorted(k for k in expected.keys() & state.keys() if expected[k].shape != state[k].shape)

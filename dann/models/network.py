@@ -21,8 +21,8 @@ class FeatureExtractor(nn.Module):
     dataset's: float vectors [B, D], or normalised images [B, C, H, W]) to flat features
     [B, out_features], and has an `out_features` attribute (int) saying that width, which
     sizes the bottleneck and the heads. A backbone may also have `stages` (a list of modules,
-    input to output) for `freeze_backbone(unfreeze_last=N)`. Wrap a model of your own with
-    `out_features` set and it works everywhere (see the backbones in
+    input to output) for `freeze_backbone(unfreeze_last=N)`, and `stage_names` for its messages.
+    Wrap a model of your own with `out_features` set and it works everywhere (see the backbones in
     `dann.models.feature_extractors`). Parameters with `requires_grad=False` are frozen;
     see `train` for their BatchNorm layers.
     """
@@ -49,15 +49,18 @@ class FeatureExtractor(nn.Module):
         self.backbone.requires_grad_(False)
         if unfreeze_last:
             stages = getattr(self.backbone, "stages", None)
+            name = getattr(self.backbone, "arch", type(self.backbone).__name__)
             if stages is None:
                 raise ConfigError(
-                    f"model.unfreeze_last: {type(self.backbone).__name__} has no stages to "
-                    "unfreeze (only ResNet backbones do); set model.unfreeze_last=0"
+                    f"model.unfreeze_last: {name} has no stages to unfreeze (AlexNet, VGG, ResNet, "
+                    "DenseNet, EfficientNet, ConvNeXt and ViT backbones do); set model.unfreeze_last=0"
                 )
             if not 0 <= unfreeze_last <= len(stages):
+                names = getattr(self.backbone, "stage_names", None)
+                which = f"; {name}'s: {', '.join(names)}" if names else ""
                 raise ConfigError(
                     f"model.unfreeze_last: expected 0 to {len(stages)} (stages of the backbone "
-                    f"left trainable, counted from the last), got {unfreeze_last}"
+                    f"left trainable, counted from the last{which}), got {unfreeze_last}"
                 )
             for stage in stages[len(stages) - unfreeze_last :]:
                 stage.requires_grad_(True)
