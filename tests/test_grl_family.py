@@ -256,19 +256,20 @@ def test_a_run_naming_a_method_outside_dann_is_not_analysed(sweep: Path, tmp_pat
 @pytest.mark.slow
 def test_randomized_cdan_resumes_exactly_projections_included(tmp_path: Path):
     args = ("method=cdan_e", "method.randomized=true", "method.randomized_dim=16", "logger=none", "trainer.steps=300")
-    args += ("trainer.eval_every=250", "trainer.log_every=10", "trainer.checkpoint_every=100")
+    args += ("trainer.eval_every=150", "trainer.log_every=10", "trainer.checkpoint_every=50")
     straight = tmp_path / "straight"
     assert run_cli(*args, f"hydra.run.dir={straight}", cwd=tmp_path).returncode == 0
     stopped = tmp_path / "stopped"
     process = start_cli(*args, run_dir=stopped)
-    wait_for_step(process, stopped, 150)
+    wait_for_step(process, stopped, 100)
     process.send_signal(signal.SIGTERM)
     process.communicate(timeout=300)
     assert json.loads((stopped / "summary.json").read_text())["status"] == "interrupted"
     resumed = run_cli(*args, f"hydra.run.dir={stopped}", cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stderr
+    assert "resumed from step" in (stopped / "run.log").read_text()
     ends = [read_checkpoint(checkpoint_path(d))["method"] for d in (straight, stopped)]
-    assert ends[0]["projection_f"].shape == (32, 16)
+    assert ends[0]["projection_f"].shape == (32, 16) and ends[0].keys() == ends[1].keys()
     assert all(torch.equal(ends[0][key], ends[1][key]) for key in ends[0])
     results = [json.loads((d / "summary.json").read_text())["final"] for d in (straight, stopped)]
     assert results[0] == results[1]
