@@ -63,7 +63,7 @@ class CDAN(DANN):
 
     `entropy_conditioning` (CDAN+E): each example's domain loss weighted by `entropy_weights`,
     loss = Σ w·BCE / Σ w. The weights are constants of the step (the authors' code also sends a
-    reversed gradient through them into the classifier; here they are the paper's fixed weights).
+    reversed gradient through them into the classifier; here they only weight the examples).
     λ, its schedule and the metrics are DANN's.
     """
 
