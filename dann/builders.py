@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from hydra.errors import InstantiationException
-from hydra.utils import instantiate
+from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from dann.data import DomainPair
@@ -49,18 +49,21 @@ def build_dataset(cfg: DictConfig) -> DomainPair:
 
 def build_network(cfg: DictConfig, input_shape: Sequence[int], num_classes: int) -> DANNNetwork:
     """`model.feature_extractor` over inputs of `input_shape`, the optional bottleneck, and both
-    heads sized to its features (`model.label_predictor` to `num_classes`, `model.domain_classifier`
-    to one logit); the backbone frozen as `model.freeze_backbone` and `model.unfreeze_last` ask."""
+    heads sized to its features: `model.label_predictor` to `num_classes`, `model.domain_classifier`
+    as the method asks (`Method.domain_classifier_shape`: one logit from the features unless the
+    method says otherwise); the backbone frozen as `model.freeze_backbone` and `model.unfreeze_last` ask."""
     model = cfg.model
     backbone = build(model.feature_extractor, input_shape=tuple(input_shape))
     feature_extractor = FeatureExtractor(backbone, model.bottleneck_dim)
     if model.freeze_backbone:
         feature_extractor.freeze_backbone(model.get("unfreeze_last", 0))  # only ResNet configs have it
     width = feature_extractor.out_features
+    method_settings = OmegaConf.to_container(cfg.method, resolve=True)
+    domain_in, domain_out = get_class(cfg.method._target_).domain_classifier_shape(width, num_classes, method_settings)
     return DANNNetwork(
         feature_extractor,
         label_predictor=build(model.label_predictor, in_features=width, out_features=num_classes),
-        domain_classifier=build(model.domain_classifier, in_features=width, out_features=1),
+        domain_classifier=build(model.domain_classifier, in_features=domain_in, out_features=domain_out),
         backbone_lr_mult=float(model.backbone_lr_mult),
     )
 

@@ -108,6 +108,12 @@ SCHEMA: dict[str, Spec] = {
         0, 1, noun="a fraction", means="of trainer.steps, the source stage", hint="e.g. 0.5"
     ),
     "method.freeze_in_stage2": one_of(*FREEZE_IN_STAGE2),
+    # CDAN (method=cdan, cdan_e) and MDD (method=mdd)
+    "method.entropy_conditioning": boolean(),
+    "method.randomized": boolean(null=True, means="null: randomized when d_f·C > randomized_threshold"),
+    "method.randomized_dim": integer(1, means="width of the randomized multilinear map", hint="e.g. 1024"),
+    "method.randomized_threshold": integer(1, means="d_f·C above which the map is randomized", hint="e.g. 4096"),
+    "method.margin": number(0, open_lo=True, means="MDD's margin factor γ", hint="e.g. 4"),
     # --- optim
     "optim.optimizer._target_": TARGET,
     "optim.optimizer._partial_": one_of(True, means="the run supplies the parameter groups"),

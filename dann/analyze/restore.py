@@ -3,8 +3,9 @@
 Nothing read from the directory runs code. The summary is JSON and the checkpoint is read with
 `weights_only=True`; the config's `_target_`s are built by Hydra, so each must name a component
 of dann's own data and models, or of torch.nn or torchvision.transforms (a class, or a factory
-function of `dann.models`), unless the user says the run is theirs (`trust`): a crafted summary
-cannot name `os.system`.
+function of `dann.models`), and `method._target_` a method of `dann.methods` (its class sizes the
+domain classifier), unless the user says the run is theirs (`trust`): a crafted summary cannot name
+`os.system`.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from dann.builders import build_dataset, build_network
 from dann.checkpoint import checkpoint_path, read_checkpoint
 from dann.data import DomainData, DomainPair
 from dann.errors import ConfigError, RunDirError
+from dann.methods import Method
 from dann.models import DANNNetwork
 
 SAFE_PREFIXES = ("dann.data.", "dann.models.", "torch.nn.", "torchvision.transforms.")
@@ -70,6 +72,10 @@ def rebuild(
         check_targets(OmegaConf.to_container(node), where, trust)
     if not trust and not _is_subclass(_find(cfg.dataset._target_, "dataset"), DomainPair):
         raise ConfigError(f"dataset._target_: {cfg.dataset._target_} is not a dataset class (a DomainPair)")
+    # The method's class sizes the domain classifier (build_network asks it), so it is imported too.
+    method = str(cfg.method.get("_target_"))
+    if not trust and not (method.startswith("dann.methods.") and _is_subclass(_find(method, "method"), Method)):
+        raise ConfigError(f"method._target_: {method} is not a method of dann; pass --trust if this run is your own")
     if data_root is not None:
         cfg.dataset.root = data_root
     if "download" in cfg.dataset:

@@ -1,8 +1,11 @@
 """Training methods: one class per algorithm, each with `update()` and `predict()`.
 
 A config under `conf/method/` names its class by `_target_` (`method=dann` → `dann.methods.DANN`).
-To add a method: subclass `Method`, implement `update()`, and write `conf/method/<name>.yaml`
-with its `_target_` and settings; nothing else needs an edit.
+DANN's successors on the same reversal layer and three networks: `cdan.CDAN` (`method=cdan`, and
+`method=cdan_e` with entropy conditioning) and `mdd.MDD` (`method=mdd`).
+To add a method: subclass `Method`, implement `update()` (and `domain_classifier_shape()` if its
+adversary is not one logit from the features), and write `conf/method/<name>.yaml` with its
+`_target_` and settings; nothing else needs an edit.
 """
 
 from __future__ import annotations

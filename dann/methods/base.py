@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -66,6 +67,20 @@ class Method(nn.Module):
         self.lr_scheduler = torch.optim.lr_scheduler.LambdaLR(
             optimizer, [self._group_factor(group.get("lr_mult", 1.0)) for group in optimizer.param_groups]
         )
+
+    @classmethod
+    def domain_classifier_shape(
+        cls, feature_dim: int, num_classes: int, settings: Mapping[str, Any]
+    ) -> tuple[int, int]:
+        """(in_features, out_features) of the domain classifier this method feeds, for features of
+        width `feature_dim` and `num_classes` classes; `settings`: the method's own (its config node).
+
+        The builder sizes `model.domain_classifier` by it, so a method whose adversary sees something
+        other than the features, or answers with more than one domain logit (CDAN: features ⊗
+        predictions; MDD: class logits), says so here, in its own file. Default: one domain logit
+        from the features, as in DANN.
+        """
+        return feature_dim, 1
 
     def _group_factor(self, lr_mult: float):
         return lambda step: lr_mult * self.lr_schedule(step, self.total_steps)
