@@ -339,7 +339,12 @@ def input_throughput(args: argparse.Namespace, device: torch.device) -> list[dic
     worker count, over a folder dataset (`dataset=folder`, the real loading code)."""
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(args.input) if args.input != "generated" else write_jpegs(Path(tmp) / "photos", args.input_images)
-        cfg = compose_config("dataset=folder", f"dataset.source_dir={root}", f"dataset.target_dir={root}")
+        # dataset=folder wants a target directory other than the source: the same class folders, linked.
+        target = Path(tmp) / "target"
+        target.mkdir()
+        for folder in (f for f in root.iterdir() if f.is_dir()):
+            (target / folder.name).symlink_to(folder.resolve(), target_is_directory=True)
+        cfg = compose_config("dataset=folder", f"dataset.source_dir={root}", f"dataset.target_dir={target}")
         split = build_dataset(cfg).load().source_train
         batch_size = args.batch_size or min(cfg.trainer.batch_size, len(split))
         rows = []
