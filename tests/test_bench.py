@@ -1,12 +1,14 @@
 """`python -m dann.bench`, run as a user runs it, tiny: its JSON and its Markdown tables (no timing is asserted)."""
 
 import json
+import os
 import subprocess
 import sys
 
 import pytest
 import torch
 
+from dann.data.stream import worker_count
 from tests.helpers import REPO, cli_env
 
 VARIANTS = {"plain", "source_only", "dann", "reference"}
@@ -49,9 +51,16 @@ def test_bench_measures_image_decoding_per_worker_count(tmp_path):
     result = bench(*args, "--batch-size", "4", "--steps", "2", "--device", "cpu", "--json", "out.json", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     report = json.loads((tmp_path / "out.json").read_text())
-    assert [r["workers"] for r in report["input"]] == [0, 1]
+    assert [(r["workers"], r["workers_used"]) for r in report["input"]] == [(0, 0), (1, 1)]
     assert all(r["images_per_s"] > 0 and r["batch_size"] == 4 for r in report["input"])
-    assert "| input workers |" in result.stdout
+    assert "| input workers (used) |" in result.stdout
+
+
+def test_image_streams_use_at_most_half_the_cores(monkeypatch):
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(16)))
+    assert [worker_count(n) for n in (0, 4, 8, 12)] == [0, 4, 8, 8]  # two streams share the 16 cores
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1})
+    assert [worker_count(n) for n in (0, 4)] == [0, 1]  # 2 cores: one worker per stream
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal without CUDA")
