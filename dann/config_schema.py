@@ -18,6 +18,7 @@ from __future__ import annotations
 from dann.data.images import ON_CORRUPT
 from dann.methods.finetune import FREEZE_IN_STAGE2
 from dann.models.feature_extractors import ARCH_EXAMPLES, ARCHS
+from dann.precision import PRECISIONS
 from dann.progress import PROGRESS_MODES
 from dann.selection import CRITERIA
 from dann.spec import Spec, boolean, integer, number, one_of, text
@@ -140,6 +141,9 @@ SCHEMA: dict[str, Spec] = {
     "trainer.rerun_finished": boolean(),
     "trainer.objective": one_of(*CRITERIA),
     "trainer.device": Spec("device"),
+    "trainer.precision": one_of(*PRECISIONS),
+    "trainer.channels_last": one_of("auto", True, False),
+    "trainer.compile": boolean(),
     # --- logger
     "logger.wandb.mode": one_of(*WANDB_MODES),
     "logger.wandb.project": text(),

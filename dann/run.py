@@ -33,6 +33,7 @@ from dann.data import DomainPair, labeled_subset
 from dann.errors import ConfigError, DannError, Diverged, Interrupted, RunDirError, describe_error
 from dann.identity import identity
 from dann.interrupt import StopRequests
+from dann.precision import prepare, resolve_runtime
 from dann.rundir import RunDirLock, hydra_job_files, previous_summary, write_hydra_files
 from dann.selection import CRITERIA
 from dann.tracking import RunLogger, write_json_atomic
@@ -149,6 +150,10 @@ def _train_run(
         validate_model_input(cfg, data.input_shape)  # before building a network that could not take them
         network = build_network(cfg, data.input_shape, data.num_classes).to(device)
         method = build_method(cfg, network)
+        trainer = cfg.trainer
+        runtime = resolve_runtime(trainer.precision, trainer.channels_last, trainer.compile, device, data.input_shape)
+        prepare(method, runtime, device)
+        summary["runtime"] = runtime.as_dict() | {"device": str(device)}  # `auto` resolved: what actually ran
         fraction = dataset.target_labeled_fraction
         summary["target_labeled_fraction"] = fraction if method.uses_target_labels else 0.0
         if method.uses_target_labels and fraction < 1:
@@ -177,7 +182,9 @@ def _train_run(
         ) as logger:
             # The checkpoint carries the run's identity: resuming checks it against the config given then.
             facts = {"config": identity(config)}
-            summary |= train(method, data, logger, loop, cfg.seed, device, run_dir, facts, checkpoint, started, stop)
+            summary |= train(
+                method, data, logger, loop, cfg.seed, device, run_dir, facts, checkpoint, started, stop, runtime
+            )
             summary["skipped_images"] = data.skipped_images
             summary["split_sizes"] = data.split_sizes
             summary["status"] = "finished"

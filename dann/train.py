@@ -19,6 +19,7 @@ from dann.errors import Diverged, Interrupted
 from dann.evaluate import accuracy, predict_split
 from dann.interrupt import StopRequests
 from dann.methods import Batch, Method
+from dann.precision import Runtime
 from dann.progress import Progress
 from dann.selection import select
 from dann.tracking import RunLogger
@@ -62,6 +63,7 @@ class TrainState:
             "method": self.method.state_dict(),
             "optimizer": self.method.optimizer.state_dict(),
             "lr_scheduler": self.method.lr_scheduler.state_dict(),
+            "grad_scaler": self.method.grad_scaler.state_dict() if self.method.grad_scaler else None,  # fp16 only
             "streams": {"source": self.source.state_dict(), "target": self.target.state_dict()},
             "pending": {name: torch.stack(values).cpu() for name, values in self.pending.items()},
             "latest": self.latest,
@@ -75,6 +77,8 @@ class TrainState:
         self.method.load_state_dict(state["method"])
         self.method.optimizer.load_state_dict(state["optimizer"])
         self.method.lr_scheduler.load_state_dict(state["lr_scheduler"])
+        if self.method.grad_scaler is not None and state.get("grad_scaler"):
+            self.method.grad_scaler.load_state_dict(state["grad_scaler"])
         self.source.load_state_dict(state["streams"]["source"])
         self.target.load_state_dict(state["streams"]["target"])
         self.pending = {name: list(values.to(device).unbind()) for name, values in state["pending"].items()}
@@ -94,6 +98,7 @@ def train(
     checkpoint: dict[str, Any] | None = None,
     started: float | None = None,
     stop: StopRequests | None = None,
+    runtime: Runtime = Runtime.FP32,
 ) -> dict:
     """Run `loop.steps` updates, from `checkpoint` if given; return the final evaluation and the
     one each selection criterion picks.
@@ -104,6 +109,8 @@ def train(
     before a resume), so that checkpoints record the run's whole elapsed time.
     `stop`: when it has a request (SIGTERM, SIGINT), the loop writes a checkpoint after the
     current step and raises `Interrupted`.
+    `runtime`: the resolved precision and memory layout (`dann.precision.prepare` has applied them
+    to the method): each update runs under its autocast, on batches in its layout.
     Raises `Diverged` when a logged training metric is NaN or infinite (checked at log
     intervals, where the values are read anyway: no extra host sync).
     """
@@ -131,10 +138,13 @@ def train(
         state.step = step
         source_x, source_y = next(source)
         target_x, target_y = next(target)
+        source_x, target_x = runtime.to_input(source_x), runtime.to_input(target_x)
         batch = Batch(source_x, source_y, target_x, target_y if method.uses_target_labels else None)
         logging_step = step % loop.log_every == 0 or step == steps
         method.diagnose = logging_step  # the update then also measures the gradients at the features
-        for name, value in method.update(batch, progress=(step - 1) / steps).items():
+        with runtime.autocast(device):  # the losses stay float32 (autocast's float32 ops; dann.precision)
+            metrics = method.update(batch, progress=(step - 1) / steps)
+        for name, value in metrics.items():
             if isinstance(value, Tensor):
                 pending.setdefault(name, []).append(value)
             else:

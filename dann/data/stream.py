@@ -7,6 +7,8 @@ both have one contract (see `make_stream`).
 from __future__ import annotations
 
 import functools
+import logging
+import os
 from collections.abc import Iterator, Sequence
 
 import torch
@@ -16,6 +18,20 @@ from torch.utils.data import DataLoader, Sampler
 from dann.data.base import AnySplit, ImageSplit, Split
 from dann.data.decode import ImageFiles, collate_images, record_unreadable
 from dann.errors import ConfigError, DataError
+
+log = logging.getLogger(__name__)
+
+
+def worker_count(requested: int) -> int:
+    """`dataset.num_workers`, at most half the cores this process may use (at least 1): a run has two
+    training streams, and more decoding processes than cores only contend with each other and with
+    the training step. Measured in BENCHMARKS.md. The count changes no result (augmentations are
+    seeded per image), so the config's value (4; DomainNet 8) can stay sized for a GPU node."""
+    cores = len(os.sched_getaffinity(0))
+    allowed = min(requested, max(1, cores // 2))
+    if allowed < requested:
+        log.info("dataset.num_workers=%d > half of the %d cores available: %d per stream", requested, cores, allowed)
+    return allowed
 
 
 def make_stream(
@@ -90,6 +106,7 @@ class TensorStream:
         self._order = self._permutation(self.epoch)
 
     def _permutation(self, epoch: int) -> Tensor:
+        # Drawn on the CPU and copied over: the step path's only host-device transfer, once per epoch.
         return epoch_order(self.seed, epoch, len(self.labels)).to(self.labels.device)
 
     def __iter__(self) -> TensorStream:
@@ -166,7 +183,7 @@ class ImageStream:
         self._loader = DataLoader(
             ImageFiles(split, seed, substitute=True),
             batch_sampler=self._sampler,
-            num_workers=num_workers,
+            num_workers=worker_count(num_workers),
             collate_fn=collate_images,
             pin_memory=self.device.type == "cuda",
             persistent_workers=num_workers > 0,
@@ -223,7 +240,7 @@ def eval_batches(
     loader = DataLoader(
         ImageFiles(split, seed=0, substitute=False),
         batch_sampler=[keys[s : s + batch_size] for s in range(0, len(keys), batch_size)],
-        num_workers=num_workers,
+        num_workers=worker_count(num_workers),
         collate_fn=collate_images,
         pin_memory=device.type == "cuda",
     )

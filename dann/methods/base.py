@@ -50,6 +50,8 @@ class Method(nn.Module):
     # Set by the training loop before each update: True on the steps it logs, whose update then also
     # returns the gradient norms at the features (`FeatureGradients`). Not saved in checkpoints.
     diagnose: bool = False
+    # fp16 training's gradient scaler (`torch.amp.GradScaler`, set by `dann.precision.prepare`); None otherwise.
+    grad_scaler: torch.amp.GradScaler | None = None
 
     def __init__(
         self,
@@ -115,8 +117,13 @@ class Method(nn.Module):
 
     def _step(self, loss: Tensor) -> None:
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        self.optimizer.step()
+        scaler = self.grad_scaler  # fp16 only: scales the loss so that small gradients do not flush to zero
+        (loss if scaler is None else scaler.scale(loss)).backward()
+        if scaler is None:
+            self.optimizer.step()
+        else:  # unscales, skips the step if a gradient overflowed, and adapts the scale
+            scaler.step(self.optimizer)
+            scaler.update()
         self.lr_scheduler.step()
 
 

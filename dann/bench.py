@@ -1,0 +1,509 @@
+"""`python -m dann.bench`: what a DANN step costs, against the floor and against the usual eager code.
+
+For each model, in one process, with the same network, batch and device, after warm-up, with the
+device synchronised around the timed region only, it times:
+
+- `plain`: a supervised step over the combined source+target batch (2B images, one forward and one
+  backward pass): the floor, since DANN cannot be cheaper;
+- `source_only` and `dann`: the real `Method.update`, built by `dann.builders` from the config
+  `dann.run` composes, under the run's precision, memory layout and compilation (`dann.precision`);
+- `reference`: DANN written the straightforward way, as most public implementations do: two
+  feature-extractor passes (source, then target), a `.item()` per metric per step, float32, eager.
+
+Models: `mnist_cnn` and `svhn_cnn` (`digits`: both; the paper presets' networks and batch sizes)
+and `resnet50` (Office-31's network at 224 px, random weights). Every variant reads its batches
+from device-resident uint8 images through the training loop's own stream (`dann.data.TensorStream`:
+a gather and the normalisation per batch), so data costs the same everywhere.
+
+    python -m dann.bench --models digits,resnet50 --json bench.json --markdown bench.md
+    python -m dann.bench --sync-check               # CUDA only: a host sync in a step is an error
+    python -m dann.bench --input generated --workers 0,1,2   # image decoding throughput
+
+The numbers are the machine's; BENCHMARKS.md holds the measured ones with their commands.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import gc
+import json
+import math
+import os
+import platform
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig
+
+from dann.builders import build_dataset, build_method, build_network
+from dann.config import CONF_DIR
+from dann.data import make_stream
+from dann.data.base import Split
+from dann.data.stream import worker_count
+from dann.grl import grad_reverse
+from dann.methods import Batch, Method
+from dann.precision import PRECISIONS, Runtime, prepare, resolve_runtime
+
+
+@dataclass(frozen=True)
+class Model:
+    """A benchmarked network: the overrides that compose its config, its input and its classes."""
+
+    overrides: tuple[str, ...]
+    input_shape: tuple[int, int, int]
+    num_classes: int
+
+
+MODELS = {
+    "mnist_cnn": Model(("experiment=ganin2016_mnist_mnistm",), (3, 28, 28), 10),
+    "svhn_cnn": Model(("experiment=ganin2016_svhn_mnist",), (3, 32, 32), 10),
+    "resnet50": Model(
+        (
+            "dataset=office31",
+            "model=resnet",
+            "model.feature_extractor.arch=resnet50",
+            "model.feature_extractor.weights=null",
+        ),
+        (3, 224, 224),
+        31,
+    ),
+}
+GROUPS = {"digits": ("mnist_cnn", "svhn_cnn")}
+VARIANTS = ("plain", "source_only", "dann", "reference")
+PAPER_STEPS = 10_000  # the MNIST → MNIST-M preset's length (conf/experiment/ganin2016_mnist_mnistm.yaml)
+
+
+def compose_config(*overrides: str) -> DictConfig:
+    """The config `python -m dann.run <overrides>` would train (Hydra's compose API, the same conf/)."""
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        return compose("config", overrides=["logger=none", *overrides])
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+# --- the steps ---------------------------------------------------------------------------------
+
+
+def plain_step(method: Method, runtime: Runtime, device: torch.device) -> Callable[[Batch, float], Any]:
+    """A supervised step over source and target together, labels of both: the floor under a DANN step."""
+
+    def step(batch: Batch, progress: float) -> None:
+        with runtime.autocast(device):
+            x = torch.cat([batch.source_x, batch.target_x])
+            y = torch.cat([batch.source_y, batch.target_y])
+            method._step(F.cross_entropy(method.network.predict(x), y))  # _step: the same optimiser and scaler
+
+    return step
+
+
+def method_step(method: Method, runtime: Runtime, device: torch.device) -> Callable[[Batch, float], Any]:
+    """`method.update` as the training loop calls it, on a step it does not log."""
+
+    def step(batch: Batch, progress: float) -> dict:
+        method.diagnose = False
+        with runtime.autocast(device):
+            return method.update(batch, progress)
+
+    return step
+
+
+def reference_step(method: Method, device: torch.device) -> Callable[[Batch, float], dict[str, float]]:
+    """DANN the way most public implementations write it, over the same network and optimiser:
+    G_f run twice (source, then target), fresh domain-label tensors per step, the lr set by hand,
+    every metric read back with `.item()` each step; float32, eager, contiguous."""
+    network, optimizer = method.network, method.optimizer
+    base_lrs = [group["lr"] for group in optimizer.param_groups]
+
+    def step(batch: Batch, progress: float) -> dict[str, float]:
+        grl_lambda = 2.0 / (1.0 + math.exp(-10 * progress)) - 1.0
+        for group, lr in zip(optimizer.param_groups, base_lrs):
+            group["lr"] = lr / (1 + 10 * progress) ** 0.75
+        source_features = network.feature_extractor(batch.source_x)
+        target_features = network.feature_extractor(batch.target_x)
+        label_loss = F.cross_entropy(network.label_predictor(source_features), batch.source_y)
+        source_domain = network.domain_classifier(grad_reverse(source_features, grl_lambda)).squeeze(1)
+        target_domain = network.domain_classifier(grad_reverse(target_features, grl_lambda)).squeeze(1)
+        zeros = torch.zeros(len(source_domain), device=device)
+        ones = torch.ones(len(target_domain), device=device)
+        domain_loss = (
+            F.binary_cross_entropy_with_logits(source_domain, zeros)
+            + F.binary_cross_entropy_with_logits(target_domain, ones)
+        ) / 2
+        optimizer.zero_grad()
+        (label_loss + domain_loss).backward()
+        optimizer.step()
+        domain_acc = ((source_domain < 0).float().mean() + (target_domain > 0).float().mean()) / 2
+        return {"label_loss": label_loss.item(), "domain_loss": domain_loss.item(), "domain_acc": domain_acc.item()}
+
+    return step
+
+
+# --- timing ------------------------------------------------------------------------------------
+
+
+class Batches:
+    """Endless source+target batches from device-resident uint8 images, through the loop's own streams."""
+
+    def __init__(self, model: Model, batch_size: int, device: torch.device, runtime: Runtime, input_shape: tuple):
+        generator = torch.Generator().manual_seed(0)
+        n = 4 * batch_size  # an epoch boundary (a CPU permutation copied over) every 4 steps, as in a run
+
+        def stream(seed: int):
+            images = torch.randint(0, 256, (n, *input_shape), dtype=torch.uint8, generator=generator)
+            labels = torch.randint(0, model.num_classes, (n,), generator=generator)
+            half = (0.5,) * input_shape[0]
+            return make_stream(Split(images, labels), batch_size, seed=seed, device=device, mean=half, std=half)
+
+        self.source, self.target, self.runtime = stream(0), stream(1), runtime
+
+    def __next__(self) -> Batch:
+        (sx, sy), (tx, ty) = next(self.source), next(self.target)
+        return Batch(self.runtime.to_input(sx), sy, self.runtime.to_input(tx), ty)
+
+
+def allocated(device: torch.device) -> int:
+    return torch.cuda.memory_allocated(device) if device.type == "cuda" else 0
+
+
+@dataclass
+class Variant:
+    """One variant's step, batches and counters while the variants take turns."""
+
+    step: Callable[[Batch, float], Any]
+    batches: Batches
+    resident: int = 0  # device bytes its network, optimiser state and data hold between steps
+    seconds: float = 0.0
+    steps: int = 0
+    peak: int = 0  # the most device memory its steps needed, its resident bytes included
+
+
+def time_variants(variants: dict[str, Variant], args: argparse.Namespace, device: torch.device) -> dict[str, dict]:
+    """Steps/s and images/s of each variant over `args.steps` timed steps, after `args.warmup`.
+
+    The variants take turns, `args.rounds` rounds of steps/rounds steps each, so that a machine whose
+    load changes (a shared CPU) slows them alike. The device is synchronised around each timed turn
+    only. Peak memory: CUDA's max_memory_allocated during the variant's turns, less what the other
+    variants hold resident, i.e. what a process running this variant alone would peak at.
+    """
+    total = args.warmup + args.steps
+    rounds = max(1, min(args.rounds, args.steps))
+    done = 0
+    for r in range(rounds):
+        turn = args.steps * (r + 1) // rounds - done
+        for variant in variants.values():
+            others = allocated(device) - variant.resident
+            if device.type == "cuda":
+                torch.cuda.reset_peak_memory_stats(device)
+            synchronize(device)
+            started = time.perf_counter()
+            for i in range(args.warmup + done, args.warmup + done + turn):
+                variant.step(next(variant.batches), i / total)
+            synchronize(device)
+            variant.seconds += time.perf_counter() - started
+            variant.steps += turn
+            if device.type == "cuda":
+                variant.peak = max(variant.peak, torch.cuda.max_memory_allocated(device) - others)
+        done += turn
+    return {
+        name: {
+            "steps_per_s": v.steps / v.seconds,
+            "images_per_s": v.steps * 2 * v.batches.source.batch_size / v.seconds,
+            "seconds": v.seconds,
+            "peak_mib": v.peak / 2**20 if device.type == "cuda" else None,
+        }
+        for name, v in variants.items()
+    }
+
+
+def build(model: Model, method: str, device: torch.device, input_shape: tuple) -> Method:
+    """`method` over the model's network, as dann.run builds them (random weights, seed 0)."""
+    cfg = compose_config(*model.overrides)
+    if method != cfg.method.name:
+        # The presets fix method/lambda_schedule, so `method=source_only` cannot be composed beside them.
+        cfg.method = compose_config(f"method={method}").method
+    torch.manual_seed(0)
+    network = build_network(cfg, input_shape, model.num_classes).to(device)
+    return build_method(cfg, network)
+
+
+def bench_model(name: str, args: argparse.Namespace, device: torch.device) -> dict[str, Any]:
+    model = MODELS[name]
+    input_shape = model.input_shape if args.image_size is None else (model.input_shape[0], *(2 * [args.image_size]))
+    cfg = compose_config(*model.overrides)
+    batch_size = args.batch_size or cfg.trainer.batch_size
+    runtime = resolve_runtime(args.precision, args.channels_last, args.compile, device, input_shape)
+    row: dict[str, Any] = {
+        "model": name,
+        "batch_size": batch_size,
+        "images_per_step": 2 * batch_size,
+        "input_shape": list(input_shape),
+        "runtime": runtime.as_dict(),
+        "variants": {},
+    }
+    variants = {}
+    for variant in VARIANTS:  # built and warmed up one after the other: each one's resident memory is known
+        before = allocated(device)
+        method = build(model, "dann" if variant in ("dann", "reference") else "source_only", device, input_shape)
+        method.train()
+        if variant == "reference":
+            step, variant_runtime = reference_step(method, device), Runtime.FP32
+        else:
+            variant_runtime = runtime
+            prepare(method, runtime, device)
+            step = (plain_step if variant == "plain" else method_step)(method, runtime, device)
+        batches = Batches(model, batch_size, device, variant_runtime, input_shape)
+        for i in range(args.warmup):  # allocations, compilation, kernel choice
+            step(next(batches), i / (args.warmup + args.steps))
+        synchronize(device)
+        variants[variant] = Variant(step, batches, resident=allocated(device) - before)
+    row["variants"] = time_variants(variants, args, device)
+    del variants
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+    variants = row["variants"]
+    # Time per step of DANN over that of the plain step (>= 1): what adversarial training adds.
+    row["dann_over_plain"] = variants["plain"]["steps_per_s"] / variants["dann"]["steps_per_s"]
+    row["speedup_over_reference"] = variants["dann"]["images_per_s"] / variants["reference"]["images_per_s"]
+    row["paper_preset_steps_s"] = PAPER_STEPS / variants["dann"]["steps_per_s"]
+    return row
+
+
+# --- the host-sync proof (CUDA) ----------------------------------------------------------------
+
+
+def sync_check(names: list[str], args: argparse.Namespace, device: torch.device) -> dict[str, str]:
+    """Runs non-logging `update` steps of dann and source_only under `torch.cuda.set_sync_debug_mode("error")`:
+    any host-device synchronisation inside them raises. Batches are drawn before (an epoch boundary
+    copies a CPU permutation to the device: once per epoch, not per step)."""
+    results = {}
+    for name in names:
+        model = MODELS[name]
+        input_shape = model.input_shape
+        cfg = compose_config(*model.overrides)
+        batch_size = args.batch_size or cfg.trainer.batch_size
+        runtime = resolve_runtime(args.precision, args.channels_last, args.compile, device, input_shape)
+        if runtime.precision == "fp16":  # GradScaler.step reads its overflow flag back: one sync per step, by design
+            results[name] = "not checked: fp16's gradient scaler syncs once per step; check bf16 or fp32"
+            continue
+        for method_name in ("dann", "source_only"):
+            method = build(model, method_name, device, input_shape)
+            method.train()
+            prepare(method, runtime, device)
+            step = method_step(method, runtime, device)
+            batches = Batches(model, batch_size, device, runtime, input_shape)
+            drawn = [next(batches) for _ in range(args.warmup + args.steps)]
+            for i in range(args.warmup):  # first steps may allocate, compile, pick kernels
+                step(drawn[i], 0.0)
+            synchronize(device)
+            torch.cuda.set_sync_debug_mode("error")
+            try:
+                for i in range(args.warmup, len(drawn)):
+                    step(drawn[i], i / len(drawn))
+            finally:
+                torch.cuda.set_sync_debug_mode("default")
+            synchronize(device)
+            results[f"{name}/{method_name}"] = f"no host sync in {args.steps} steps ({runtime.precision})"
+    return results
+
+
+# --- input pipeline ----------------------------------------------------------------------------
+
+
+def write_jpegs(root: Path, count: int, classes: int = 4, size: tuple[int, int] = (400, 300)) -> Path:
+    """`count` JPEGs in class folders (Office-31-sized photos: smooth gradients and noise, quality 90)."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    ys, xs = np.mgrid[0 : size[1], 0 : size[0]]
+    for i in range(count):
+        folder = root / f"class_{i % classes}"
+        folder.mkdir(parents=True, exist_ok=True)
+        base = np.stack([(xs * rng.uniform(0.2, 1)) % 256, (ys * rng.uniform(0.2, 1)) % 256, (xs + ys) % 256], -1)
+        image = np.clip(base + rng.normal(0, 12, base.shape), 0, 255).astype(np.uint8)
+        Image.fromarray(image).save(folder / f"{i:05d}.jpg", quality=90)
+    return root
+
+
+def input_throughput(args: argparse.Namespace, device: torch.device) -> list[dict[str, Any]]:
+    """Images/s of `ImageStream` (decode, RandomResizedCrop 224, flip, collate, copy to the device) per
+    worker count, over a folder dataset (`dataset=folder`, the real loading code)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(args.input) if args.input != "generated" else write_jpegs(Path(tmp) / "photos", args.input_images)
+        # dataset=folder wants a target directory other than the source: the same class folders, linked.
+        target = Path(tmp) / "target"
+        target.mkdir()
+        for folder in (f for f in root.iterdir() if f.is_dir()):
+            (target / folder.name).symlink_to(folder.resolve(), target_is_directory=True)
+        cfg = compose_config("dataset=folder", f"dataset.source_dir={root}", f"dataset.target_dir={target}")
+        split = build_dataset(cfg).load().source_train
+        batch_size = args.batch_size or min(cfg.trainer.batch_size, len(split))
+        rows = []
+        for workers in args.workers:
+            stream = make_stream(split, batch_size, seed=0, device=device, num_workers=workers)
+            next(stream)  # starts the workers
+            batches = max(1, min(args.steps, len(split) // batch_size - 1))
+            started = time.perf_counter()
+            for _ in range(batches):
+                next(stream)
+            synchronize(device)
+            seconds = time.perf_counter() - started
+            used = worker_count(workers)  # what ImageStream starts: at most half the cores
+            rows.append(
+                {
+                    "workers": workers,
+                    "workers_used": used,
+                    "batch_size": batch_size,
+                    "images_per_s": batches * batch_size / seconds,
+                }
+            )
+            del stream
+        return rows
+
+
+# --- output ------------------------------------------------------------------------------------
+
+
+def _fmt(value: float | None, digits: int = 1) -> str:
+    return "n/a" if value is None else f"{value:,.{digits}f}"
+
+
+def markdown(report: dict[str, Any]) -> str:
+    lines = [
+        f"device: {report['device_name']} ({report['device']}), torch {report['torch']}, {report['date']}",
+        f"command: `{report['command']}`",
+        "",
+    ]
+    if report["results"]:
+        lines += [
+            "| model | batch/domain | precision | channels-last | compile | variant | steps/s | images/s | peak MiB |",
+            "|:--|--:|:--|:--|:--|:--|--:|--:|--:|",
+        ]
+        for row in report["results"]:
+            for variant, result in row["variants"].items():
+                runtime = Runtime.FP32.as_dict() if variant == "reference" else row["runtime"]
+                lines.append(
+                    f"| {row['model']} | {row['batch_size']} | {runtime['precision']} | "
+                    f"{str(runtime['channels_last']).lower()} | {str(runtime['compile']).lower()} | {variant} | "
+                    f"{_fmt(result['steps_per_s'], 2)} | {_fmt(result['images_per_s'])} | {_fmt(result['peak_mib'])} |"
+                )
+        lines += [
+            "",
+            "| model | DANN/plain (time per step) | DANN over reference (images/s) | 10,000 DANN steps (s, no eval) |",
+            "|:--|--:|--:|--:|",
+        ]
+        for row in report["results"]:
+            lines.append(
+                f"| {row['model']} | {row['dann_over_plain']:.3f} | {row['speedup_over_reference']:.2f}× | "
+                f"{_fmt(row['paper_preset_steps_s'])} |"
+            )
+    if report.get("input"):
+        lines += ["", "| input workers (used) | batch | images/s |", "|--:|--:|--:|"]
+        lines += [
+            f"| {r['workers']} ({r['workers_used']}) | {r['batch_size']} | {_fmt(r['images_per_s'])} |"
+            for r in report["input"]
+        ]
+    if report.get("sync_check"):
+        lines += [""] + [f"- sync check {name}: {result}" for name, result in report["sync_check"].items()]
+    return "\n".join(lines) + "\n"
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m dann.bench", description=__doc__.split("\n")[0])
+    parser.add_argument(
+        "--models",
+        default="digits,resnet50",
+        help="comma-separated: digits, resnet50, mnist_cnn, svhn_cnn; 'none' for input only",
+    )
+    parser.add_argument("--steps", type=int, default=50, help="timed steps per variant")
+    parser.add_argument("--warmup", type=int, default=10, help="untimed steps before them")
+    parser.add_argument("--rounds", type=int, default=5, help="turns the variants take (load changes hit all alike)")
+    parser.add_argument(
+        "--batch-size", type=int, default=None, help="per domain (default: the preset's trainer.batch_size)"
+    )
+    parser.add_argument(
+        "--image-size", type=int, default=None, help="input side instead of the model's (small: a quick run)"
+    )
+    parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    parser.add_argument("--precision", default="auto", choices=PRECISIONS)
+    parser.add_argument("--channels-last", default="auto", choices=("auto", "true", "false"))
+    parser.add_argument("--compile", action="store_true", help="torch.compile the feature extractor (trainer.compile)")
+    parser.add_argument("--sync-check", action="store_true", help="CUDA only: fail on a host sync inside a step")
+    parser.add_argument("--input", default=None, help="a folder of class sub-folders of images, or 'generated'")
+    parser.add_argument("--input-images", type=int, default=512, help="images to generate for --input generated")
+    parser.add_argument("--workers", default="0,2", help="DataLoader worker counts to time with --input")
+    parser.add_argument("--json", type=Path, default=None, help="write the results as JSON here")
+    parser.add_argument("--markdown", type=Path, default=None, help="write the Markdown tables here")
+    args = parser.parse_args(argv)
+    if args.channels_last != "auto":
+        args.channels_last = args.channels_last == "true"
+    args.workers = [int(w) for w in args.workers.split(",")]
+    names: list[str] = []
+    for name in args.models.split(","):
+        if name == "none":
+            continue
+        if name not in MODELS and name not in GROUPS:
+            parser.error(f"--models: unknown {name!r}; expected {', '.join([*GROUPS, *MODELS])} or none")
+        names += [n for n in GROUPS.get(name, (name,)) if n not in names]
+    args.model_names = names
+    if args.steps < 1 or args.warmup < 0:
+        parser.error("--steps must be >= 1 and --warmup >= 0")
+    return args
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    args = parse_args(argv)
+    device = torch.device(
+        "cuda" if args.device == "auto" and torch.cuda.is_available() else args.device.replace("auto", "cpu")
+    )
+    if args.sync_check and device.type != "cuda":
+        sys.exit(
+            "error: --sync-check needs a CUDA device (torch.cuda.set_sync_debug_mode); "
+            "tests/test_precision.py has the CPU proof"
+        )
+    report: dict[str, Any] = {
+        "device": str(device),
+        "device_name": torch.cuda.get_device_name(device)
+        if device.type == "cuda"
+        else f"{platform.processor() or platform.machine()} CPU, {len(os.sched_getaffinity(0))} cores",
+        "torch": torch.__version__,
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "command": " ".join(["python -m dann.bench", *(sys.argv[1:] if argv is None else argv)]),
+        "settings": {
+            "steps": args.steps,
+            "warmup": args.warmup,
+            "rounds": args.rounds,
+            "precision": args.precision,
+            "channels_last": args.channels_last,
+            "compile": args.compile,
+        },
+        "results": [bench_model(name, args, device) for name in args.model_names],
+    }
+    if args.input:
+        report["input"] = input_throughput(args, device)
+    if args.sync_check:
+        report["sync_check"] = sync_check(args.model_names, args, device)
+    text = markdown(report)
+    print(text, end="")
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=2) + "\n")
+    if args.markdown:
+        args.markdown.write_text(text)
+    return report
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,76 @@
+"""`python -m dann.bench`, run as a user runs it, tiny: its JSON and its Markdown tables (no timing is asserted)."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from dann.data.stream import worker_count
+from tests.helpers import REPO, cli_env
+
+VARIANTS = {"plain", "source_only", "dann", "reference"}
+
+
+def bench(*args: str, cwd) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "dann.bench", *args], cwd=cwd, env=cli_env(), capture_output=True, text=True, timeout=300
+    )
+
+
+def test_bench_times_every_variant_and_writes_json_and_markdown(tmp_path):
+    tiny = ("--models", "mnist_cnn", "--steps", "2", "--warmup", "1", "--rounds", "2", "--batch-size", "4")
+    result = bench(*tiny, "--device", "cpu", "--json", "out.json", "--markdown", "out.md", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    report = json.loads((tmp_path / "out.json").read_text())
+    assert report["device"] == "cpu" and report["torch"] == torch.__version__
+    assert report["settings"] | {"steps": 2, "warmup": 1, "rounds": 2} == report["settings"]
+    (row,) = report["results"]
+    assert (row["model"], row["batch_size"], row["input_shape"]) == ("mnist_cnn", 4, [3, 28, 28])
+    assert row["runtime"] == {"precision": "fp32", "channels_last": False, "compile": False}  # auto, on a CPU
+    assert set(row["variants"]) == VARIANTS
+    for variant in row["variants"].values():
+        assert variant["steps_per_s"] > 0 and variant["peak_mib"] is None  # no CUDA: no device memory to report
+        assert variant["images_per_s"] == pytest.approx(variant["steps_per_s"] * 8)
+    plain, dann, reference = (row["variants"][v]["steps_per_s"] for v in ("plain", "dann", "reference"))
+    assert row["dann_over_plain"] == pytest.approx(plain / dann)
+    assert row["speedup_over_reference"] == pytest.approx(dann / reference)
+
+    markdown = (tmp_path / "out.md").read_text()
+    assert markdown in result.stdout  # the same tables on stdout
+    rows = [line.split(" | ") for line in markdown.splitlines() if line.startswith("| mnist_cnn |")]
+    assert sorted(cells[5] for cells in rows[:4]) == sorted(VARIANTS)
+    assert all(cells[-1] == "n/a |" for cells in rows[:4])  # peak memory on a CPU
+    assert rows[4][1] == f"{row['dann_over_plain']:.3f}"  # the ratios' table
+
+
+def test_bench_measures_image_decoding_per_worker_count(tmp_path):
+    args = ("--models", "none", "--input", "generated", "--input-images", "12", "--workers", "0,1")
+    result = bench(*args, "--batch-size", "4", "--steps", "2", "--device", "cpu", "--json", "out.json", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    report = json.loads((tmp_path / "out.json").read_text())
+    assert [(r["workers"], r["workers_used"]) for r in report["input"]] == [(0, 0), (1, 1)]
+    assert all(r["images_per_s"] > 0 and r["batch_size"] == 4 for r in report["input"])
+    assert "| input workers (used) |" in result.stdout
+
+
+def test_image_streams_use_at_most_half_the_cores(monkeypatch):
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(16)))
+    assert [worker_count(n) for n in (0, 4, 8, 12)] == [0, 4, 8, 8]  # two streams share the 16 cores
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1})
+    assert [worker_count(n) for n in (0, 4)] == [0, 1]  # 2 cores: one worker per stream
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal without CUDA")
+def test_sync_check_refuses_without_cuda(tmp_path):
+    result = bench("--models", "mnist_cnn", "--sync-check", cwd=tmp_path)
+    assert result.returncode != 0
+    assert "--sync-check needs a CUDA device" in result.stderr
+
+
+def test_bench_refuses_an_unknown_model(tmp_path):
+    result = bench("--models", "vgg", cwd=tmp_path)
+    assert result.returncode == 2 and "--models: unknown 'vgg'" in result.stderr
+    assert str(REPO)  # run from anywhere: the bench reads the installed dann.conf

@@ -1,0 +1,209 @@
+"""trainer.precision, trainer.channels_last, trainer.compile, and no host sync on the step path.
+
+CPU only: bf16 autocast runs on the CPU, fp16 too (with its gradient scaler), channels-last is a
+layout the CPU kernels take, and compilation is checked with a cheap backend. The GPU's own proof
+of the no-sync claim is `python -m dann.bench --sync-check`.
+"""
+
+import functools
+import json
+from dataclasses import replace
+
+import pytest
+import torch
+from omegaconf import OmegaConf
+from torch import nn
+
+from dann.builders import build_dataset, build_method, build_network
+from dann.config import validate
+from dann.data import Split, TensorStream
+from dann.errors import ConfigError
+from dann.methods import Batch
+from dann.precision import Runtime, prepare, resolve_runtime
+from dann.run import run
+from dann.tracking import RunLogger
+from dann.train import LoopSettings, TrainState, train
+from tests.helpers import SHORT_RUN, compose_config, moons_batch
+
+CPU = torch.device("cpu")
+DIGITS = (3, 28, 28)
+
+
+def make(method: str, *overrides: str, input_shape=(2,), num_classes=2, seed=0):
+    torch.manual_seed(seed)
+    cfg = compose_config(f"method={method}", "trainer.steps=100", *overrides)
+    return build_method(cfg, build_network(cfg, input_shape, num_classes))
+
+
+def make_digits(method: str = "dann"):
+    return make(method, "model=mnist_cnn", "optim=sgd", input_shape=DIGITS, num_classes=10)
+
+
+def digits_batch(n: int = 8) -> Batch:
+    g = torch.Generator().manual_seed(2)
+    return Batch(torch.randn(n, *DIGITS, generator=g), torch.randint(0, 10, (n,), generator=g), torch.randn(n, *DIGITS))
+
+
+def test_auto_resolves_to_the_float32_path_on_the_cpu_and_explicit_values_are_kept():
+    assert resolve_runtime("auto", "auto", False, CPU, DIGITS) == Runtime.FP32
+    assert resolve_runtime("bf16", True, True, CPU, (2,)) == Runtime("bf16", channels_last=True, compile=True)
+    defaults = compose_config().trainer
+    assert (defaults.precision, defaults.channels_last, defaults.compile) == ("auto", "auto", False)
+
+
+@pytest.mark.parametrize(
+    "override", ["trainer.precision=fp8", "trainer.channels_last=maybe", "trainer.compile=1", "trainer.compile=auto"]
+)
+def test_a_bad_value_is_refused_naming_its_key(override):
+    with pytest.raises(ConfigError, match=override.split("=")[0]):
+        validate(compose_config(override))
+
+
+def test_bf16_autocast_runs_the_network_in_bf16_and_the_losses_in_float32():
+    method = make_digits()
+    seen = []
+    method.network.feature_extractor.register_forward_hook(lambda module, args, out: seen.append(out.dtype))
+    with Runtime("bf16").autocast(CPU):
+        metrics = method.update(digits_batch(), progress=0.5)
+    assert seen == [torch.bfloat16]  # autocast is on: the convolutions ran in bf16
+    # ... and the losses did not: autocast computes cross-entropy and BCE-with-logits in float32.
+    assert metrics["train/label_loss"].dtype == metrics["train/domain_loss"].dtype == torch.float32
+    assert all(p.dtype == torch.float32 for p in method.network.parameters())  # float32 master weights
+
+
+def test_fp16_uses_a_gradient_scaler_whose_state_a_checkpoint_restores():
+    method = make("dann")
+    prepare(method, Runtime("fp16"), CPU)
+    assert isinstance(method.grad_scaler, torch.amp.GradScaler)
+    before = {name: p.detach().clone() for name, p in method.network.named_parameters()}
+    with Runtime("fp16").autocast(CPU):
+        metrics = method.update(moons_batch(False), progress=0.1)
+    assert metrics["train/label_loss"].dtype == torch.float32
+    assert any(not torch.equal(before[n], p) for n, p in method.network.named_parameters())  # it stepped
+
+    method.grad_scaler.update(1234.0)  # a scale no fresh scaler has
+    data = Split(torch.randn(32, 2), torch.randint(0, 2, (32,)))
+    streams = [TensorStream(data, 8, seed, CPU) for seed in (0, 1)]
+    saved = TrainState(method, *streams).state_dict()
+    assert saved["grad_scaler"]["scale"] == 1234.0
+
+    resumed = make("dann")
+    prepare(resumed, Runtime("fp16"), CPU)
+    TrainState(resumed, *streams).load_state_dict(saved, CPU)
+    assert resumed.grad_scaler.get_scale() == 1234.0
+    assert make("dann").grad_scaler is None  # bf16 and fp32 have none, and their checkpoints save None
+    assert TrainState(make("dann"), *streams).state_dict()["grad_scaler"] is None
+
+
+def test_channels_last_converts_the_network_and_the_image_batches_and_computes_the_same():
+    plain, nhwc = make_digits(), make_digits()
+    prepare(nhwc, Runtime(channels_last=True), CPU)
+    convs = [m for m in nhwc.network.modules() if isinstance(m, nn.Conv2d)]
+    assert convs and all(m.weight.is_contiguous(memory_format=torch.channels_last) for m in convs)
+    assert nhwc.state_dict().keys() == plain.state_dict().keys()
+
+    batch = digits_batch()
+    runtime = Runtime(channels_last=True)
+    converted = replace(batch, source_x=runtime.to_input(batch.source_x), target_x=runtime.to_input(batch.target_x))
+    assert converted.source_x.is_contiguous(memory_format=torch.channels_last)
+    assert runtime.to_input(torch.ones(4, 2)).is_contiguous()  # vectors pass through
+    a, b = plain.update(batch, 0.3), nhwc.update(converted, 0.3)
+    for name in ("train/label_loss", "train/domain_loss"):
+        assert torch.allclose(a[name], b[name], atol=1e-5)
+
+
+def test_compiling_keeps_the_checkpoint_keys_and_lambda_and_lr_changes_do_not_recompile(monkeypatch):
+    # The production path (`prepare` → module.compile()), with a backend that compiles in a second on a CPU.
+    monkeypatch.setattr(nn.Module, "compile", functools.partialmethod(nn.Module.compile, backend="aot_eager"))
+    torch._dynamo.reset()
+    counters = torch._dynamo.utils.counters
+    for name in ("dann", "source_only"):  # source_only also runs its extractor in eval mode: two graphs
+        method = make(name, "optim=sgd")  # annealed lr: it changes every step
+        keys = method.state_dict().keys()
+        prepare(method, Runtime(compile=True), CPU)
+        assert method.state_dict().keys() == keys  # checkpoints unchanged
+        for step in range(2):  # the first steps compile
+            method.update(moons_batch(False), progress=step / 10)
+        graphs = counters["stats"]["unique_graphs"]
+        assert graphs > 0  # the extractor is compiled
+        lambdas, lrs = set(), set()
+        with torch._dynamo.config.patch(error_on_recompile=True):
+            for step in range(2, 6):
+                metrics = method.update(moons_batch(False), progress=step / 10)
+                lambdas.add(metrics["train/lambda"])
+                lrs.add(metrics["train/lr"])
+        assert len(lrs) == 4 and (name == "source_only" or len(lambdas) == 4)  # they did change
+        assert counters["stats"]["unique_graphs"] == graphs
+    torch._dynamo.reset()
+
+
+SYNCS = ("item", "cpu", "tolist", "numpy", "__bool__", "__float__", "__int__", "__index__")
+
+
+@pytest.fixture
+def host_reads(monkeypatch):
+    """Every way a tensor's value reaches the host (a device sync on a GPU), recorded as it happens."""
+    events = []
+    for name in SYNCS:
+        original = getattr(torch.Tensor, name)
+
+        def spy(self, *args, _name=name, _original=original, **kwargs):
+            events.append(_name)
+            return _original(self, *args, **kwargs)
+
+        monkeypatch.setattr(torch.Tensor, name, spy)
+    original_to = torch.Tensor.to
+
+    def to(self, *args, **kwargs):
+        target = kwargs.get("device", args[0] if args else None)
+        if isinstance(target, (str, torch.device)) and torch.device(target).type == "cpu":
+            events.append("to(cpu)")
+        return original_to(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.Tensor, "to", to)
+    return events
+
+
+@pytest.mark.parametrize("name", ["dann", "source_only"])
+def test_an_update_reads_nothing_back_from_the_device(name, host_reads):
+    method = make_digits(name)
+    for step in range(3):
+        method.diagnose = False  # as on the loop's non-logging steps
+        with Runtime("bf16").autocast(CPU):
+            method.update(digits_batch(), progress=step / 3)
+    assert host_reads == []
+
+
+def test_the_loop_reads_device_values_only_at_log_and_evaluation_steps(tmp_path, host_reads):
+    cfg = compose_config("logger=none", "method=dann")
+    data = build_dataset(cfg).load()
+    few = {name: getattr(data, name) for name in ("source_val", "target_test")}  # a quick evaluation
+    data = replace(data, **{name: Split(split.inputs[:64], split.labels[:64]) for name, split in few.items()})
+    torch.manual_seed(0)
+    method = build_method(cfg, build_network(cfg, data.input_shape, data.num_classes))
+    steps, update = 6, method.update
+    reads_by_step: dict[int, list[str]] = {}
+
+    def counted(batch, progress):
+        step = round(progress * steps) + 1
+        reads_by_step[step - 1] = list(host_reads)  # what the loop read after the previous step's update
+        host_reads.clear()
+        return update(batch, progress)
+
+    method.update = counted
+    # 6 * 16 examples per domain, under one epoch: no epoch boundary (a CPU permutation copied over) inside.
+    assert steps * 16 < min(len(data.source_train), len(data.target_train))
+    loop = LoopSettings(steps=steps, batch_size=16, log_every=100, eval_every=100, checkpoint_every=100, progress="off")
+    wandb = OmegaConf.to_container(cfg.logger.wandb)
+    with RunLogger(tmp_path, wandb=wandb, config={}, job_type="dann") as logger:
+        train(method, data, logger, loop, seed=0, device=CPU, run_dir=tmp_path, run_facts={}, runtime=Runtime("bf16"))
+    assert sorted(reads_by_step) == list(range(steps))
+    assert {step: reads for step, reads in reads_by_step.items() if step >= 1 and reads} == {}  # steps 1-5
+    assert host_reads  # the last step logs and evaluates: the recorder does see reads
+
+
+def test_a_run_records_the_resolved_precision_in_its_summary(tmp_path):
+    summary = run(compose_config(*SHORT_RUN, "trainer.precision=bf16"), tmp_path)  # dann.run's own, in process
+    assert summary["runtime"] == {"precision": "bf16", "channels_last": False, "compile": False, "device": "cpu"}
+    assert json.loads((tmp_path / "summary.json").read_text())["runtime"] == summary["runtime"]
+    assert summary["config"]["trainer"]["precision"] == "bf16"
