@@ -45,7 +45,7 @@ from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
 from dann.builders import build_dataset, build_method, build_network
-from dann.config import CONF_DIR
+from dann.config import CONF_DIR, drop_unused_lambda_schedule
 from dann.data import make_stream
 from dann.data.base import Split
 from dann.data.stream import worker_count
@@ -229,10 +229,8 @@ def time_variants(variants: dict[str, Variant], args: argparse.Namespace, device
 
 def build(model: Model, method: str, device: torch.device, input_shape: tuple) -> Method:
     """`method` over the model's network, as dann.run builds them (random weights, seed 0)."""
-    cfg = compose_config(*model.overrides)
-    if method != cfg.method.name:
-        # The presets fix method/lambda_schedule, so `method=source_only` cannot be composed beside them.
-        cfg.method = compose_config(f"method={method}").method
+    cfg = compose_config(*model.overrides, f"method={method}")
+    drop_unused_lambda_schedule(cfg)  # as dann.run does: the preset's λ schedule, for a method without one
     torch.manual_seed(0)
     network = build_network(cfg, input_shape, model.num_classes).to(device)
     return build_method(cfg, network)

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 
 from dann.builders import LABEL_KEYS, build, build_dataset
@@ -29,6 +29,20 @@ from dann.tracking import WANDB_MODES, wandb_mode
 # What dann.run's @hydra.main reads (pkg://dann.conf): the clone's conf/ in an editable install, the
 # installed copy in a wheel's. A directory on disk either way (dann.conf is a regular package).
 CONF_DIR = Path(str(resources.files("dann.conf")))
+
+
+def drop_unused_lambda_schedule(cfg: DictConfig) -> None:
+    """Remove `method.lambda_schedule` settings that no method takes, in place.
+
+    A preset tunes the λ schedule of its adaptive method (`method.lambda_schedule.gamma`); switched
+    to a method without one (`experiment=… method=source_only`), those settings are a partial node
+    with no `_target_` (only a method with a schedule group brings one). They are dropped, so that
+    the config recorded and identified is what runs, rather than the run being refused.
+    """
+    schedule = cfg.method.get("lambda_schedule") if "method" in cfg else None
+    if isinstance(schedule, DictConfig) and "_target_" not in schedule:
+        with open_dict(cfg):
+            del cfg.method["lambda_schedule"]
 
 
 def validate(cfg: DictConfig) -> None:

@@ -28,7 +28,7 @@ from dann.checkpoint import (
     load_checkpoint,
     read_checkpoint,
 )
-from dann.config import validate, validate_against_data, validate_model_input
+from dann.config import drop_unused_lambda_schedule, validate, validate_against_data, validate_model_input
 from dann.data import DomainPair, labeled_subset
 from dann.errors import ConfigError, DannError, Diverged, Interrupted, RunDirError, describe_error
 from dann.identity import identity
@@ -70,6 +70,7 @@ def run(
     `hydra_files`: `.hydra/` files to write once the directory is known to be this run's.
     An invalid config raises `ConfigError` (recorded as a failed summary) before anything else.
     """
+    drop_unused_lambda_schedule(cfg)  # a preset's λ-schedule settings, switched to a method without one
     with RunDirLock(run_dir):
         try:
             validate(cfg)  # first: everything below reads the config (and resolves it)
@@ -236,6 +237,7 @@ def sweep_group(sweep_dir: str) -> str:
 @hydra.main(version_base="1.3", config_path="pkg://dann.conf", config_name="config")
 def main(cfg: DictConfig) -> float | None:
     hydra_cfg = HydraConfig.get()
+    drop_unused_lambda_schedule(cfg)  # before .hydra/config.yaml is taken from it: the config that runs
     run_dir = Path(hydra_cfg.runtime.output_dir)
     multirun = hydra_cfg.mode == RunMode.MULTIRUN
     overrides = list(hydra_cfg.overrides.task)

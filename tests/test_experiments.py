@@ -45,12 +45,14 @@ def test_ganin2016_mnist_mnistm_runs_a_few_hundred_steps(tmp_path: Path):
 
 
 @pytest.mark.slow
-def test_ganin2016_svhn_mnist_runs(tmp_path: Path):
+def test_ganin2016_svhn_mnist_runs_its_lower_bound(tmp_path: Path):
+    """The README's bound command: the preset with method=source_only, which has no λ schedule."""
     data = tmp_path / "data"
     write_svhn(data, n_train=128, n_test=64)
     write_mnist(data, n_train=128, n_test=64)
     result = run_cli(
         "experiment=ganin2016_svhn_mnist",
+        "method=source_only",
         "trainer.steps=4",
         "trainer.eval_every=2",
         "logger=none",
@@ -59,8 +61,12 @@ def test_ganin2016_svhn_mnist_runs(tmp_path: Path):
         timeout=600,
     )
     assert result.returncode == 0, result.stderr
-    summary = json.loads(only(tmp_path.glob("outputs/*/*/summary.json")).read_text())
+    run_dir = only(tmp_path.glob("outputs/*/*"))
+    summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["status"] == "finished" and summary["source"] == "svhn" and summary["target"] == "mnist"
+    assert summary["method"] == "source_only"
+    # The preset's λ-schedule setting is not recorded for a method that has none.
+    assert "lambda_schedule" not in (run_dir / ".hydra" / "config.yaml").read_text()
 
 
 @pytest.mark.slow
