@@ -8,6 +8,7 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor, nn
 
+from dann.distributed import average_gradients
 from dann.models import DANNNetwork
 from dann.schedules import LRSchedule, constant_lr_factor
 
@@ -101,6 +102,8 @@ class Method(nn.Module):
     def _step(self, loss: Tensor) -> None:
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        # Several processes: every rank steps with the mean gradient (before any GradScaler unscale). One: nothing.
+        average_gradients(p for group in self.optimizer.param_groups for p in group["params"])
         self.optimizer.step()
         self.lr_scheduler.step()
 
