@@ -220,11 +220,11 @@ def train(
             signum = distributed.agreed_signal(signum) if logging_step else None
         if step % loop.checkpoint_every == 0 or step == steps or signum is not None:
             # The run's own facts beside the training state: what config wrote it, its W&B run, its time.
-            checkpoint = state.state_dict()  # on every rank: it gathers the ranks' generators
+            saved = state.state_dict()  # on every rank: it gathers the ranks' generators
             if distributed.is_main():
                 save_checkpoint(
                     run_dir,
-                    checkpoint | run_facts | {"wandb_run_id": logger.wandb_run_id, "elapsed_s": time.time() - started},
+                    saved | run_facts | {"wandb_run_id": logger.wandb_run_id, "elapsed_s": time.time() - started},
                 )
         if signum is not None and step < steps:
             progress.close()

@@ -19,7 +19,7 @@ from dann.data import Split
 from dann.data.stream import TensorStream, _EpochBatches
 from dann.models import FeatureExtractor
 from dann.models.feature_extractors import MlpFeatures
-from tests.helpers import cli_env, read_jsonl, run_cli, wait_for_step
+from tests.helpers import cli_env, only, read_jsonl, run_cli, wait_for_step
 
 # Long enough to be stopped mid-run; checkpoints every 100 steps, so a resume must also redo logs.
 ARGS = (
@@ -50,10 +50,11 @@ def outputs(run_dir: Path):
 
 @pytest.fixture(scope="module")
 def two_processes(tmp_path_factory) -> Path:
-    run_dir = tmp_path_factory.mktemp("ddp") / "run"
-    result = torchrun(*ARGS, run_dir=run_dir)
+    parent = tmp_path_factory.mktemp("ddp")
+    # Each process resolves `now` itself, and their microseconds differ: rank 0's directory must win.
+    result = torchrun(*ARGS, run_dir=parent / "run-${now:%H%M%S%f}")
     assert result.returncode == 0, result.stderr[-3000:]
-    return run_dir
+    return only(parent.iterdir())
 
 
 @pytest.mark.slow
@@ -65,7 +66,7 @@ def test_two_processes_train_the_one_process_recipe_and_only_rank_0_writes(two_p
     ref_summary, ref_records, _ = outputs(one_dir)
 
     # One writer: everything rank 0's, once; nothing anywhere else (the ranks agreed on the directory).
-    assert sorted(p.name for p in two_processes.parent.iterdir()) == ["run"]
+    assert list(two_processes.parent.iterdir()) == [two_processes]
     assert sorted(p.name for p in two_processes.iterdir()) == [
         ".hydra",
         ".lock",
