@@ -271,6 +271,15 @@ def broadcast_object(obj: T) -> T:
     return box[0]
 
 
+def merged(mapping: dict[str, Any]) -> dict[str, Any]:
+    """The union of every rank's `mapping` (earlier ranks' values win), on every rank; `mapping` on one process."""
+    if world_size() == 1:
+        return mapping
+    every: list[Any] = [None] * world_size()
+    dist.all_gather_object(every, mapping)
+    return {key: value for part in reversed(every) for key, value in part.items()}
+
+
 def gather_to_main(obj: Any) -> list[Any] | None:
     """Every rank's `obj`, in rank order, on rank 0; None on the others (pickled; small objects only)."""
     if world_size() == 1:

@@ -16,7 +16,7 @@ from torch import Tensor
 from dann import distributed
 from dann.checkpoint import rng_state, save_checkpoint, set_rng_state
 from dann.criteria import label_free_criteria
-from dann.data import DomainData, make_stream, to_device
+from dann.data import DomainData, ImageSplit, make_stream, to_device
 from dann.errors import Diverged, Interrupted
 from dann.evaluate import accuracy, predict_split
 from dann.interrupt import StopRequests
@@ -232,4 +232,7 @@ def train(
 
     progress.close()
     distributed.check_same_parameters(method)  # several processes: they must end as one model
+    for split in (data.source_train, data.target_train):  # each rank met the unreadable images of its own part
+        if isinstance(split, ImageSplit):
+            split.skipped.update(distributed.merged(split.skipped))
     return {"final": evaluations[-1], "selection": select(evaluations)}

@@ -163,6 +163,7 @@ def _collectives(rank: int, store: str, results: str) -> None:
             "signal": distributed.agreed_signal(signal.SIGTERM if rank == 1 else None),
             "broadcast": distributed.broadcast_object(f"from {rank}"),
             "gathered": distributed.gather_to_main(rank * 10),
+            "merged": distributed.merged({f"file{rank}": "unreadable", "both": f"rank {rank}"}),
         },
         f"{results}.{rank}",
     )
@@ -179,6 +180,7 @@ def test_the_collectives_make_two_processes_one_model(tmp_path: Path):
         assert {k: v.item() for k, v in result["mean"].items()} == {"a": 0.5, "b": 2.0}
         assert result["signal"] == signal.SIGTERM  # a signal seen by one rank stops both
         assert result["broadcast"] == "from 0"
+        assert result["merged"] == {"file0": "unreadable", "file1": "unreadable", "both": "rank 0"}
     assert zero["gathered"] == [0, 10] and one["gathered"] is None
 
 
