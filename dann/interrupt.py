@@ -3,7 +3,8 @@
 SLURM sends SIGTERM before preemption or at a time limit; Ctrl-C sends SIGINT. Raising at an
 arbitrary point could leave an optimiser step half applied, so the handler only records the
 request and the training loop, between two steps, writes a checkpoint and stops. A second
-Ctrl-C stops at once.
+Ctrl-C stops at once. On several processes, which see a signal at different steps, the loop stops
+at the first log step where they have agreed that one of them has it (`dann.distributed.agreed_signal`).
 """
 
 from __future__ import annotations

@@ -9,6 +9,7 @@ import logging
 import random
 import sys
 import time
+from contextlib import ExitStack
 from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
+from dann import distributed
 from dann.builders import build_dataset, build_method, build_network
 from dann.checkpoint import (
     checkpoint_path,
@@ -30,7 +32,7 @@ from dann.checkpoint import (
 )
 from dann.config import drop_unused_lambda_schedule, validate, validate_against_data, validate_model_input
 from dann.data import DomainPair, labeled_subset
-from dann.errors import ConfigError, DannError, Diverged, Interrupted, RunDirError, describe_error
+from dann.errors import ConfigError, DannError, DataError, Diverged, Interrupted, RunDirError, describe_error
 from dann.identity import identity
 from dann.interrupt import StopRequests
 from dann.precision import prepare, resolve_runtime
@@ -49,6 +51,8 @@ def seed_everything(seed: int) -> None:
 
 
 def pick_device(name: str) -> torch.device:
+    if distributed.world_size() > 1:  # one GPU per process: LOCAL_RANK's
+        return distributed.device(name)
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(name)
@@ -71,24 +75,44 @@ def run(
     An invalid config raises `ConfigError` (recorded as a failed summary) before anything else.
     """
     drop_unused_lambda_schedule(cfg)  # a preset's λ-schedule settings, switched to a method without one
-    with RunDirLock(run_dir):
-        try:
-            validate(cfg)  # first: everything below reads the config (and resolves it)
-        except ConfigError as e:
-            _record_invalid(run_dir, cfg, e, hydra_files)
-            raise
+    with ExitStack() as held:
+        # On several processes (dann.distributed) rank 0 alone locks, checks and writes the directory;
+        # the others follow its decision, and read the checkpoint it chose themselves.
+        finished, checkpoint = distributed.main_decides(
+            lambda: _claim(cfg, run_dir, hydra_files, held), for_others=lambda claim: (claim[0], claim[1] is not None)
+        )
+        if finished is not None:
+            return finished
+        if not distributed.is_main():  # told whether rank 0 resumes
+            checkpoint = read_checkpoint(checkpoint_path(run_dir)) if checkpoint else None
         config = OmegaConf.to_container(cfg, resolve=True)  # validate checked that it resolves
-        previous = previous_summary(run_dir)
-        if previous is not None and previous["status"] == "finished" and not cfg.trainer.rerun_finished:
-            _check_same_config(run_dir, previous, config)
-            log.info("%s already finished; not run again (trainer.rerun_finished=true to force)", run_dir)
-            return previous
-        checkpoint = load_checkpoint(run_dir, config) if cfg.trainer.resume else None
-        if not cfg.trainer.resume:
-            discard_checkpoint(run_dir)
-        if hydra_files:
-            write_hydra_files(run_dir, hydra_files)
         return _train_run(cfg, config, run_dir, checkpoint, wandb_group, wandb_name)
+
+
+def _claim(
+    cfg: DictConfig, run_dir: Path, hydra_files: dict[str, str] | None, held: ExitStack
+) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+    """Lock `run_dir` (for as long as `held`) and decide what this launch does there: (the finished
+    run's summary to return instead of training, or None; the checkpoint to resume from, or None)."""
+    held.enter_context(RunDirLock(run_dir))
+    try:
+        validate(cfg)  # first: everything below reads the config (and resolves it)
+        distributed.check_settings(cfg.trainer.batch_size, cfg.trainer.device)
+    except ConfigError as e:
+        _record_invalid(run_dir, cfg, e, hydra_files)
+        raise
+    config = OmegaConf.to_container(cfg, resolve=True)  # validate checked that it resolves
+    previous = previous_summary(run_dir)
+    if previous is not None and previous["status"] == "finished" and not cfg.trainer.rerun_finished:
+        _check_same_config(run_dir, previous, config)
+        log.info("%s already finished; not run again (trainer.rerun_finished=true to force)", run_dir)
+        return previous, None
+    checkpoint = load_checkpoint(run_dir, config) if cfg.trainer.resume else None
+    if not cfg.trainer.resume:
+        discard_checkpoint(run_dir)
+    if hydra_files:
+        write_hydra_files(run_dir, hydra_files)
+    return None, checkpoint
 
 
 def _check_same_config(run_dir: Path, summary: dict[str, Any], config: dict[str, Any]) -> None:
@@ -140,6 +164,8 @@ def _train_run(
     started = time.time()
     dataset = build_dataset(cfg)  # reads no file: validate built it already
     summary = base_summary(cfg, config, dataset, status="failed")
+    if distributed.world_size() > 1:  # one process: the summary is as it always was
+        summary["world_size"] = distributed.world_size()
     if checkpoint is not None:
         started -= checkpoint["elapsed_s"]
     stop = StopRequests()  # a signal while data loads or W&B starts is honoured before the first step
@@ -150,6 +176,7 @@ def _train_run(
         data = dataset.load()
         validate_model_input(cfg, data.input_shape)  # before building a network that could not take them
         network = build_network(cfg, data.input_shape, data.num_classes).to(device)
+        network = distributed.prepare_network(network, device, cfg.seed)  # one process: unchanged
         method = build_method(cfg, network)
         trainer = cfg.trainer
         runtime = resolve_runtime(trainer.precision, trainer.channels_last, trainer.compile, device, data.input_shape)
@@ -180,6 +207,7 @@ def _train_run(
             wandb_run_id=checkpoint["wandb_run_id"] if checkpoint else None,
             group=wandb_group,
             name=wandb_name,
+            enabled=distributed.is_main(),  # the other ranks write nothing, and start no W&B run
         ) as logger:
             # The checkpoint carries the run's identity: resuming checks it against the config given then.
             facts = {"config": identity(config)}
@@ -209,7 +237,8 @@ def _train_run(
     finally:
         stop.__exit__()
         summary.setdefault("wall_time_s", round(time.time() - started, 3))
-        write_json_atomic(run_dir / "summary.json", summary)
+        if distributed.is_main():
+            write_json_atomic(run_dir / "summary.json", summary)
     return summary
 
 
@@ -242,6 +271,9 @@ def main(cfg: DictConfig) -> float | None:
     multirun = hydra_cfg.mode == RunMode.MULTIRUN
     overrides = list(hydra_cfg.overrides.task)
     job = f"job {hydra_cfg.job.num} [{' '.join(overrides)}]" if multirun else "run"
+    distributed.setup(str(OmegaConf.select(cfg, "trainer.device", throw_on_resolution_failure=False)))
+    if not distributed.is_main():  # rank 0 logs and prints the run; the others only their warnings
+        logging.getLogger().setLevel(logging.WARNING)
     try:
         summary = run(
             cfg,
@@ -252,15 +284,18 @@ def main(cfg: DictConfig) -> float | None:
         )
     except Interrupted as e:
         # Not a failure to contain: the user or the scheduler wants this process to stop, sweep included.
-        print(f"{job} {e}", file=sys.stderr)
+        if distributed.is_main():  # every rank stops at the same step
+            print(f"{job} {e}", file=sys.stderr)
         sys.exit(e.exit_code)
     except DannError as e:  # the user's config, data or directory, or a diverged run: one line, no traceback
         if not multirun:
-            print(f"error: {e}", file=sys.stderr)  # summary.json has it too, unless the directory was refused
+            if not _reported_by_main(e):
+                print(f"error: {e}", file=sys.stderr)  # summary.json has it too, unless the directory was refused
             sys.exit(3 if isinstance(e, Diverged) else 2)
         # One job never takes the sweep down.
         if isinstance(e, ConfigError):  # an invalid combination in a grid (source = target, …): never run
-            _mark_skipped(run_dir)
+            if distributed.is_main():
+                _mark_skipped(run_dir)
             print(f"skipping {job}: {e}", file=sys.stderr)
         else:  # a refused directory (nothing was written there), a data error, or a diverged run
             outcome = "not run" if isinstance(e, RunDirError) else "stopped" if isinstance(e, Diverged) else "failed"
@@ -272,17 +307,26 @@ def main(cfg: DictConfig) -> float | None:
         log.exception("%s failed; its summary.json has status 'failed'", job)
         return None
     final = summary["final"]
-    print(
-        f"source/acc {final['source/acc']:.4f}  target/acc {final['target/acc']:.4f}  "
-        f"({summary['method']}, {summary['source']} → {summary['target']}, seed {summary['seed']})"
-    )
-    print(f"outputs in {run_dir}")
+    if distributed.is_main():
+        print(
+            f"source/acc {final['source/acc']:.4f}  target/acc {final['target/acc']:.4f}  "
+            f"({summary['method']}, {summary['source']} → {summary['target']}, seed {summary['seed']})"
+        )
+        print(f"outputs in {run_dir}")
     # What a sweeper (Optuna) maximises: the metric of the evaluation the objective's criterion picks.
     picked = summary["selection"].get(cfg.trainer.objective)
     if picked is None:  # the criterion never gave a finite value: nothing for the sweeper to maximise
         log.warning("%s: no evaluation has a finite %s; returning no objective", job, cfg.trainer.objective)
         return None
     return picked[CRITERIA[cfg.trainer.objective].metric]
+
+
+def _reported_by_main(error: DannError) -> bool:
+    """On ranks but 0, an error rank 0 prints too: its own (`main_decides`), or one every rank meets
+    (config, diverged). A data error may be this rank's alone (an unreadable image of its shard)."""
+    if distributed.is_main():
+        return False
+    return distributed.reported_by_main(error) or not isinstance(error, DataError)
 
 
 def _record_invalid(run_dir: Path, cfg: DictConfig, error: ConfigError, files: dict[str, str] | None) -> None:

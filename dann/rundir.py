@@ -28,6 +28,7 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
+from dann.distributed import share_output_dir
 from dann.errors import RunDirError
 
 log = logging.getLogger(__name__)
@@ -143,9 +144,11 @@ class CheckOutputDir(Callback):
     """
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        share_output_dir(config, "run")  # several processes (torchrun): rank 0's directory, on every rank
         _check_creatable("hydra.run.dir", config.hydra.run.dir)
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        share_output_dir(config, "sweep")
         _check_creatable("hydra.sweep.dir", config.hydra.sweep.dir)
 
 

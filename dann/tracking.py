@@ -45,6 +45,8 @@ class RunLogger:
     `wandb`: the `logger.wandb` settings (mode, project, entity, group, name, tags); `config`: the
     run's resolved config, shown in W&B; `job_type`: the method's name.
     `group`, `name`: W&B grouping for sweeps (see `sweep_group` and `run_name`), unless `wandb` sets them.
+    `enabled`: False on the ranks of a multi-process run but 0 (dann.distributed): they write no file
+    and start no W&B run, and every method is a no-op.
     """
 
     def __init__(
@@ -57,9 +59,13 @@ class RunLogger:
         wandb_run_id: str | None = None,
         group: str | None = None,
         name: str | None = None,
+        enabled: bool = True,
     ):
         self.run_dir = run_dir
         self.metrics_path = run_dir / "metrics.jsonl"
+        self._metrics_file, self._wandb_run = None, None
+        if not enabled:
+            return
         if resume_step is not None:
             self._rewind(resume_step)
         self._metrics_file = open(self.metrics_path, "a")
@@ -129,6 +135,8 @@ class RunLogger:
             return None
 
     def log(self, step: int, metrics: dict[str, float]) -> None:
+        if self._metrics_file is None:  # not enabled
+            return
         record = {"step": step, **metrics}
         self._metrics_file.write(json.dumps(record) + "\n")
         self._metrics_file.flush()
@@ -149,7 +157,8 @@ class RunLogger:
                 log.warning("W&B summary failed (%s: %s)", type(e).__name__, e)
 
     def close(self, failed: bool = False) -> None:
-        self._metrics_file.close()
+        if self._metrics_file is not None:
+            self._metrics_file.close()
         if self._wandb_run is not None:
             try:
                 self._wandb_run.finish(exit_code=1 if failed else 0)

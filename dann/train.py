@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,9 +13,10 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from dann import distributed
 from dann.checkpoint import rng_state, save_checkpoint, set_rng_state
 from dann.criteria import label_free_criteria
-from dann.data import DomainData, make_stream, to_device
+from dann.data import DomainData, ImageSplit, make_stream, to_device
 from dann.errors import Diverged, Interrupted
 from dann.evaluate import accuracy, predict_split
 from dann.interrupt import StopRequests
@@ -70,9 +72,27 @@ class TrainState:
             "logged": self.logged,
             "evaluations": self.evaluations,
             "rng": rng_state(),
-        }
+        } | self._ranks_state()
+
+    def _ranks_state(self) -> dict[str, Any]:
+        """Several processes: every rank's own random generators (dropout) and unlogged metrics, gathered
+        on rank 0 (which alone saves; a collective, so every rank calls it), so that each resumes exactly."""
+        if distributed.world_size() == 1:
+            return {}
+        own = {"rng": rng_state(), "pending": {name: torch.stack(v).cpu() for name, v in self.pending.items()}}
+        return {"ranks": distributed.gather_to_main(own)}
 
     def load_state_dict(self, state: dict[str, Any], device: torch.device) -> None:
+        ranks = state.get("ranks") or [state]  # a checkpoint of one process holds only rank 0's
+        if len(ranks) != distributed.world_size():
+            log.warning(
+                "resuming on %d processes a checkpoint of %d: weights and batches continue exactly, random "
+                "generators (dropout) and the metrics logged at the next log interval do not",
+                distributed.world_size(),
+                len(ranks),
+            )
+        elif distributed.world_size() > 1:
+            state = state | ranks[distributed.rank()]
         self.step = state["step"]
         self.method.load_state_dict(state["method"])
         self.method.optimizer.load_state_dict(state["optimizer"])
@@ -117,6 +137,7 @@ def train(
     steps = loop.steps
     streams = dict(mean=data.mean, std=data.std, device=device, num_workers=data.num_workers)
     # Different seeds per domain, so that the source and target orders are not the same permutation.
+    streams["shard"] = (distributed.rank(), distributed.world_size())  # the global batch, split over the ranks
     source = make_stream(data.source_train, loop.batch_size, seed=2 * seed, **streams)
     target = make_stream(data.target_train, loop.batch_size, seed=2 * seed + 1, **streams)
     eval_splits = {"source": to_device(data.source_val, device), "target": to_device(data.target_test, device)}
@@ -130,10 +151,11 @@ def train(
     if started is None:
         started = time.time()
 
-    if stop is not None and stop.requested and start < steps:  # before any step: the state is the checkpoint's
-        raise Interrupted(start, stop.signal_name, 128 + stop.signum)
+    signum = distributed.agreed_signal(stop.signum if stop is not None else None)
+    if signum is not None and start < steps:  # before any step: the state is the checkpoint's
+        raise Interrupted(start, signal.Signals(signum).name, 128 + signum)
     method.train()
-    progress = Progress(steps, loop.progress, start_step=start)
+    progress = Progress(steps, loop.progress if distributed.is_main() else "off", start_step=start)
     for step in range(start + 1, steps + 1):
         state.step = step
         source_x, source_y = next(source)
@@ -152,6 +174,7 @@ def train(
 
         if logging_step:
             means = {name: torch.stack(values).mean() for name, values in pending.items()}
+            means = distributed.all_reduce_mean(means)  # over the ranks, in one collective; one process: as is
             state.logged = {name: value.item() for name, value in means.items()} | latest
             logger.log(step, state.logged)
             pending.clear()
@@ -162,7 +185,8 @@ def train(
                 progress.close()
                 raise Diverged(step, non_finite)
 
-        if step % loop.eval_every == 0 or step == steps:
+        evaluating = step % loop.eval_every == 0 or step == steps
+        if evaluating and distributed.is_main():  # several processes: rank 0 evaluates, the others wait below
             # One pass per split; the accuracies and the selection criteria all read its outputs.
             source_out, target_out = (
                 predict_split(method, split, loop.eval_batch_size, data.mean, data.std, data.num_workers)
@@ -198,18 +222,27 @@ def train(
                 f"{state.logged['train/domain_acc']:.3f}" if "train/domain_acc" in state.logged else "n/a",
             )
 
-        stopping = stop is not None and stop.requested
-        if step % loop.checkpoint_every == 0 or step == steps or stopping:
+        if evaluating and distributed.world_size() > 1:
+            evaluations[:] = distributed.broadcast_object(evaluations)  # rank 0's, so that every rank has them
+
+        signum = stop.signum if stop is not None else None
+        if distributed.world_size() > 1:  # every rank stops at the same step: the first log step after a signal
+            signum = distributed.agreed_signal(signum) if logging_step else None
+        if step % loop.checkpoint_every == 0 or step == steps or signum is not None:
             # The run's own facts beside the training state: what config wrote it, its W&B run, its time.
-            save_checkpoint(
-                run_dir,
-                state.state_dict()
-                | run_facts
-                | {"wandb_run_id": logger.wandb_run_id, "elapsed_s": time.time() - started},
-            )
-        if stopping and step < steps:
+            saved = state.state_dict()  # on every rank: it gathers the ranks' generators
+            if distributed.is_main():
+                save_checkpoint(
+                    run_dir,
+                    saved | run_facts | {"wandb_run_id": logger.wandb_run_id, "elapsed_s": time.time() - started},
+                )
+        if signum is not None and step < steps:
             progress.close()
-            raise Interrupted(step, stop.signal_name, 128 + stop.signum)
+            raise Interrupted(step, signal.Signals(signum).name, 128 + signum)
 
     progress.close()
+    distributed.check_same_parameters(method)  # several processes: they must end as one model
+    for split in (data.source_train, data.target_train):  # each rank met the unreadable images of its own part
+        if isinstance(split, ImageSplit):
+            split.skipped.update(distributed.merged(split.skipped))
     return {"final": evaluations[-1], "selection": select(evaluations)}

@@ -42,6 +42,7 @@ def make_stream(
     mean: Sequence[float] | None = None,
     std: Sequence[float] | None = None,
     num_workers: int = 0,
+    shard: tuple[int, int] = (0, 1),
 ) -> TensorStream | ImageStream:
     """An endless stream of shuffled (x, y) batches of `split`, on `device`. Needs batch_size <= len(split).
 
@@ -49,10 +50,13 @@ def make_stream(
     (int64 [batch_size]) on `device`; incomplete last batches dropped; each epoch's order a
     permutation drawn from (seed, epoch), so `state_dict()` is {"epoch", "position"} and
     `load_state_dict` resumes exactly. `num_workers` is used by image splits only.
+    `shard`: (rank, world size) of a multi-process run (dann.distributed): `batch_size` is then the
+    global batch, and this stream serves the rank's contiguous 1/world of each, so the ranks' shards
+    are disjoint, together are the one-process batch, and the state is the same on every rank.
     """
     if isinstance(split, ImageSplit):
-        return ImageStream(split, batch_size, seed, device, mean, std, num_workers)
-    return TensorStream(split, batch_size, seed, device, mean, std)
+        return ImageStream(split, batch_size, seed, device, mean, std, num_workers, shard)
+    return TensorStream(split, batch_size, seed, device, mean, std, shard)
 
 
 def epoch_order(seed: int, epoch: int, n: int) -> Tensor:
@@ -95,10 +99,12 @@ class TensorStream:
         device: torch.device,
         mean: Sequence[float] | None = None,
         std: Sequence[float] | None = None,
+        shard: tuple[int, int] = (0, 1),
     ):
         self.inputs = split.inputs.to(device)
         self.labels = split.labels.to(device)
         self.batch_size = batch_size
+        self.shard = _shard_slice(batch_size, shard)
         self.seed = seed
         self.mean, self.std = mean, std
         self.epoch = 0
@@ -118,7 +124,7 @@ class TensorStream:
             self.epoch += 1
             self.position = 0
             self._order = self._permutation(self.epoch)
-        index = self._order[self.position * self.batch_size : (self.position + 1) * self.batch_size]
+        index = self._order[self.position * self.batch_size : (self.position + 1) * self.batch_size][self.shard]
         self.position += 1
         return to_model_input(self.inputs[index], self.mean, self.std), self.labels[index]
 
@@ -130,15 +136,25 @@ class TensorStream:
         self._order = self._permutation(self.epoch)
 
 
+def _shard_slice(batch_size: int, shard: tuple[int, int]) -> slice:
+    """The part of each global batch that rank `shard[0]` of `shard[1]` serves."""
+    rank, world = shard
+    if batch_size % world:
+        raise ValueError(f"a batch of {batch_size} does not split evenly over {world} processes")
+    size = batch_size // world
+    return slice(rank * size, (rank + 1) * size)
+
+
 class _EpochBatches(Sampler[list[tuple[int, int]]]):
     """One epoch's batches of (epoch, index) keys, from batch `start` on; incomplete last batch dropped.
 
     Runs in the main process each time the DataLoader starts an epoch, so the stream sets
-    `epoch` and `start` just before: skipped batches are never decoded.
+    `epoch` and `start` just before: skipped batches are never decoded. `shard`: the part of
+    each (global) batch this process serves.
     """
 
-    def __init__(self, n: int, batch_size: int, seed: int):
-        self.n, self.batch_size, self.seed = n, batch_size, seed
+    def __init__(self, n: int, batch_size: int, seed: int, shard: slice = slice(None)):
+        self.n, self.batch_size, self.seed, self.shard = n, batch_size, seed, shard
         self.epoch = 0
         self.start = 0
 
@@ -148,7 +164,7 @@ class _EpochBatches(Sampler[list[tuple[int, int]]]):
     def __iter__(self) -> Iterator[list[tuple[int, int]]]:
         order = epoch_order(self.seed, self.epoch, self.n).tolist()
         for b in range(self.start, self.n // self.batch_size):
-            yield [(self.epoch, i) for i in order[b * self.batch_size : (b + 1) * self.batch_size]]
+            yield [(self.epoch, i) for i in order[b * self.batch_size : (b + 1) * self.batch_size][self.shard]]
 
 
 class ImageStream:
@@ -168,6 +184,7 @@ class ImageStream:
         mean: Sequence[float] | None = None,
         std: Sequence[float] | None = None,
         num_workers: int = 0,
+        shard: tuple[int, int] = (0, 1),
     ):
         if batch_size > len(split):  # else no epoch would have a batch
             raise ConfigError(
@@ -179,7 +196,8 @@ class ImageStream:
         self.mean, self.std = mean, std
         self.epoch = 0
         self.position = 0  # batches already served in this epoch
-        self._sampler = _EpochBatches(len(split), batch_size, seed)
+        self._sampler = _EpochBatches(len(split), batch_size, seed, _shard_slice(batch_size, shard))
+        self._served = batch_size // shard[1]  # examples per batch on this process
         self._loader = DataLoader(
             ImageFiles(split, seed, substitute=True),
             batch_sampler=self._sampler,
@@ -206,7 +224,7 @@ class ImageStream:
             return next(self)
         self.position += 1
         record_unreadable(self.split, failures)
-        if len(y) < self.batch_size:  # only when every image of the split is unreadable
+        if len(y) < self._served:  # only when every image of the split is unreadable
             raise DataError(f"{self.split.name}: no image under {self.split.root} is readable")
         x = x.to(self.device, non_blocking=True)
         return to_model_input(x, self.mean, self.std), y.to(self.device, non_blocking=True)

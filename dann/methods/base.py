@@ -9,6 +9,7 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor, nn
 
+from dann.distributed import average_gradients
 from dann.models import DANNNetwork
 from dann.schedules import LRSchedule, constant_lr_factor
 
@@ -119,6 +120,9 @@ class Method(nn.Module):
         self.optimizer.zero_grad(set_to_none=True)
         scaler = self.grad_scaler  # fp16 only: scales the loss so that small gradients do not flush to zero
         (loss if scaler is None else scaler.scale(loss)).backward()
+        # Several processes: every rank steps with the mean gradient (still scaled under fp16: the scaler
+        # unscales the averaged gradients in its step). One process: nothing.
+        average_gradients(p for group in self.optimizer.param_groups for p in group["params"])
         if scaler is None:
             self.optimizer.step()
         else:  # unscales, skips the step if a gradient overflowed, and adapts the scale
