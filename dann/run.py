@@ -35,7 +35,7 @@ from dann.data import DomainPair, labeled_subset
 from dann.errors import ConfigError, DannError, DataError, Diverged, Interrupted, RunDirError, describe_error
 from dann.identity import identity
 from dann.interrupt import StopRequests
-from dann.precision import prepare, resolve_runtime
+from dann.precision import Runtime, prepare, resolve_runtime
 from dann.rundir import RunDirLock, hydra_job_files, previous_summary, write_hydra_files
 from dann.selection import CRITERIA
 from dann.tracking import RunLogger, write_json_atomic
@@ -115,6 +115,20 @@ def _claim(
     return None, checkpoint
 
 
+def _check_same_runtime(checkpoint: dict[str, Any] | None, runtime: Runtime, device: torch.device) -> None:
+    """Refuse to resume in another precision or layout than the checkpoint's: `auto` resolves per
+    device, so a bf16 run resumed on a CPU would quietly go on in float32 under the same config."""
+    before = checkpoint.get("runtime") if checkpoint is not None else None
+    if before is not None and before != runtime.as_dict():
+        changed = ", ".join(
+            f"{key} {before.get(key)} → {value}" for key, value in runtime.as_dict().items() if before.get(key) != value
+        )
+        raise ConfigError(
+            f"trainer: the checkpoint was trained with {before}; on {device} the settings resolve otherwise "
+            f"({changed}). Resume it on the kind of device it started on, or start over with trainer.resume=false"
+        )
+
+
 def _check_same_config(run_dir: Path, summary: dict[str, Any], config: dict[str, Any]) -> None:
     """Refuse to report a finished run's result for a config (resolved) other than the one that produced it."""
     stored = summary.get("config")
@@ -182,6 +196,7 @@ def _train_run(
         runtime = resolve_runtime(trainer.precision, trainer.channels_last, trainer.compile, device, data.input_shape)
         prepare(method, runtime, device)
         summary["runtime"] = runtime.as_dict() | {"device": str(device)}  # `auto` resolved: what actually ran
+        _check_same_runtime(checkpoint, runtime, device)
         fraction = dataset.target_labeled_fraction
         summary["target_labeled_fraction"] = fraction if method.uses_target_labels else 0.0
         if method.uses_target_labels and fraction < 1:
@@ -210,7 +225,7 @@ def _train_run(
             enabled=distributed.is_main(),  # the other ranks write nothing, and start no W&B run
         ) as logger:
             # The checkpoint carries the run's identity: resuming checks it against the config given then.
-            facts = {"config": identity(config)}
+            facts = {"config": identity(config), "runtime": runtime.as_dict()}
             summary |= train(
                 method, data, logger, loop, cfg.seed, device, run_dir, facts, checkpoint, started, stop, runtime
             )

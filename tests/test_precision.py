@@ -207,3 +207,17 @@ def test_a_run_records_the_resolved_precision_in_its_summary(tmp_path):
     assert summary["runtime"] == {"precision": "bf16", "channels_last": False, "compile": False, "device": "cpu"}
     assert json.loads((tmp_path / "summary.json").read_text())["runtime"] == summary["runtime"]
     assert summary["config"]["trainer"]["precision"] == "bf16"
+
+
+def test_a_checkpoint_resumes_only_in_the_runtime_it_was_trained_in():
+    """`auto` resolves per device: a bf16 checkpoint (a GPU's auto) must not go on in float32 on a CPU."""
+    from dann.run import _check_same_runtime
+
+    cpu = torch.device("cpu")
+    on_cpu = resolve_runtime("auto", "auto", False, cpu, (3, 28, 28))
+    _check_same_runtime({"runtime": on_cpu.as_dict()}, on_cpu, cpu)  # the same: resumes
+    _check_same_runtime({}, on_cpu, cpu)  # written before checkpoints recorded it: resumes
+    _check_same_runtime(None, on_cpu, cpu)  # a fresh start
+    on_gpu = Runtime(precision="bf16", channels_last=True, compile=False)
+    with pytest.raises(ConfigError, match=r"precision bf16 → fp32, channels_last True → False.*trainer.resume=false"):
+        _check_same_runtime({"runtime": on_gpu.as_dict()}, on_cpu, cpu)
