@@ -44,6 +44,7 @@ import torch.nn.functional as F
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
+from dann import distributed
 from dann.builders import build_dataset, build_method, build_network
 from dann.config import CONF_DIR, drop_unused_lambda_schedule
 from dann.data import make_stream
@@ -464,9 +465,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
-    device = torch.device(
-        "cuda" if args.device == "auto" and torch.cuda.is_available() else args.device.replace("auto", "cpu")
-    )
+    device = distributed.device(args.device)
     if args.sync_check and device.type != "cuda":
         sys.exit(
             "error: --sync-check needs a CUDA device (torch.cuda.set_sync_debug_mode); "

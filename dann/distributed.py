@@ -125,11 +125,6 @@ def local_rank() -> int:
     return int(os.environ.get("LOCAL_RANK", 0)) if world_size() > 1 else 0
 
 
-def barrier() -> None:
-    if world_size() > 1:
-        dist.barrier()
-
-
 def check_settings(batch_size: int, device: str) -> None:
     """What a run on several processes needs of the config (`trainer.batch_size`, `trainer.device`)."""
     n = world_size()
@@ -153,10 +148,13 @@ def check_settings(batch_size: int, device: str) -> None:
 
 
 def device(name: str) -> torch.device:
-    """This process's device for `trainer.device` (`auto`, `cuda`: GPU LOCAL_RANK if CUDA is available)."""
-    if name == "cpu" or not torch.cuda.is_available():
-        return torch.device("cpu")
-    return torch.device("cuda", local_rank())
+    """This process's device for `trainer.device` (or a command's `--device`): `auto` is CUDA when it is
+    available, else the CPU; on several processes `auto`/`cuda` is this process's GPU, LOCAL_RANK's."""
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and world_size() > 1:
+        return torch.device("cuda", local_rank())
+    return torch.device(name)
 
 
 def prepare_network(network: nn.Module, device: torch.device, seed: int) -> nn.Module:

@@ -50,14 +50,6 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)  # also seeds every CUDA device
 
 
-def pick_device(name: str) -> torch.device:
-    if distributed.world_size() > 1:  # one GPU per process: LOCAL_RANK's
-        return distributed.device(name)
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
-
-
 def run(
     cfg: DictConfig,
     run_dir: Path,
@@ -186,7 +178,7 @@ def _train_run(
     try:
         stop.__enter__()
         seed_everything(cfg.seed)
-        device = pick_device(cfg.trainer.device)
+        device = distributed.device(cfg.trainer.device)
         data = dataset.load()
         validate_model_input(cfg, data.input_shape)  # before building a network that could not take them
         network = build_network(cfg, data.input_shape, data.num_classes).to(device)

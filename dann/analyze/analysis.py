@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from dann import distributed
 from dann.analyze.features import SplitFeatures, extract, sample_positions
 from dann.analyze.pad import proxy_a_distance
 from dann.analyze.plots import confusion_png, decision_boundary_png, tsne_png
@@ -44,7 +45,7 @@ class Options:
 def analyze_run(run_dir: Path, options: Options = Options()) -> dict[str, Any]:
     """Analyse the finished run in `run_dir`; return what `analysis.json` now holds."""
     run = read_run(run_dir)
-    device = _device(options.device)
+    device = distributed.device(options.device)
     data, network = rebuild(run, device, options.data_root, options.trust)
     batch_size = int(run.config.trainer.eval_batch_size)
 
@@ -133,9 +134,3 @@ def _predict(network: torch.nn.Module, points: np.ndarray, device: torch.device)
 def _class_names(data) -> list[str]:
     classes = getattr(data.target_test, "classes", None)  # image splits know their class names
     return list(classes) if classes else [str(i) for i in range(data.num_classes)]
-
-
-def _device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
