@@ -67,7 +67,7 @@ class TrainState:
             "lr_scheduler": self.method.lr_scheduler.state_dict(),
             "grad_scaler": self.method.grad_scaler.state_dict() if self.method.grad_scaler else None,  # fp16 only
             "streams": {"source": self.source.state_dict(), "target": self.target.state_dict()},
-            "pending": {name: torch.stack(values).cpu() for name, values in self.pending.items()},
+            "pending": self._pending_on_cpu(),
             "latest": self.latest,
             "logged": self.logged,
             "evaluations": self.evaluations,
@@ -79,8 +79,12 @@ class TrainState:
         on rank 0 (which alone saves; a collective, so every rank calls it), so that each resumes exactly."""
         if distributed.world_size() == 1:
             return {}
-        own = {"rng": rng_state(), "pending": {name: torch.stack(v).cpu() for name, v in self.pending.items()}}
+        own = {"rng": rng_state(), "pending": self._pending_on_cpu()}
         return {"ranks": distributed.gather_to_main(own)}
+
+    def _pending_on_cpu(self) -> dict[str, Tensor]:
+        """The metrics not logged yet, one CPU tensor per name (what a checkpoint holds of them)."""
+        return {name: torch.stack(values).cpu() for name, values in self.pending.items()}
 
     def load_state_dict(self, state: dict[str, Any], device: torch.device) -> None:
         ranks = state.get("ranks") or [state]  # a checkpoint of one process holds only rank 0's
@@ -222,8 +226,10 @@ def train(
                 f"{state.logged['train/domain_acc']:.3f}" if "train/domain_acc" in state.logged else "n/a",
             )
 
-        if evaluating and distributed.world_size() > 1:
-            evaluations[:] = distributed.broadcast_object(evaluations)  # rank 0's, so that every rank has them
+        if evaluating and distributed.world_size() > 1:  # rank 0's new record, so that every rank has them all
+            record = distributed.broadcast_object(evaluations[-1] if distributed.is_main() else None)
+            if not distributed.is_main():
+                evaluations.append(record)
 
         signum = stop.signum if stop is not None else None
         if distributed.world_size() > 1:  # every rank stops at the same step: the first log step after a signal
