@@ -30,8 +30,13 @@ def worker_count(requested: int) -> int:
     cores = len(os.sched_getaffinity(0))
     allowed = min(requested, max(1, cores // 2))
     if allowed < requested:
-        log.info("dataset.num_workers=%d > half of the %d cores available: %d per stream", requested, cores, allowed)
+        _say_capped(requested, cores, allowed)
     return allowed
+
+
+@functools.cache  # said once per run, not again at every evaluation's loader
+def _say_capped(requested: int, cores: int, allowed: int) -> None:
+    log.info("dataset.num_workers=%d > half of the %d cores available: %d per stream", requested, cores, allowed)
 
 
 def make_stream(
@@ -198,13 +203,14 @@ class ImageStream:
         self.position = 0  # batches already served in this epoch
         self._sampler = _EpochBatches(len(split), batch_size, seed, _shard_slice(batch_size, shard))
         self._served = batch_size // shard[1]  # examples per batch on this process
+        workers = worker_count(num_workers)
         self._loader = DataLoader(
             ImageFiles(split, seed, substitute=True),
             batch_sampler=self._sampler,
-            num_workers=worker_count(num_workers),
+            num_workers=workers,
             collate_fn=collate_images,
             pin_memory=self.device.type == "cuda",
-            persistent_workers=num_workers > 0,
+            persistent_workers=workers > 0,
         )
         self._batches: Iterator | None = None  # the current epoch's DataLoader iterator
 
