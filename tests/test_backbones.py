@@ -48,14 +48,18 @@ def batch_norms(module: nn.Module) -> list[nn.BatchNorm2d]:
     return [m for m in module.modules() if isinstance(m, nn.BatchNorm2d)]
 
 
-@pytest.fixture(scope="module")
-def saved_resnet18(tmp_path_factory) -> tuple[Path, dict[str, torch.Tensor]]:
-    """A state_dict of torchvision's resnet18 (random weights, as a stand-in for ImageNet's) in a .pth file."""
-    torch.manual_seed(123)
-    state = torchvision.models.resnet18().state_dict()
-    path = tmp_path_factory.mktemp("weights") / "resnet18-random.pth"
+def save_random_weights(tmp_path_factory, arch: str, seed: int) -> tuple[Path, dict[str, torch.Tensor]]:
+    """A state_dict of torchvision's `arch` (random weights, as a stand-in for ImageNet's) in a .pth file."""
+    torch.manual_seed(seed)
+    state = torchvision.models.get_model(arch).state_dict()
+    path = tmp_path_factory.mktemp("weights") / f"{arch}-random.pth"
     torch.save(state, path)
     return path, state
+
+
+@pytest.fixture(scope="module")
+def saved_resnet18(tmp_path_factory) -> tuple[Path, dict[str, torch.Tensor]]:
+    return save_random_weights(tmp_path_factory, "resnet18", seed=123)
 
 
 # --- Architecture ----------------------------------------------------------------------
@@ -385,12 +389,7 @@ def test_a_weights_name_found_in_the_hub_cache_needs_no_network(offline, saved_r
 
 @pytest.fixture(scope="module")
 def saved_alexnet(tmp_path_factory) -> tuple[Path, dict[str, torch.Tensor]]:
-    """A state_dict of torchvision's alexnet (random weights, as a stand-in for ImageNet's) in a .pth file."""
-    torch.manual_seed(321)
-    state = torchvision.models.alexnet().state_dict()
-    path = tmp_path_factory.mktemp("weights") / "alexnet-random.pth"
-    torch.save(state, path)
-    return path, state
+    return save_random_weights(tmp_path_factory, "alexnet", seed=321)
 
 
 def alexnet(*overrides: str):

@@ -6,21 +6,19 @@ network; measuring must not change the update; and the loop asks for them on log
 
 import copy
 import json
-from dataclasses import replace
 
 import pytest
 import torch
 import torch.nn.functional as F
 from omegaconf import OmegaConf
 
-from dann.builders import build_dataset, build_method, build_network
-from dann.data import Split
+from dann.builders import build_method, build_network
 from dann.grl import grad_reverse
 from dann.methods import Batch
 from dann.methods.base import domain_labels
 from dann.tracking import RunLogger
 from dann.train import LoopSettings, train
-from tests.helpers import compose_config, moons_batch
+from tests.helpers import compose_config, moons_batch, moons_dann_with_quick_evaluation
 
 DIAGNOSTICS = {"train/grad_norm_label", "train/grad_norm_domain", "train/grad_ratio"}
 SUPERVISED = ["source_only", "target_only", "two_stage"]  # finetune is source_only's update (needs a ResNet)
@@ -130,12 +128,7 @@ def test_two_stage_logs_zero_gradients_once_its_features_are_frozen():
 
 
 def test_the_loop_measures_on_logged_steps_only_and_logs_the_three_metrics(tmp_path):
-    cfg = compose_config("logger=none", "method=dann")
-    data = build_dataset(cfg).load()
-    few = {name: getattr(data, name) for name in ("source_val", "target_test")}  # a quick evaluation
-    data = replace(data, **{name: Split(split.inputs[:64], split.labels[:64]) for name, split in few.items()})
-    torch.manual_seed(0)
-    method = build_method(cfg, build_network(cfg, data.input_shape, data.num_classes))
+    cfg, data, method = moons_dann_with_quick_evaluation()
     flags = []
     update = method.update
 

@@ -14,7 +14,7 @@ import torch
 from omegaconf import OmegaConf
 from torch import nn
 
-from dann.builders import build_dataset, build_method, build_network
+from dann.builders import build_method, build_network
 from dann.config import validate
 from dann.data import Split, TensorStream
 from dann.errors import ConfigError
@@ -23,7 +23,7 @@ from dann.precision import Runtime, prepare, resolve_runtime
 from dann.run import run
 from dann.tracking import RunLogger
 from dann.train import LoopSettings, TrainState, train
-from tests.helpers import SHORT_RUN, compose_config, moons_batch
+from tests.helpers import SHORT_RUN, compose_config, moons_batch, moons_dann_with_quick_evaluation
 
 CPU = torch.device("cpu")
 DIGITS = (3, 28, 28)
@@ -175,12 +175,7 @@ def test_an_update_reads_nothing_back_from_the_device(name, host_reads):
 
 
 def test_the_loop_reads_device_values_only_at_log_and_evaluation_steps(tmp_path, host_reads):
-    cfg = compose_config("logger=none", "method=dann")
-    data = build_dataset(cfg).load()
-    few = {name: getattr(data, name) for name in ("source_val", "target_test")}  # a quick evaluation
-    data = replace(data, **{name: Split(split.inputs[:64], split.labels[:64]) for name, split in few.items()})
-    torch.manual_seed(0)
-    method = build_method(cfg, build_network(cfg, data.input_shape, data.num_classes))
+    cfg, data, method = moons_dann_with_quick_evaluation()
     steps, update = 6, method.update
     reads_by_step: dict[int, list[str]] = {}
 

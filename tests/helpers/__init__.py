@@ -95,3 +95,21 @@ def moons_batch(with_target_labels: bool):
         target_x=torch.randn(8, 2, generator=g) + 1.0,
         target_y=torch.randint(0, 2, (8,), generator=g) if with_target_labels else None,
     )
+
+
+def moons_dann_with_quick_evaluation():
+    """The default moons config, its data with 64-example evaluation splits (quick evaluations), and
+    DANN built over it from seed 0: (cfg, data, method), for tests that run the real training loop."""
+    from dataclasses import replace
+
+    import torch
+
+    from dann.builders import build_dataset, build_method, build_network
+    from dann.data import Split
+
+    cfg = compose_config("logger=none", "method=dann")
+    data = build_dataset(cfg).load()
+    few = {name: getattr(data, name) for name in ("source_val", "target_test")}
+    data = replace(data, **{name: Split(split.inputs[:64], split.labels[:64]) for name, split in few.items()})
+    torch.manual_seed(0)
+    return cfg, data, build_method(cfg, build_network(cfg, data.input_shape, data.num_classes))
