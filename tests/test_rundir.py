@@ -556,3 +556,17 @@ def test_run_refuses_a_sweeps_directory(tmp_path: Path, marker: str):
     with pytest.raises(RunDirError, match="holds a sweep"):
         run(compose_config(*QUICK), tmp_path)
     assert not (tmp_path / ".lock").exists() and not (tmp_path / "summary.json").exists()
+
+
+def test_resuming_under_another_thread_count_warns(tmp_path: Path, monkeypatch, caplog):
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(threads + 1)
+        interrupted_run(tmp_path, monkeypatch)
+        assert read_checkpoint(checkpoint_path(tmp_path))["threads"] == threads + 1
+        torch.set_num_threads(threads)
+        with caplog.at_level("WARNING", logger="dann"):
+            assert run(compose_config(*QUICK, "trainer.checkpoint_every=5"), tmp_path)["status"] == "finished"
+    finally:
+        torch.set_num_threads(threads)
+    assert f"resuming with {threads} CPU threads a run checkpointed with {threads + 1}" in caplog.text
