@@ -12,16 +12,18 @@ It holds only tensors, plain containers, numbers and strings, and is read with
 
 from __future__ import annotations
 
-import os
 import random
+import signal
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from dann.errors import RunDirError
+from dann.errors import Interrupted, RunDirError
 from dann.identity import differing_keys, flatten, identity
+from dann.interrupt import second_interrupt_deferred
+from dann.rundir import atomic_write, make_subdir, unwritable
 
 CHECKPOINT = Path("checkpoints") / "last.pt"
 
@@ -31,15 +33,17 @@ def checkpoint_path(run_dir: Path) -> Path:
 
 
 def save_checkpoint(run_dir: Path, state: dict[str, Any]) -> None:
-    """torch.save to a temporary file, fsync, then rename: a kill leaves the old or the new file."""
+    """torch.save to a temporary file, fsync, then rename (`dann.rundir.atomic_write`): a kill leaves
+    the old or the new file, a full disk one `RunDirUnwritable` and no temporary file.
+
+    A second Ctrl-C during the write lets it complete, then stops the run as interrupted at this
+    checkpoint's step, which a resume continues from.
+    """
     path = checkpoint_path(run_dir)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
+    make_subdir(path.parent)
+    stopped = lambda: Interrupted(state["step"], "SIGINT", 128 + signal.SIGINT)  # noqa: E731
+    with second_interrupt_deferred(then=stopped), atomic_write(path, "wb") as f:
         torch.save(state, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def read_checkpoint(path: Path) -> dict[str, Any]:
@@ -75,7 +79,10 @@ def load_checkpoint(run_dir: Path, config: dict[str, Any]) -> dict[str, Any] | N
 
 def discard_checkpoint(run_dir: Path) -> None:
     """Remove the directory's checkpoint (starting over), so it can never be resumed by mistake."""
-    checkpoint_path(run_dir).unlink(missing_ok=True)
+    try:
+        checkpoint_path(run_dir).unlink(missing_ok=True)  # a link is removed itself, not what it points to
+    except OSError as e:
+        raise unwritable(checkpoint_path(run_dir), e) from None
 
 
 def describe_differences(stored: dict[str, Any], given: dict[str, Any], most: int = 4) -> str:

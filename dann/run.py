@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import random
+import signal
 import sys
 import time
 from contextlib import ExitStack
@@ -36,7 +37,14 @@ from dann.errors import ConfigError, DannError, DataError, Diverged, Interrupted
 from dann.identity import identity
 from dann.interrupt import StopRequests
 from dann.precision import Runtime, prepare, resolve_runtime
-from dann.rundir import RunDirLock, hydra_job_files, previous_summary, write_hydra_files
+from dann.rundir import (
+    RunDirLock,
+    check_not_a_sweep,
+    hydra_job_files,
+    previous_summary,
+    unwritable,
+    write_hydra_files,
+)
 from dann.selection import CRITERIA
 from dann.tracking import RunLogger, write_json_atomic
 from dann.train import LoopSettings, train
@@ -86,6 +94,7 @@ def _claim(
 ) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
     """Lock `run_dir` (for as long as `held`) and decide what this launch does there: (the finished
     run's summary to return instead of training, or None; the checkpoint to resume from, or None)."""
+    check_not_a_sweep(run_dir)  # before the lock, whose file would be the first thing written there
     held.enter_context(RunDirLock(run_dir))
     try:
         validate(cfg)  # first: everything below reads the config (and resolves it)
@@ -95,16 +104,44 @@ def _claim(
         raise
     config = OmegaConf.to_container(cfg, resolve=True)  # validate checked that it resolves
     previous = previous_summary(run_dir)
-    if previous is not None and previous["status"] == "finished" and not cfg.trainer.rerun_finished:
+    finished = previous is not None and previous["status"] == "finished"
+    if finished and not cfg.trainer.rerun_finished:
         _check_same_config(run_dir, previous, config)
+        _check_result(run_dir, previous)
         log.info("%s already finished; not run again (trainer.rerun_finished=true to force)", run_dir)
         return previous, None
-    checkpoint = load_checkpoint(run_dir, config) if cfg.trainer.resume else None
-    if not cfg.trainer.resume:
+    if finished and cfg.trainer.resume:  # a rerun of the same config; another one replaces it only on request
+        _check_same_config(run_dir, previous, config)
+    # A rerun trains from step 0: resuming the final checkpoint would train nothing and report the old numbers.
+    start_over = finished or not cfg.trainer.resume
+    checkpoint = None if start_over else load_checkpoint(run_dir, config)
+    if start_over:
         discard_checkpoint(run_dir)
+        _discard_metrics(run_dir)
     if hydra_files:
         write_hydra_files(run_dir, hydra_files)
     return None, checkpoint
+
+
+def _discard_metrics(run_dir: Path) -> None:
+    """Remove the old run's metrics.jsonl when starting over: none of its records belong to the new run
+    (and a corrupt line in it must not stop the run that replaces it)."""
+    path = run_dir / "metrics.jsonl"
+    try:
+        path.unlink(missing_ok=True)  # a link is removed itself, not the file it points to
+    except OSError as e:
+        raise unwritable(path, e) from None
+
+
+def _holds_run(run_dir: Path) -> bool:
+    """Whether `run_dir` holds a run (finished, interrupted, diverged, failed in training…): anything but
+    nothing at all or the record of a config refused before it ran (a summary without `config`)."""
+    if checkpoint_path(run_dir).exists() or (run_dir / "metrics.jsonl").exists():
+        return True
+    if not (run_dir / "summary.json").exists():
+        return False
+    summary = previous_summary(run_dir)
+    return summary is None or summary["status"] not in ("failed", "skipped") or "config" in summary
 
 
 def _check_same_runtime(checkpoint: dict[str, Any] | None, runtime: Runtime, device: torch.device) -> None:
@@ -121,6 +158,14 @@ def _check_same_runtime(checkpoint: dict[str, Any] | None, runtime: Runtime, dev
         )
 
 
+def _corrupt_summary(run_dir: Path, what: str) -> RunDirError:
+    return RunDirError(
+        f"{run_dir / 'summary.json'}: {what}, so the finished run it records cannot be used; "
+        "trainer.rerun_finished=true trainer.resume=false runs it again from the start (replacing it), "
+        "or use another output directory (hydra.run.dir=…)"
+    )
+
+
 def _check_same_config(run_dir: Path, summary: dict[str, Any], config: dict[str, Any]) -> None:
     """Refuse to report a finished run's result for a config (resolved) other than the one that produced it."""
     stored = summary.get("config")
@@ -131,13 +176,33 @@ def _check_same_config(run_dir: Path, summary: dict[str, Any], config: dict[str,
             f"{run_dir} holds a finished run whose config is not recorded, so it cannot be matched to this one; "
             "use another output directory (hydra.run.dir=…)"
         )
-    differences = describe_differences(stored, config)
+    if not isinstance(stored, dict):
+        raise _corrupt_summary(run_dir, f"its config is a {type(stored).__name__}, not a mapping")
+    try:
+        differences = describe_differences(stored, config)
+    except (TypeError, KeyError, AttributeError, ValueError) as e:  # a hand-edited or damaged config
+        raise _corrupt_summary(run_dir, f"its config cannot be read ({describe_error(e)})") from None
     if differences:
         raise RunDirError(
             f"{run_dir} already holds a finished run of another config ({differences}); "
             "use another output directory (hydra.run.dir=…), or trainer.rerun_finished=true "
             "trainer.resume=false to replace it"
         )
+
+
+def _check_result(run_dir: Path, summary: dict[str, Any]) -> None:
+    """A finished summary must hold what is returned and printed of it: `final` accuracies, `selection`."""
+    final = summary.get("final")
+    if not isinstance(final, dict):
+        raise _corrupt_summary(run_dir, "it says finished but has no final evaluation ('final')")
+    for metric in ("source/acc", "target/acc"):
+        if not isinstance(final.get(metric), (int, float)) or isinstance(final.get(metric), bool):
+            raise _corrupt_summary(run_dir, f"its final evaluation has no number for {metric}")
+    if not isinstance(summary.get("selection"), dict):
+        raise _corrupt_summary(run_dir, "it says finished but has no 'selection'")
+    missing = [key for key in ("method", "source", "target", "seed") if key not in summary]
+    if missing:
+        raise _corrupt_summary(run_dir, f"it lacks {', '.join(missing)}")
 
 
 def base_summary(cfg: DictConfig, config: dict[str, Any], dataset: DomainPair, status: str) -> dict[str, Any]:
@@ -175,6 +240,9 @@ def _train_run(
     if checkpoint is not None:
         started -= checkpoint["elapsed_s"]
     stop = StopRequests()  # a signal while data loads or W&B starts is honoured before the first step
+    # Refused before its first step (this machine's device or precision, the data here, a damaged file),
+    # a resumed run keeps its record as it was: still interrupted and resumable, where it can run.
+    keep_record = checkpoint is not None
     try:
         stop.__enter__()
         seed_everything(cfg.seed)
@@ -189,6 +257,7 @@ def _train_run(
         prepare(method, runtime, device)
         summary["runtime"] = runtime.as_dict() | {"device": str(device)}  # `auto` resolved: what actually ran
         _check_same_runtime(checkpoint, runtime, device)
+        _check_same_threads(checkpoint)
         fraction = dataset.target_labeled_fraction
         summary["target_labeled_fraction"] = fraction if method.uses_target_labels else 0.0
         if method.uses_target_labels and fraction < 1:
@@ -217,7 +286,9 @@ def _train_run(
             enabled=distributed.is_main(),  # the other ranks write nothing, and start no W&B run
         ) as logger:
             # The checkpoint carries the run's identity: resuming checks it against the config given then.
-            facts = {"config": identity(config), "runtime": runtime.as_dict()}
+            # The thread count too: CPU kernels reduce in another order on another count (see _check_same_threads).
+            facts = {"config": identity(config), "runtime": runtime.as_dict(), "threads": torch.get_num_threads()}
+            keep_record = False  # from here the run writes its files: its summary must say how it ended
             summary |= train(
                 method, data, logger, loop, cfg.seed, device, run_dir, facts, checkpoint, started, stop, runtime
             )
@@ -240,13 +311,43 @@ def _train_run(
         raise
     except BaseException as e:
         summary["error"] = f"{type(e).__name__}: {e}"
+        if keep_record and isinstance(e, DannError):
+            summary = None
         raise
     finally:
-        stop.__exit__()
-        summary.setdefault("wall_time_s", round(time.time() - started, 3))
-        if distributed.is_main():
-            write_json_atomic(run_dir / "summary.json", summary)
+        try:
+            if summary is not None and distributed.is_main():
+                summary.setdefault("wall_time_s", round(time.time() - started, 3))
+                # With our signal handler still on, a second Ctrl-C waits for the write.
+                _write_summary(run_dir, summary, failing=summary["status"] != "finished")
+        finally:
+            stop.__exit__()
     return summary
+
+
+def _write_summary(run_dir: Path, summary: dict[str, Any], failing: bool) -> None:
+    """Write summary.json. If the disk refuses while the run is `failing` (an error on its way), that
+    error is the one reported (one line), and the failed write a warning, not a second traceback."""
+    try:
+        write_json_atomic(run_dir / "summary.json", summary)
+    except RunDirError as e:
+        if not failing:
+            raise
+        log.warning("summary.json not written either: %s", e)
+
+
+def _check_same_threads(checkpoint: dict[str, Any] | None) -> None:
+    """Warn when resuming under another CPU thread count: CPU kernels split their sums by thread, so the
+    run goes on from the same state but not bitwise as it would have (see README, "Stopping a run")."""
+    before = checkpoint.get("threads") if checkpoint is not None else None
+    if before is not None and before != torch.get_num_threads():
+        log.warning(
+            "resuming with %d CPU threads a run checkpointed with %d: it continues from the same state, but "
+            "not bitwise as it would have (set OMP_NUM_THREADS=%d for an exact resume)",
+            torch.get_num_threads(),
+            before,
+            before,
+        )
 
 
 def run_name(overrides: list[str]) -> str | None:
@@ -281,6 +382,7 @@ def main(cfg: DictConfig) -> float | None:
     distributed.setup(str(OmegaConf.select(cfg, "trainer.device", throw_on_resolution_failure=False)))
     if not distributed.is_main():  # rank 0 logs and prints the run; the others only their warnings
         logging.getLogger().setLevel(logging.WARNING)
+    held_run = distributed.is_main() and _holds_run(run_dir)  # before this launch: what a refusal must keep
     try:
         summary = run(
             cfg,
@@ -294,13 +396,23 @@ def main(cfg: DictConfig) -> float | None:
         if distributed.is_main():  # every rank stops at the same step
             print(f"{job} {e}", file=sys.stderr)
         sys.exit(e.exit_code)
+    except KeyboardInterrupt:  # a second Ctrl-C, outside a file write (which it waits for)
+        if distributed.is_main():
+            print(
+                f"{job} stopped at once by a second Ctrl-C; run the same command again to resume from its last "
+                "checkpoint",
+                file=sys.stderr,
+            )
+        sys.exit(128 + signal.SIGINT)
     except DannError as e:  # the user's config, data or directory, or a diverged run: one line, no traceback
         if not multirun:
             if not _reported_by_main(e):
                 print(f"error: {e}", file=sys.stderr)  # summary.json has it too, unless the directory was refused
             sys.exit(3 if isinstance(e, Diverged) else 2)
         # One job never takes the sweep down.
-        if isinstance(e, ConfigError):  # an invalid combination in a grid (source = target, …): never run
+        if isinstance(e, ConfigError) and held_run:  # e.g. a GPU job's relaunch on a CPU node: its run stays
+            log.error("%s not run here: %s (%s keeps its earlier run as it was)", job, e, run_dir)
+        elif isinstance(e, ConfigError):  # an invalid combination in a grid (source = target, …): never run
             if distributed.is_main():
                 _mark_skipped(run_dir)
             print(f"skipping {job}: {e}", file=sys.stderr)
@@ -337,9 +449,10 @@ def _reported_by_main(error: DannError) -> bool:
 
 
 def _record_invalid(run_dir: Path, cfg: DictConfig, error: ConfigError, files: dict[str, str] | None) -> None:
-    """A failed summary for a config refused by `validate`, unless the directory holds a result."""
-    previous = previous_summary(run_dir)
-    if previous is not None and previous["status"] == "finished":
+    """A failed summary for a config refused by `validate`, only in a directory that holds no run yet:
+    an interrupted run's record (and its `.hydra/`, which its checkpoint matches) must survive a bad
+    relaunch, and so must a finished one's."""
+    if _holds_run(run_dir):
         return
     if files:
         write_hydra_files(run_dir, files)

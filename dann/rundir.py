@@ -9,6 +9,9 @@
 - `job_dir_name`: sweep jobs live in directories named by their overrides, not their number,
   so a relaunched sweep with a different grid finds each job's own directory again.
 - `CheckOutputDir`: a Hydra callback that turns an unusable output directory into one line.
+- `open_for_writing`, `atomic_write`, `make_subdir`: every file dann writes in a run directory is
+  opened through these, which never follow a symbolic link planted there (it would lead outside
+  the directory), and turn a full disk or a refused write into one `RunDirUnwritable` line.
 """
 
 from __future__ import annotations
@@ -22,14 +25,17 @@ import os
 import re
 import socket
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from dann.distributed import share_output_dir
 from dann.errors import RunDirError
+from dann.interrupt import second_interrupt_deferred
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +44,82 @@ LOCK_FILE = ".lock"
 
 class RunDirBusy(RunDirError):
     """Another process holds the run directory's lock."""
+
+
+class RunDirUnwritable(RunDirError):
+    """A file of the run directory cannot be written: a full disk, a quota, a read-only file system."""
+
+
+def unwritable(path: Path, error: OSError) -> RunDirUnwritable:
+    """The one line for a failed write of `path`."""
+    return RunDirUnwritable(
+        f"{path}: cannot be written ({error.strerror or error}); free space (or fix the permissions) there, "
+        "or use another output directory (hydra.run.dir=…)"
+    )
+
+
+def link_refused(path: Path) -> RunDirError:
+    return RunDirError(
+        f"{path} is a symbolic link: dann writes only the run directory's own files, never through a link "
+        "(which may lead outside it); remove the link, or use another output directory (hydra.run.dir=…)"
+    )
+
+
+def open_for_writing(path: Path, mode: str = "w", exclusive: bool = False) -> IO:
+    """`open(path, mode)` for mode w, wb, a, ab or r+ (created if absent) that refuses a symbolic link
+    at `path` instead of writing to the file it points to. `exclusive`: `path` must not exist.
+
+    O_NOFOLLOW applies to the last component only: the run directory itself may be a link (scratch space).
+    """
+    flags = os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
+    flags |= os.O_RDWR if mode == "r+" else os.O_WRONLY
+    flags |= os.O_APPEND if mode.startswith("a") else os.O_TRUNC if mode.startswith("w") else 0
+    flags |= os.O_EXCL if exclusive else 0
+    try:
+        fd = os.open(path, flags, 0o666)
+    except OSError as e:
+        if e.errno == errno.ELOOP or (e.errno == errno.EEXIST and path.is_symlink()):
+            raise link_refused(path) from None
+        raise unwritable(path, e) from None
+    return os.fdopen(fd, mode)
+
+
+@contextmanager
+def atomic_write(path: Path, mode: str = "w") -> Iterator[IO]:
+    """`with atomic_write(path) as f:` — `f` is a new temporary file beside `path`, which replaces
+    `path` once written and synced: a kill leaves the old file or the new one, never half of one.
+
+    The temporary file is created anew (a link or file left at its name is removed first, never
+    followed), and removed if anything fails; `os.replace` replaces a link at `path`, not its target.
+    A second Ctrl-C waits for the write to end (`second_interrupt_deferred`). An `OSError` (a full
+    disk) becomes one `RunDirUnwritable` line.
+    """
+    tmp = path.with_name(path.name + ".tmp")
+    with second_interrupt_deferred():
+        try:
+            tmp.unlink(missing_ok=True)
+            with open_for_writing(tmp, mode, exclusive=True) as f:
+                yield f
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException as e:
+            with suppress(OSError):
+                tmp.unlink(missing_ok=True)
+            if isinstance(e, OSError):
+                raise unwritable(path, e) from None
+            raise
+
+
+def make_subdir(path: Path) -> Path:
+    """Create the run directory's subdirectory `path` (`.hydra`, `checkpoints`); a link there is refused."""
+    if path.is_symlink():
+        raise link_refused(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise unwritable(path, e) from None
+    return path
 
 
 class RunDirLock:
@@ -52,8 +134,11 @@ class RunDirLock:
         self._file = None
 
     def __enter__(self) -> RunDirLock:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        f = open(self.path, "a+")
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise unwritable(self.path.parent, e) from None
+        f = open_for_writing(self.path, "r+")  # never through a link: it would truncate the file it points to
         try:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as e:
@@ -96,14 +181,28 @@ def previous_summary(run_dir: Path) -> dict[str, Any] | None:
     return summary
 
 
+def check_not_a_sweep(run_dir: Path) -> None:
+    """Refuse `run_dir` for a single run if it is a sweep's directory: Hydra's `multirun.yaml`, or
+    job directories that hold runs. A run there would mix its files with the sweep's (and `dann.report`
+    would count it as one more job)."""
+    found = "multirun.yaml" if (run_dir / "multirun.yaml").is_file() else None
+    if found is None and run_dir.is_dir():
+        jobs = (p for p in run_dir.iterdir() if p.is_dir() and not p.is_symlink())
+        job = next((p for p in jobs if (p / "summary.json").is_file() or (p / ".hydra").is_dir()), None)
+        found = f"the job directory {job.name}" if job is not None else None
+    if found is not None:
+        raise RunDirError(
+            f"{run_dir} holds a sweep ({found}): a single run there would mix its files with the sweep's; "
+            f"give the run its own directory (hydra.run.dir=…), or relaunch the sweep with -m hydra.sweep.dir={run_dir}"
+        )
+
+
 def write_hydra_files(run_dir: Path, files: dict[str, str]) -> None:
     """Write `.hydra/<name>` for each (name, YAML text), each atomically."""
-    hydra_dir = run_dir / ".hydra"
-    hydra_dir.mkdir(parents=True, exist_ok=True)
+    hydra_dir = make_subdir(run_dir / ".hydra")
     for name, text in files.items():
-        tmp = hydra_dir / f"{name}.tmp"
-        tmp.write_text(text)
-        os.replace(tmp, hydra_dir / name)
+        with atomic_write(hydra_dir / name) as f:
+            f.write(text)
 
 
 def hydra_job_files(task_cfg: DictConfig, hydra_cfg: DictConfig) -> dict[str, str]:
@@ -146,6 +245,11 @@ class CheckOutputDir(Callback):
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
         share_output_dir(config, "run")  # several processes (torchrun): rank 0's directory, on every rank
         _check_creatable("hydra.run.dir", config.hydra.run.dir)
+        try:  # here, before Hydra opens the job's log file in it
+            check_not_a_sweep(Path(config.hydra.run.dir))
+        except RunDirError as e:
+            print(f"error: {e}", file=sys.stderr)
+            sys.exit(2)
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         share_output_dir(config, "sweep")

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from dann.errors import RunDirError
+from dann.rundir import atomic_write, link_refused, open_for_writing, unwritable
 
 log = logging.getLogger(__name__)
 
@@ -26,14 +27,11 @@ def wandb_mode(configured: str) -> str:
 
 
 def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
-    """Write to a temporary file, then rename: a kill leaves the old file or the new one, never half of one."""
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w") as f:
+    """Write to a temporary file, then rename: a kill leaves the old file or the new one, never half of one
+    (`dann.rundir.atomic_write`: no link followed; a full disk is one `RunDirUnwritable`)."""
+    with atomic_write(path) as f:
         json.dump(data, f, indent=2, allow_nan=True)
         f.write("\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 class RunLogger:
@@ -68,7 +66,7 @@ class RunLogger:
             return
         if resume_step is not None:
             self._rewind(resume_step)
-        self._metrics_file = open(self.metrics_path, "a")
+        self._metrics_file = open_for_writing(self.metrics_path, "a")
         self._wandb_run = self._start_wandb(wandb, config, job_type, wandb_run_id, group, name)
 
     @property
@@ -78,16 +76,20 @@ class RunLogger:
     def _rewind(self, step: int) -> None:
         """Keep the records up to `step`. A kill can truncate the last line: it is dropped; a
         corrupt line before it is an error (the records it holds would be lost silently)."""
+        if self.metrics_path.is_symlink():  # read or rewritten, it would be the file it points to
+            raise link_refused(self.metrics_path)
         if not self.metrics_path.exists():
             return
-        lines = [line for line in self.metrics_path.read_text(errors="replace").splitlines() if line.strip()]
+        # Numbered as in the file, blank lines included: the number the error gives is the one an editor shows.
+        lines = [(n, line) for n, line in enumerate(self.metrics_path.read_text(errors="replace").splitlines(), 1)]
+        lines = [(n, line) for n, line in lines if line.strip()]
         kept = []
-        for number, line in enumerate(lines, start=1):
+        for index, (number, line) in enumerate(lines):
             try:
                 record = json.loads(line)
                 record_step = record["step"]
             except (json.JSONDecodeError, TypeError, KeyError):
-                if number == len(lines):
+                if index == len(lines) - 1:
                     log.warning("%s: dropping its truncated last line", self.metrics_path)
                     break
                 raise RunDirError(
@@ -96,9 +98,8 @@ class RunLogger:
                 ) from None
             if record_step <= step:
                 kept.append(line)
-        tmp = self.metrics_path.with_name(self.metrics_path.name + ".tmp")
-        tmp.write_text("".join(line + "\n" for line in kept))
-        os.replace(tmp, self.metrics_path)
+        with atomic_write(self.metrics_path) as f:
+            f.write("".join(line + "\n" for line in kept))
 
     def _start_wandb(
         self,
@@ -138,8 +139,11 @@ class RunLogger:
         if self._metrics_file is None:  # not enabled
             return
         record = {"step": step, **metrics}
-        self._metrics_file.write(json.dumps(record) + "\n")
-        self._metrics_file.flush()
+        try:
+            self._metrics_file.write(json.dumps(record) + "\n")
+            self._metrics_file.flush()
+        except OSError as e:  # a full disk: one line, not a traceback
+            raise unwritable(self.metrics_path, e) from None
         if self._wandb_run is not None:
             try:
                 self._wandb_run.log(metrics, step=step)

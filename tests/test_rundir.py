@@ -14,7 +14,7 @@ import torch
 import yaml
 
 from dann.checkpoint import checkpoint_path, read_checkpoint
-from dann.errors import Diverged, Interrupted, RunDirError
+from dann.errors import ConfigError, Diverged, Interrupted, RunDirError
 from dann.run import run
 from dann.rundir import job_dir_name
 from tests.helpers import compose_config, read_jsonl, run_cli, start_cli, wait_for_step
@@ -329,3 +329,244 @@ def test_job_directory_names_are_safe_and_distinct():
     assert "/" not in slashed and slashed != underscored
     long = job_dir_name("a=" + "x" * 500)
     assert len(long) <= 120 and long != job_dir_name("a=" + "x" * 499)
+
+
+# --- the run directory's lifecycle (issue 16) -------------------------------------------------------
+
+
+def interrupted_run(run_dir: Path, monkeypatch, *args: str, at: int = 13) -> dict:
+    """A QUICK run stopped by SIGTERM at update `at`: a checkpoint there and an `interrupted` summary."""
+    with monkeypatch.context() as patch:
+        sigterm_at_update(patch, at)
+        with pytest.raises(Interrupted):
+            run(compose_config(*QUICK, "trainer.checkpoint_every=5", *args), run_dir, hydra_files={"x.yaml": "[]\n"})
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["status"] == "interrupted"
+    return summary
+
+
+LINKED = ["summary.json.tmp", ".hydra/config.yaml.tmp", "checkpoints/last.pt.tmp", "metrics.jsonl.tmp", "summary.json"]
+
+
+@pytest.mark.parametrize("name", LINKED)
+def test_a_planted_link_is_never_written_through(tmp_path: Path, name: str):
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious\n")
+    run_dir = tmp_path / "run"
+    (run_dir / name).parent.mkdir(parents=True)
+    (run_dir / name).symlink_to(victim)
+    (run_dir / "metrics.jsonl").write_text('{"step": 5, "train/lambda": 0.0}\n')  # rewound: its tmp is written
+    summary = run(compose_config(*QUICK), run_dir, hydra_files={"config.yaml": "x: 1\n"})
+    assert summary["status"] == "finished"
+    assert victim.read_text() == "precious\n"
+    assert json.loads((run_dir / "summary.json").read_text())["status"] == "finished"
+    assert not list(run_dir.rglob("*.tmp"))
+
+
+@pytest.mark.parametrize("name", [".lock", "metrics.jsonl"])
+def test_a_link_where_a_file_is_appended_or_locked_is_refused_in_one_line(tmp_path: Path, name: str):
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious\n")
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / name).symlink_to(victim)
+    with pytest.raises(RunDirError, match="is a symbolic link") as error:
+        run(compose_config(*QUICK), run_dir)
+    assert str(run_dir / name) in str(error.value) and "\n" not in str(error.value)
+    assert victim.read_text() == "precious\n"
+
+
+def test_rerun_finished_trains_again_from_step_zero(tmp_path: Path, monkeypatch):
+    from dann.methods.dann import DANN
+
+    first = run(compose_config(*QUICK), tmp_path)
+    (tmp_path / "metrics.jsonl").write_text("{oops\n" + (tmp_path / "metrics.jsonl").read_text())
+    updates, real_update = [], DANN.update
+    monkeypatch.setattr(DANN, "update", lambda self, *a, **k: (updates.append(1), real_update(self, *a, **k))[1])
+    again = run(compose_config(*QUICK, "trainer.rerun_finished=true"), tmp_path)
+    assert len(updates) == 20  # trained every step again, not "resumed from step 20 of 20"
+    assert again["final"] == first["final"]  # the same code and config: the same numbers
+    assert [r["step"] for r in read_jsonl(tmp_path / "metrics.jsonl")] == [10, 10, 20, 20]  # the old file replaced
+    # A rerun repeats the same config; replacing it by another one takes trainer.resume=false.
+    with pytest.raises(RunDirError, match="lambda: 1.0 → 0.5.*trainer.resume=false"):
+        run(compose_config(*QUICK, "trainer.rerun_finished=true", "lambda=0.5"), tmp_path)
+
+
+def test_a_refused_config_leaves_an_interrupted_run_as_it_was(tmp_path: Path, monkeypatch):
+    interrupted_run(tmp_path, monkeypatch)
+    (tmp_path / ".hydra" / "config.yaml").write_text("the interrupted run's\n")
+    before = snapshot(tmp_path)
+    with pytest.raises(ConfigError, match="lambda"):
+        run(
+            compose_config(*QUICK, "trainer.checkpoint_every=5", "lambda=-1"),
+            tmp_path,
+            hydra_files={"config.yaml": "new\n"},
+        )
+    assert snapshot(tmp_path) == before
+
+
+def test_resuming_on_a_machine_that_resolves_another_precision_keeps_the_run_interrupted(tmp_path: Path, monkeypatch):
+    interrupted_run(tmp_path, monkeypatch)
+    state = read_checkpoint(checkpoint_path(tmp_path))
+    state["runtime"] = state["runtime"] | {"precision": "bf16"}  # as if started on a bf16 GPU
+    torch.save(state, checkpoint_path(tmp_path))
+    before = snapshot(tmp_path)
+    with pytest.raises(ConfigError, match="Resume it on the kind of device it started on"):
+        run(compose_config(*QUICK, "trainer.checkpoint_every=5"), tmp_path)
+    assert snapshot(tmp_path) == before  # still interrupted, at its step: resumable on a GPU
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_a_gpu_sweep_job_relaunched_on_a_cpu_node_stays_interrupted(tmp_path: Path, monkeypatch):
+    sweep_dir = tmp_path / "sweep"
+    job = sweep_dir / "job"
+    interrupted_run(job, monkeypatch)
+    before = snapshot(job)
+    grid = ("hydra.sweep.subdir=job", "trainer.checkpoint_every=5")
+    result = run_cli("-m", *QUICK, "trainer.device=cuda", f"hydra.sweep.dir={sweep_dir}", *grid, cwd=tmp_path)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0 and "not run here" in output and "skipping" not in output, output
+    assert snapshot(job) == before
+    assert json.loads((job / "summary.json").read_text())["status"] == "interrupted"
+    assert json.loads((sweep_dir / "sweep_summary.json").read_text())["counts"] == {"interrupted": 1}
+
+
+def test_a_full_disk_at_the_first_checkpoint_is_one_error_and_a_failed_summary(tmp_path: Path, monkeypatch):
+    import errno
+
+    def no_space(*args, **kwargs):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(torch, "save", no_space)
+    with pytest.raises(RunDirError, match="No space left on device") as error:
+        run(compose_config(*QUICK), tmp_path)
+    assert str(checkpoint_path(tmp_path)) in str(error.value) and "\n" not in str(error.value)
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["status"] == "failed" and "No space left" in summary["error"]
+    assert not list(tmp_path.rglob("*.tmp"))
+
+
+@pytest.mark.slow
+def test_a_full_disk_gives_one_line_on_the_command_line(tmp_path: Path):
+    import subprocess
+    import sys
+
+    from tests.helpers import cli_env
+
+    script = (
+        "import errno, os, sys, torch\n"
+        "def no_space(*a, **k): raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))\n"
+        "torch.save = no_space\n"
+        "from dann.run import main\n"
+        "sys.argv = ['dann.run', *sys.argv[1:]]\n"
+        "main()\n"
+    )
+    run_dir = tmp_path / "run"
+    result = subprocess.run(
+        [sys.executable, "-c", script, *QUICK, f"hydra.run.dir={run_dir}"],
+        cwd=tmp_path,
+        env=cli_env(),
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+    )
+    assert result.returncode == 2
+    assert "No space left on device" in one_error_line(result.stderr)
+    assert json.loads((run_dir / "summary.json").read_text())["status"] == "failed"
+    assert not list(run_dir.rglob("*.tmp"))
+
+
+def test_a_second_ctrl_c_during_the_checkpoint_write_completes_it_then_stops(tmp_path: Path, monkeypatch):
+    from dann.methods.dann import DANN
+
+    real_update, real_save, calls = DANN.update, torch.save, {"n": 0, "stopping": False}
+
+    def update(self, batch, progress):
+        calls["n"] += 1
+        if calls["n"] == 13:
+            calls["stopping"] = True
+            os.kill(os.getpid(), signal.SIGINT)
+        return real_update(self, batch, progress)
+
+    def save(*args, **kwargs):
+        if calls["stopping"]:
+            os.kill(os.getpid(), signal.SIGINT)  # lands in the middle of the write
+        return real_save(*args, **kwargs)
+
+    monkeypatch.setattr(DANN, "update", update)
+    monkeypatch.setattr(torch, "save", save)
+    with pytest.raises((Interrupted, KeyboardInterrupt)) as stopped:
+        run(compose_config(*QUICK), tmp_path)
+    assert isinstance(stopped.value, Interrupted), stopped.value
+    assert read_checkpoint(checkpoint_path(tmp_path))["step"] == 13  # whole
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert (summary["status"], summary["step"]) == ("interrupted", 13)
+    assert not list(tmp_path.rglob("*.tmp"))
+
+
+@pytest.mark.parametrize(
+    "damage", [{"config": "oops"}, {"final": None}, {"final": {"source/acc": "x"}}, {"selection": 3}]
+)
+def test_a_finished_summary_with_a_corrupt_field_is_one_line_naming_the_fix(tmp_path: Path, damage: dict):
+    run(compose_config(*QUICK), tmp_path)
+    path = tmp_path / "summary.json"
+    path.write_text(json.dumps(json.loads(path.read_text()) | damage))
+    with pytest.raises(RunDirError, match="trainer.rerun_finished=true trainer.resume=false") as error:
+        run(compose_config(*QUICK), tmp_path)
+    assert str(path) in str(error.value) and "\n" not in str(error.value)
+    # The way out it names works.
+    fixed = run(compose_config(*QUICK, "trainer.rerun_finished=true", "trainer.resume=false"), tmp_path)
+    assert fixed["status"] == "finished"
+
+
+def test_a_corrupt_metrics_line_is_reported_at_its_line_in_the_file(tmp_path: Path):
+    run(compose_config(*QUICK, "trainer.steps=40", "trainer.checkpoint_every=20"), tmp_path)
+    (tmp_path / "summary.json").unlink()
+    lines = (tmp_path / "metrics.jsonl").read_text().splitlines()
+    lines[1:1] = [""] * 1000 + ["{oops"]  # an editor shows it at line 1002
+    (tmp_path / "metrics.jsonl").write_text("\n".join(lines) + "\n")
+    with pytest.raises(RunDirError, match=r"metrics.jsonl: line 1002 is not a metrics record"):
+        run(compose_config(*QUICK, "trainer.steps=40", "trainer.checkpoint_every=20"), tmp_path)
+
+
+def fake_sweep(sweep_dir: Path) -> None:
+    """A finished sweep's directory as Hydra and dann leave it: multirun.yaml and a job with its summary."""
+    (sweep_dir / "seed=0" / ".hydra").mkdir(parents=True)
+    (sweep_dir / "seed=0" / "summary.json").write_text('{"status": "finished"}\n')
+    (sweep_dir / "multirun.yaml").write_text("hydra: {}\n")
+
+
+@pytest.mark.slow
+def test_a_single_run_into_a_sweeps_directory_is_refused_in_one_line(tmp_path: Path):
+    sweep_dir = tmp_path / "sweep"
+    fake_sweep(sweep_dir)
+    before = sorted(str(p) for p in sweep_dir.rglob("*"))
+    result = run_cli(*QUICK, f"hydra.run.dir={sweep_dir}", cwd=tmp_path, timeout=TIMEOUT)
+    assert result.returncode == 2
+    assert "holds a sweep" in one_error_line(result.stderr)
+    assert sorted(str(p) for p in sweep_dir.rglob("*")) == before  # no .lock, no run.log, no summary
+
+
+@pytest.mark.parametrize("marker", ["multirun.yaml", "job"])
+def test_run_refuses_a_sweeps_directory(tmp_path: Path, marker: str):
+    fake_sweep(tmp_path)
+    if marker == "job":
+        (tmp_path / "multirun.yaml").unlink()
+    with pytest.raises(RunDirError, match="holds a sweep"):
+        run(compose_config(*QUICK), tmp_path)
+    assert not (tmp_path / ".lock").exists() and not (tmp_path / "summary.json").exists()
+
+
+def test_resuming_under_another_thread_count_warns(tmp_path: Path, monkeypatch, caplog):
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(threads + 1)
+        interrupted_run(tmp_path, monkeypatch)
+        assert read_checkpoint(checkpoint_path(tmp_path))["threads"] == threads + 1
+        torch.set_num_threads(threads)
+        with caplog.at_level("WARNING", logger="dann"):
+            assert run(compose_config(*QUICK, "trainer.checkpoint_every=5"), tmp_path)["status"] == "finished"
+    finally:
+        torch.set_num_threads(threads)
+    assert f"resuming with {threads} CPU threads a run checkpointed with {threads + 1}" in caplog.text
