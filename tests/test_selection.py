@@ -27,8 +27,8 @@ from dann.criteria import (
     snd,
 )
 from dann.report import main
-from dann.selection import CRITERIA, select
-from tests.helpers import read_jsonl, run_cli
+from dann.selection import CRITERIA, select, summarise
+from tests.helpers import compose_config, read_jsonl, run_cli
 
 LABEL_FREE = [name for name, c in CRITERIA.items() if not c.uses_target_labels and name != "source_val"]
 
@@ -150,6 +150,45 @@ def test_select_takes_only_evaluations_where_a_criterion_ran():
     assert picks["source_val"]["step"] == 20  # the earliest of equals
     assert picks["oracle"]["step"] == 30
     assert "iwv" not in picks  # never ran: no pick, rather than a made-up one
+
+
+def test_non_finite_criteria_are_recorded_not_dropped():
+    evaluations = [
+        {"step": 10, "source/acc": 0.5, "target/acc": 0.6, "select/iwv": math.inf, "select/dev": -1.0},
+        {"step": 20, "source/acc": 0.7, "target/acc": 0.6, "select/iwv": math.nan, "select/dev": math.nan},
+        {"step": 30, "source/acc": 0.6, "target/acc": 0.8, "select/iwv": math.nan, "select/dev": -2.0},
+    ]
+    summary = summarise(evaluations)
+    assert summary["selection_unavailable"] == {"iwv": "non-finite at every evaluation (steps 10, 20, 30)"}
+    assert "iwv" not in summary["selection"]
+    assert summary["selection_nonfinite_steps"] == {"dev": [20]}
+    assert summary["selection"]["dev"]["step"] == 10  # the best of the finite ones
+    # All finite, or never run: neither key.
+    finite = [{"step": 10, "source/acc": 0.5, "target/acc": 0.6, "select/iwv": 0.5}]
+    assert set(summarise(finite)) == {"selection"}
+
+
+def test_a_real_run_records_a_criterion_that_was_never_finite(tmp_path, monkeypatch):
+    import dann.train
+    from dann.run import run
+
+    real = dann.train.label_free_criteria
+    calls = {"n": 0}
+
+    def criteria_gone_wrong(*args, **kwargs):  # as IWV and DEV were on a real digits task
+        values = real(*args, **kwargs)
+        calls["n"] += 1
+        return values | {"select/iwv": math.nan} | ({"select/dev": math.inf} if calls["n"] == 2 else {})
+
+    monkeypatch.setattr(dann.train, "label_free_criteria", criteria_gone_wrong)
+    steps = ("logger=none", "trainer.steps=30", "trainer.eval_every=10", "trainer.log_every=10")
+    returned = run(compose_config(*steps), tmp_path)
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["status"] == "finished" and set(returned["selection"]) == set(summary["selection"])
+    assert summary["selection_unavailable"] == {"iwv": "non-finite at every evaluation (steps 10, 20, 30)"}
+    assert "iwv" not in summary["selection"]
+    assert summary["selection_nonfinite_steps"] == {"dev": [20]}
+    assert summary["selection"]["dev"]["step"] in (10, 30)
 
 
 @pytest.fixture(scope="module")
