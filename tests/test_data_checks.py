@@ -7,6 +7,7 @@ pipeline; the dataset checks run `python -m dann.run` as a user would and read i
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -15,13 +16,22 @@ import torch
 from PIL import Image
 
 from dann.builders import build_dataset
-from dann.data import eval_batches
+from dann.config import validate_against_data
+from dann.data import Split, eval_batches
 from dann.errors import DataError
-from tests.helpers import compose_config
-from tests.helpers.image_files import write_office31
+from tests.helpers import SHORT_RUN, compose_config, run_cli
+from tests.helpers.image_files import write_class_folders, write_office31
 
 CPU = torch.device("cpu")
 SMALL = ["dataset.num_workers=0", "dataset.image_size=16", "dataset.resize_size=16"]
+# A backbone with no weights to download, on images it can take.
+SMALL_RESNET = [
+    "model.feature_extractor.arch=resnet18",
+    "model.feature_extractor.weights=null",
+    "dataset.num_workers=0",
+    "dataset.image_size=32",
+    "dataset.resize_size=32",
+]
 
 
 def decoded(root: Path, *overrides: str) -> dict[str, torch.Tensor]:
@@ -62,3 +72,53 @@ def test_floating_point_pixels_are_refused_naming_the_file(tmp_path):
 
     with pytest.raises(DataError, match=f"unreadable image {bad} .*mode F"):
         decoded(tmp_path, "dataset.on_corrupt=error")
+
+
+# --- Datasets and splits too degenerate to give a result -------------------------------------------
+
+
+def error_line(result) -> str:
+    """The run's one error line; it must be the whole of stderr's last line, with no traceback."""
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr, result.stderr
+    return result.stderr.strip().splitlines()[-1]
+
+
+def test_a_single_test_point_is_refused_naming_the_key(tmp_path):
+    result = run_cli("dataset.num_test=1", *SHORT_RUN, cwd=tmp_path)  # finished with accuracy 0.0 and SND NaN
+
+    line = error_line(result)
+    assert line.startswith("error: dataset.num_test: 1 is too few; every split needs at least 2 points")
+    assert "dataset.num_test=2 or more" in line
+
+
+def test_a_one_class_dataset_is_refused_with_its_class_counts(tmp_path):
+    write_class_folders(tmp_path / "photos", ["cat"], 3, seed=0)
+    write_class_folders(tmp_path / "sketches", ["cat"], 3, seed=1)
+
+    result = run_cli(  # finished with target accuracy 1.0
+        "dataset=folder",
+        f"dataset.source_dir={tmp_path / 'photos'}",
+        f"dataset.target_dir={tmp_path / 'sketches'}",
+        *SMALL_RESNET,
+        *SHORT_RUN,
+        "trainer.batch_size=2",
+        cwd=tmp_path,
+    )
+
+    line = error_line(result)
+    assert line.startswith(
+        f"error: source 'source' train split (folder/source (train), under {tmp_path / 'photos'}) has 3 examples "
+        "of 1 class (cat: 3; the task has 1); training and evaluating need at least 2 examples of at least 2 classes"
+    )
+
+
+def test_a_target_test_split_of_one_class_is_refused_naming_it():
+    cfg = compose_config("logger=none")
+    data = build_dataset(cfg).load()
+    target_test = Split(data.target_test.inputs[:5], torch.ones(5, dtype=torch.int64))  # 5 points, all class 1
+    with pytest.raises(DataError) as error:
+        validate_against_data(cfg, replace(data, target_test=target_test))
+    assert str(error.value).startswith(
+        "target 'moons_rotated' test split has 5 examples of 1 class (1: 5; the task has 2)"
+    )
