@@ -102,6 +102,9 @@ def validate_against_data(cfg: DictConfig, data: DomainData) -> None:
     """The checks that need the loaded data; still before any training step. (Calling
     `validate_model_input` before the network is built also catches backbones that fail there.)"""
     validate_model_input(cfg, data.input_shape)
+    from dann.data.base import check_usable  # here: the rest of config.py is another change's
+
+    check_usable(data)  # one class, or too few examples to evaluate: no result, however long it trains
     for domain, name, split in (("source", data.source, data.source_train), ("target", data.target, data.target_train)):
         if cfg.trainer.batch_size > len(split):
             raise ConfigError(

@@ -17,7 +17,8 @@ split's features and logits, never its labels, and returns one number, higher-is
 The density ratios and the reverse classifier are linear models on the frozen features, fitted
 by full-batch L-BFGS from zero: deterministic, and no random generator is touched, so a run's
 training is the same with or without them. Large splits are subsampled (MAX_POINTS, fixed seed)
-so that an evaluation's cost stays bounded.
+so that an evaluation's cost stays bounded; IWV and DEV then use the subsampled source points
+the density ratios were fitted on.
 """
 
 from __future__ import annotations
@@ -70,11 +71,19 @@ def linear_logits(x: Tensor, weight: Tensor, bias: Tensor, mean: Tensor, std: Te
     return ((x.float() - mean) / std) @ weight + bias
 
 
-def density_ratios(source_features: Tensor, target_features: Tensor) -> Tensor:
-    """w(x) = p_t(x)/p_s(x) at each source point [Ns], from a domain classifier (source 0, target 1).
+def density_ratios(source_features: Tensor, target_features: Tensor) -> tuple[Tensor, Tensor]:
+    """The source points a domain classifier (source 0, target 1) was fitted on, and their
+    self-normalised density ratios: (indices [M] into `source_features`, w [M] with mean exactly 1).
 
-    By Bayes, p_t(x)/p_s(x) = P(t|x)/P(s|x) · n_s/n_t, the sample sizes the classifier saw
-    correcting for its class prior. Identical source and target give w = 1.
+    By Bayes, p_t(x)/p_s(x) ∝ P(t|x)/P(s|x) = exp(Δlogit), so w = M · softmax(Δlogit) over the M points.
+    The ratios are taken only at the points the classifier was fitted on: at a point outside the
+    subsample (MAX_POINTS) a feature that barely varied inside it is divided by a tiny std, and
+    exp(Δlogit) reached 1e14 on real features. They are self-normalised rather than clipped (as
+    skada's importance-weighted scorer normalises its weights): a clip needs a threshold nothing
+    fixes, and leaves mean(w) off 1 (0.36 in-sample on a real run), so that a weighted accuracy is
+    not an accuracy; self-normalised, IWV is a weighted mean of 0/1 outcomes, in [0, 1] and
+    comparable across runs. Computed from the log-ratios, so no weight overflows (the n_s/n_t prior
+    correction cancels). Identical source and target give w = 1.
     """
     s, t = (
         subsample(len(source_features), source_features.device),
@@ -82,12 +91,14 @@ def density_ratios(source_features: Tensor, target_features: Tensor) -> Tensor:
     )
     x = torch.cat([source_features[s], target_features[t]])
     domain = torch.cat([torch.zeros(len(s)), torch.ones(len(t))]).long().to(x.device)
-    logits = linear_logits(source_features, *fit_linear(x, domain, 2))
-    return torch.exp(logits[:, 1] - logits[:, 0]) * (len(s) / len(t))
+    logits = linear_logits(x[: len(s)], *fit_linear(x, domain, 2))
+    return s, len(s) * (logits[:, 1] - logits[:, 0]).softmax(0)
 
 
 def iwv(weights: Tensor, source_logits: Tensor, source_labels: Tensor) -> float:
-    """Importance-weighted validation accuracy: mean of w(x)·[prediction correct] over source validation."""
+    """Importance-weighted validation accuracy: mean of w(x)·[prediction correct] over source validation.
+
+    With self-normalised weights (`density_ratios`) it lies in [0, 1]."""
     correct = (source_logits.argmax(1) == source_labels).float()
     return (weights * correct).mean().item()
 
@@ -97,7 +108,10 @@ def dev_risk(weights: Tensor, source_logits: Tensor, source_labels: Tensor) -> f
 
     With L = w·ℓ (ℓ the cross-entropy of each source validation example), the control variate
     w (whose mean is 1 in expectation) removes variance: risk = mean(L) + η·mean(w) − η with
-    the optimal η = −Cov(L, w)/Var(w). Constant weights (identical domains) give η = 0.
+    the optimal η = −Cov(L, w)/Var(w). Constant weights (identical domains) give η = 0. With
+    `density_ratios`' self-normalised weights mean(w) is exactly 1, so the control-variate term
+    vanishes and the risk is the self-normalised weighted cross-entropy, the ratio estimator that
+    the control variate approximates.
     """
     weighted = weights * F.cross_entropy(source_logits.float(), source_labels, reduction="none")
     var = weights.var()
@@ -157,11 +171,12 @@ def label_free_criteria(
 
     Shapes: features [N, D], logits [N, C], labels [N], N per split. Target labels are not an argument.
     """
-    weights = density_ratios(source_features, target_features)
+    # IWV and DEV weigh the source points the density ratios were fitted on, and only those.
+    weighed, weights = density_ratios(source_features, target_features)
     negative_entropy, info_max = entropies(target_logits)
     values = {
-        "select/iwv": iwv(weights, source_logits, source_labels),
-        "select/dev": -dev_risk(weights, source_logits, source_labels),
+        "select/iwv": iwv(weights, source_logits[weighed], source_labels[weighed]),
+        "select/dev": -dev_risk(weights, source_logits[weighed], source_labels[weighed]),
         "select/snd": snd(target_logits),
         "select/entropy": negative_entropy,
         "select/info_max": info_max,

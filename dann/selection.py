@@ -15,8 +15,12 @@ This module imports nothing heavy, so that the report and the config schema can 
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass
+from typing import Any
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -80,7 +84,8 @@ def select(evaluations: list[dict[str, float]]) -> dict[str, dict[str, float]]:
     """The evaluation each criterion picks: {criterion: evaluation}. `evaluations` is in step order.
 
     Only the evaluations where a criterion ran, with a finite value, are its candidates (reverse
-    validation runs at some evaluations only); a criterion with none is left out.
+    validation runs at some evaluations only); a criterion with none is left out. `summarise`
+    records the non-finite ones this leaves out.
     """
     picks = {}
     for name, criterion in CRITERIA.items():
@@ -88,3 +93,36 @@ def select(evaluations: list[dict[str, float]]) -> dict[str, dict[str, float]]:
         if candidates:
             picks[name] = max(candidates, key=lambda record: record[criterion.metric])  # keeps the earliest of equals
     return picks
+
+
+def summarise(evaluations: list[dict[str, float]]) -> dict[str, Any]:
+    """The summary's selection fields: `selection` (`select`), and what it could not use, so that
+    nothing is dropped silently (each also logged as a warning):
+
+    - `selection_unavailable`: {criterion: reason}, for a criterion that ran but was non-finite at
+      every evaluation where it ran: it has no pick (and a sweeper no objective).
+    - `selection_nonfinite_steps`: {criterion: [steps]}, for a criterion non-finite at these steps
+      only: its pick is the best of its other, finite evaluations.
+
+    Each key is present only when it has an entry; a criterion never run (reverse validation
+    turned off) is in neither.
+    """
+    unavailable, nonfinite_steps = {}, {}
+    for name, criterion in CRITERIA.items():
+        ran = [r for r in evaluations if criterion.metric in r]
+        bad = [int(r["step"]) for r in ran if not math.isfinite(r[criterion.metric])]
+        if not bad:
+            continue
+        steps = ", ".join(map(str, bad))
+        if len(bad) == len(ran):
+            unavailable[name] = f"non-finite at every evaluation (steps {steps})"
+            log.warning("%s non-finite at every evaluation (steps %s): no selection.%s", criterion.metric, steps, name)
+        else:
+            nonfinite_steps[name] = bad
+            log.warning("%s non-finite at steps %s: selection.%s picks among the others", criterion.metric, steps, name)
+    summary: dict[str, Any] = {"selection": select(evaluations)}
+    if unavailable:
+        summary["selection_unavailable"] = unavailable
+    if nonfinite_steps:
+        summary["selection_nonfinite_steps"] = nonfinite_steps
+    return summary

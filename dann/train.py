@@ -23,7 +23,7 @@ from dann.interrupt import StopRequests
 from dann.methods import Batch, Method
 from dann.precision import Runtime
 from dann.progress import Progress
-from dann.selection import select
+from dann.selection import summarise
 from dann.tracking import RunLogger
 
 log = logging.getLogger(__name__)
@@ -251,4 +251,4 @@ def train(
     for split in (data.source_train, data.target_train):  # each rank met the unreadable images of its own part
         if isinstance(split, ImageSplit):
             split.skipped.update(distributed.merged(split.skipped))
-    return {"final": evaluations[-1], "selection": select(evaluations)}
+    return {"final": evaluations[-1]} | summarise(evaluations)  # selection, and what it had to leave out

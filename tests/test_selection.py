@@ -16,10 +16,19 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from dann.criteria import density_ratios, dev_risk, entropies, iwv, label_free_criteria, reverse_validation, snd
+from dann.criteria import (
+    MAX_POINTS,
+    density_ratios,
+    dev_risk,
+    entropies,
+    iwv,
+    label_free_criteria,
+    reverse_validation,
+    snd,
+)
 from dann.report import main
-from dann.selection import CRITERIA, select
-from tests.helpers import read_jsonl, run_cli
+from dann.selection import CRITERIA, select, summarise
+from tests.helpers import compose_config, read_jsonl, run_cli
 
 LABEL_FREE = [name for name, c in CRITERIA.items() if not c.uses_target_labels and name != "source_val"]
 
@@ -36,7 +45,8 @@ def test_iwv_and_dev_with_identical_domains_are_plain_source_validation():
     features, labels = clusters()
     generator = torch.Generator().manual_seed(1)
     logits = torch.randn(len(labels), 3, generator=generator)  # a mediocre classifier: some right, some wrong
-    weights = density_ratios(features, features)
+    weighed, weights = density_ratios(features, features)
+    assert torch.equal(weighed, torch.arange(len(features)))  # a split under MAX_POINTS: every point
     assert torch.allclose(weights, torch.ones_like(weights), atol=1e-5)
     accuracy = (logits.argmax(1) == labels).float().mean().item()
     assert 0.1 < accuracy < 0.9
@@ -47,10 +57,45 @@ def test_iwv_and_dev_with_identical_domains_are_plain_source_validation():
 def test_density_ratios_are_high_where_the_target_is():
     source, _ = clusters(seed=0)
     target = source + torch.tensor([3.0, 0, 0, 0])  # shifted along the first axis
-    weights = density_ratios(source, target)
+    _, weights = density_ratios(source, target)
     # Source points furthest along the shift look most like target points.
     order = source[:, 0].argsort()
     assert weights[order[-10:]].mean() > 3 * weights[order[:10]].mean()
+
+
+def sparse_features(n: int, shift: float = 0.0, seed: int = 0) -> torch.Tensor:
+    """ReLU-like features [n, 64]: each dimension active on about 1 point in 4,000, as a network's
+    rarely firing units are; `shift` is added to the first 8 dimensions' activity (a domain shift)."""
+    generator = torch.Generator().manual_seed(seed)
+    features = torch.relu(torch.randn(n, 64, generator=generator) - 3.5)
+    features[:, :8] += shift * (features[:, :8] > 0)
+    return features
+
+
+@pytest.mark.parametrize("shift", [0.0, 1.0], ids=["identical", "shifted"])
+def test_iwv_and_dev_stay_finite_on_splits_larger_than_the_subsample(shift):
+    # 10,000 points per split, over MAX_POINTS: the density ratios are fitted on a subsample. A unit
+    # that fired on no subsampled point but fires elsewhere once gave w = inf there, and IWV = inf.
+    n = 10_000
+    assert n > MAX_POINTS
+    source, target = sparse_features(n, seed=0), sparse_features(n, shift, seed=1)
+    labels = torch.arange(n) % 3
+    perfect = 10 * F.one_hot(labels, 3).float()
+    values = label_free_criteria(source, perfect, labels, target, perfect, reverse=False)
+    # Known answer: a classifier right everywhere is right on every weighed point, whatever the weights.
+    assert values["select/iwv"] == pytest.approx(1.0, abs=1e-4)
+    assert math.isfinite(values["select/dev"]) and values["select/dev"] <= 0
+    weighed, weights = density_ratios(source, target)
+    assert len(weighed) == MAX_POINTS and torch.isfinite(weights).all()
+    assert weights.mean().item() == pytest.approx(1.0, abs=1e-4)
+    assert weights.max().item() < 20  # no single point dominates
+    # Half the points wrong: IWV is a weighted accuracy, near the plain one.
+    half = perfect.roll(1, dims=1) * (torch.arange(n) < n // 2).unsqueeze(1) + perfect * (
+        torch.arange(n) >= n // 2
+    ).unsqueeze(1)
+    values = label_free_criteria(source, half, labels, target, half, reverse=False)
+    assert 0.4 < values["select/iwv"] < 0.6
+    assert math.isfinite(values["select/dev"])
 
 
 def test_reverse_validation_of_a_perfect_classifier_on_identical_domains_is_perfect():
@@ -105,6 +150,45 @@ def test_select_takes_only_evaluations_where_a_criterion_ran():
     assert picks["source_val"]["step"] == 20  # the earliest of equals
     assert picks["oracle"]["step"] == 30
     assert "iwv" not in picks  # never ran: no pick, rather than a made-up one
+
+
+def test_non_finite_criteria_are_recorded_not_dropped():
+    evaluations = [
+        {"step": 10, "source/acc": 0.5, "target/acc": 0.6, "select/iwv": math.inf, "select/dev": -1.0},
+        {"step": 20, "source/acc": 0.7, "target/acc": 0.6, "select/iwv": math.nan, "select/dev": math.nan},
+        {"step": 30, "source/acc": 0.6, "target/acc": 0.8, "select/iwv": math.nan, "select/dev": -2.0},
+    ]
+    summary = summarise(evaluations)
+    assert summary["selection_unavailable"] == {"iwv": "non-finite at every evaluation (steps 10, 20, 30)"}
+    assert "iwv" not in summary["selection"]
+    assert summary["selection_nonfinite_steps"] == {"dev": [20]}
+    assert summary["selection"]["dev"]["step"] == 10  # the best of the finite ones
+    # All finite, or never run: neither key.
+    finite = [{"step": 10, "source/acc": 0.5, "target/acc": 0.6, "select/iwv": 0.5}]
+    assert set(summarise(finite)) == {"selection"}
+
+
+def test_a_real_run_records_a_criterion_that_was_never_finite(tmp_path, monkeypatch):
+    import dann.train
+    from dann.run import run
+
+    real = dann.train.label_free_criteria
+    calls = {"n": 0}
+
+    def criteria_gone_wrong(*args, **kwargs):  # as IWV and DEV were on a real digits task
+        values = real(*args, **kwargs)
+        calls["n"] += 1
+        return values | {"select/iwv": math.nan} | ({"select/dev": math.inf} if calls["n"] == 2 else {})
+
+    monkeypatch.setattr(dann.train, "label_free_criteria", criteria_gone_wrong)
+    steps = ("logger=none", "trainer.steps=30", "trainer.eval_every=10", "trainer.log_every=10")
+    returned = run(compose_config(*steps), tmp_path)
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["status"] == "finished" and set(returned["selection"]) == set(summary["selection"])
+    assert summary["selection_unavailable"] == {"iwv": "non-finite at every evaluation (steps 10, 20, 30)"}
+    assert "iwv" not in summary["selection"]
+    assert summary["selection_nonfinite_steps"] == {"dev": [20]}
+    assert summary["selection"]["dev"]["step"] in (10, 30)
 
 
 @pytest.fixture(scope="module")

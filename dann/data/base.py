@@ -174,6 +174,50 @@ class DomainData:
         return {name: len(split.skipped) for name, split in splits.items() if isinstance(split, ImageSplit)}
 
 
+# The fewest examples and classes of any split. A classifier of one class is right by construction
+# (target accuracy 1.0), and the label-free criteria need two points: SND's neighbourhoods leave a
+# point out, DEV's control variate a variance; one test example gave accuracy 0.0 and SND NaN.
+MIN_SPLIT_EXAMPLES = 2
+MIN_SPLIT_CLASSES = 2
+
+
+def check_usable(data: DomainData) -> None:
+    """Refuse a task that cannot give a result: a split with fewer than `MIN_SPLIT_EXAMPLES` examples
+    or `MIN_SPLIT_CLASSES` classes, with one `DataError` naming the domain, the split and its
+    class counts. Warn when the target test has classes the source training split lacks (legal:
+    DomainNet's painting_train lists no t-shirt; but the model never learns them)."""
+    splits = (
+        ("source", data.source, "train", data.source_train),
+        ("source", data.source, "validation", data.source_val),
+        ("target", data.target, "train", data.target_train),
+        ("target", data.target, "test", data.target_test),
+    )
+    for domain, name, kind, split in splits:
+        counts = torch.bincount(split.labels.cpu(), minlength=data.num_classes) if len(split) else torch.zeros(0)
+        present = counts.nonzero().squeeze(1).tolist()
+        if len(split) >= MIN_SPLIT_EXAMPLES and len(present) >= MIN_SPLIT_CLASSES:
+            continue
+        classes = split.classes if isinstance(split, ImageSplit) else tuple(map(str, range(data.num_classes)))
+        shown = ", ".join(f"{classes[c]}: {int(counts[c])}" for c in present) or "none"
+        where = f" ({split.name}, under {split.root})" if isinstance(split, ImageSplit) else ""
+        raise DataError(
+            f"{domain} '{name}' {kind} split{where} has {len(split)} example{'s' * (len(split) != 1)} of "
+            f"{len(present)} class{'es' * (len(present) != 1)} ({shown}; the task has {data.num_classes}); "
+            f"training and evaluating need at least {MIN_SPLIT_EXAMPLES} examples of at least {MIN_SPLIT_CLASSES} "
+            "classes in every split (one class is classified right by construction; the selection criteria "
+            "compare points); give it more data or classes"
+        )
+    unseen = set(data.target_test.labels.unique().tolist()) - set(data.source_train.labels.unique().tolist())
+    if unseen:
+        classes = data.target_test.classes if isinstance(data.target_test, ImageSplit) else None
+        log.warning(
+            "target '%s' test split has %d class(es) the source training split lacks (%s): the model never learns them",
+            data.target,
+            len(unseen),
+            ", ".join(classes[c] if classes else str(c) for c in sorted(unseen)),
+        )
+
+
 @dataclass(frozen=True)
 class DomainSpec:
     """A domain that `dataset.source` / `dataset.target` can name; the dataset class that names it loads it."""

@@ -11,6 +11,9 @@ process applies the split's `on_corrupt` (`dataset.on_corrupt`):
   leaves the image out, so that no image is counted twice.
 - `error`: a `DataError` naming the file, the first time it is met (in the first epoch of
   a training split, at the first evaluation of an evaluation split).
+
+Every pixel format is decoded to 8-bit RGB at its real contrast (16-bit greyscale scaled, not
+clipped), or refused as unreadable with the reason (`_decode`).
 """
 
 from __future__ import annotations
@@ -88,8 +91,27 @@ def _seeded(seed: int) -> Iterator[None]:
             random.setstate(python_state)
 
 
+# 16-bit greyscale modes (a 16-bit PNG or TIFF): values 0 … 65535.
+SIXTEEN_BIT = ("I;16", "I;16L", "I;16B", "I;16N")
+
+
 def _decode(path: Path) -> Image.Image:
+    """The file as an 8-bit RGB image, each pixel at the same fraction of its format's full range.
+
+    PIL's own conversion clips 16-bit values at 255, so a 16-bit greyscale image is scaled
+    (65535 → 255) instead. 32-bit integer and float pixels (TIFF modes I and F) have no fixed
+    range to scale from: refused as unreadable, with the reason (`dataset.on_corrupt`).
+    """
     with Image.open(path) as image:
+        # A PNG holds at most 16 bits per sample: an older Pillow opens a 16-bit one as mode I.
+        if image.mode in SIXTEEN_BIT or (image.mode == "I" and image.format == "PNG"):
+            pixels = np.asarray(image).astype(np.float64)  # decodes the whole file: a truncated one fails here
+            return Image.fromarray(np.round(pixels.clip(0, 65535) / 257).astype(np.uint8)).convert("RGB")
+        if image.mode in ("I", "F"):
+            raise ValueError(
+                f"mode {image.mode} ({'32-bit integer' if image.mode == 'I' else 'floating-point'} pixels) has no "
+                "fixed range to scale to 8 bits; save it as an 8- or 16-bit image"
+            )
         return image.convert("RGB")  # decodes the whole file: a truncated one fails here
 
 

@@ -14,7 +14,8 @@ import numpy as np
 import torch
 from sklearn.datasets import make_moons
 
-from dann.data.base import DomainPair, DomainSpec, Split, register_domain
+from dann.data.base import MIN_SPLIT_EXAMPLES, DomainPair, DomainSpec, Split, register_domain
+from dann.errors import ConfigError
 
 # The midpoint of scikit-learn's moons (x in [-1, 2], y in [-0.5, 1]); rotating about it
 # keeps the target on top of the source rather than swinging it away.
@@ -34,6 +35,16 @@ class Moons(DomainPair):
     noise: float = 0.1  # std of the Gaussian noise make_moons adds
     rotation_deg: float = 35.0  # the target's rotation, in degrees
     data_seed: int = 0  # fixed, so that run seeds vary only training randomness
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        for key in ("num_train", "num_test"):  # refused as the config is checked, before any directory is written
+            if getattr(self, key) < MIN_SPLIT_EXAMPLES:
+                raise ConfigError(
+                    f"dataset.{key}: {getattr(self, key)} is too few; every split needs at least {MIN_SPLIT_EXAMPLES} "
+                    "points, of both moons (accuracy on one point says nothing, and SND compares each point with "
+                    f"the others); set dataset.{key}={MIN_SPLIT_EXAMPLES} or more"
+                )
 
     def load_split(self, domain: DomainSpec, train: bool) -> Split:
         rotation_deg = self.rotation_deg if domain.name == "moons_rotated" else 0.0
