@@ -740,8 +740,7 @@ def test_errors_name_the_file_and_exit_2_without_a_traceback(tmp_path, problem):
     if problem == "no runs":
         (sweep / "notes.txt").write_text("nothing here\n")
         named, says = str(sweep), "no run directory"
-    elif problem == "invalid json":
-        write_run(sweep / "0")
+    elif problem == "invalid json":  # the only run: beside others, it is left out and named (test below)
         broken = write_run(sweep / "1") / "summary.json"
         broken.write_text(broken.read_text()[:40])  # cut short
         named, says = str(broken), "not valid JSON"
