@@ -170,14 +170,15 @@ def frame_of(rows: list[dict], extra: tuple[str, ...] = ()) -> pd.DataFrame:
 
 def attribute_runtime(runs: pd.DataFrame) -> None:
     """Put the runtime into each run's identity. A run that recorded none (killed before summary.json, failed
-    before its device was set up) is given its configuration's, when the runs that recorded one agree on it."""
+    before its device was set up) is given its configuration's on its task, when the runs that recorded one agree."""
     present = [k for k in RUNTIME_KEYS if k in runs.columns]
     if not present:
         return
     known = runs[runs[present[0]].notna()]
-    of_identity = {i: group[present].drop_duplicates() for i, group in known.groupby("identity")}
+    same = ["identity", "source", "target"]  # the same configuration on the same task
+    of_config = {i: group[present].drop_duplicates() for i, group in known.groupby(same)}
     for i in runs.index[runs[present[0]].isna() & runs.identity.notna()]:
-        candidates = of_identity.get(runs.at[i, "identity"])
+        candidates = of_config.get(tuple(runs.loc[i, same]))
         if candidates is not None and len(candidates) == 1:
             runs.loc[i, present] = candidates.iloc[0].to_numpy()
     valid = runs.identity.notna()
@@ -294,8 +295,9 @@ def run_row(run_dir: Path, summary: dict | None, metric: str, select: str) -> di
     missing = [k for k in READ_BACK if k not in flat]
     if missing:
         raise ReportError(f"{where}: missing required field{'s' * (len(missing) > 1)} {', '.join(missing)}")
+    stored = (summary or {}).get("config") is not None  # else Hydra's copy: the message names that file
     for key, spec in READ_BACK.items():
-        check(where, f"config.{key}" if summary else key, flat[key], spec)
+        check(where if stored else hydra_copy, f"config.{key}" if stored else key, flat[key], spec)
     facts = summary or {
         "status": "unfinished",
         "error": "no summary.json (killed, or still running)",
@@ -409,13 +411,9 @@ def value_text(value: Any) -> str:
 REFERENCE = re.compile(r"\$\{([A-Za-z_][\w-]*(?:\.[\w-]+)*)\}")
 
 
-def load_config(path: Path) -> dict:
-    """Hydra's composed config (.hydra/config.yaml), its `${key}` references followed, and nothing
-    else resolved: a resolver (`${oc.env:…}`) or an interpolation inside a text is kept as written.
-
-    The file is data, never code: plain YAML only (no tags of Python objects, no anchors or aliases,
-    whose expansion is exponential), of bounded size, and at most MAX_NODES values once references are followed.
-    """
+def load_yaml(path: Path) -> Any:
+    """A YAML file the report reads, as plain data: bounded in size, no anchors or aliases (whose
+    expansion is exponential: an alias bomb), no tags of Python objects (SafeLoader). Hydra writes none."""
     import yaml
     from omegaconf._utils import get_yaml_loader  # OmegaConf's YAML: `1e-3` is a number, as Hydra read it
 
@@ -424,12 +422,22 @@ def load_config(path: Path) -> dict:
     try:
         for event in yaml.parse(source, Loader=loader):
             if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None):
-                raise ReportError(f"{path}: holds a YAML anchor or alias, which Hydra never writes; not read")
-        data = yaml.load(source, Loader=loader)  # noqa: S506 - OmegaConf's loader is a SafeLoader
+                raise ReportError(f"{path}: holds a YAML anchor or alias (&, *), which the report does not read")
+        return yaml.load(source, Loader=loader)  # noqa: S506 - OmegaConf's loader is a SafeLoader
     except yaml.YAMLError as e:
         raise ReportError(f"{path}: not valid YAML ({' '.join(str(e).split())})") from None
     except RecursionError:
-        raise ReportError(f"{path}: nested too deep to be a config Hydra wrote") from None
+        raise ReportError(f"{path}: nested too deep to be read") from None
+
+
+def load_config(path: Path) -> dict:
+    """Hydra's composed config (.hydra/config.yaml), its `${key}` references followed, and nothing
+    else resolved: a resolver (`${oc.env:…}`) or an interpolation inside a text is kept as written.
+
+    The file is data, never code: plain YAML only (no tags of Python objects, no anchors or aliases,
+    whose expansion is exponential), of bounded size, and at most MAX_NODES values once references are followed.
+    """
+    data = load_yaml(path)
     if not isinstance(data, dict):
         raise ReportError(f"{path}: expected a mapping (the run's composed config)")
     budget = [MAX_NODES]
@@ -468,14 +476,7 @@ def canonical_domain(name: Any, dataset: str) -> str:
 
 def load_references(path: Path) -> dict:
     """Published numbers (experiments/references.yaml), checked: {path, citations, results, averages}."""
-    import yaml
-
-    try:
-        data = yaml.safe_load(Path(path).read_text())
-    except OSError as e:
-        raise ReportError(f"{path}: cannot be read ({e.strerror or e})") from None
-    except yaml.YAMLError as e:
-        raise ReportError(f"{path}: not valid YAML ({e})") from None
+    data = load_yaml(Path(path))
     if not isinstance(data, dict) or not isinstance(data.get("citations") or {}, dict):
         raise ReportError(f"{path}: expected a mapping with citations (key: reference), results and averages")
     references = {"path": path, "citations": {str(k): str(v) for k, v in (data.get("citations") or {}).items()}}
@@ -498,6 +499,9 @@ def reference_problem(entry: Any, fields: tuple[str, ...], citations: dict) -> s
     missing = [k for k in fields if k not in entry]
     if missing:
         return f"missing required field{'s' * (len(missing) > 1)} {', '.join(missing)}"
+    for key in (*fields, "metric"):
+        if key in entry and (isinstance(entry[key], bool) or not isinstance(entry[key], (str, int, float))):
+            return f"{key} must be a name (a string), got {shorten(entry[key])}"
     value, tasks = entry["value"], entry.get("tasks", 1)
     if number(0, 1).expected(value):
         return f"value must be a fraction in [0, 1], got {value!r}"

@@ -134,7 +134,8 @@ def choose_keys(runs: pd.DataFrame, group_by: list[str]) -> tuple[list[str], lis
     column_keys: list[str] = []
     rank = {key: i for i, key in enumerate(PRIORITY)}  # PRIORITY first, then alphabetical
     for key in sorted(set(varying) - set(group_keys), key=lambda k: (rank.get(k, len(rank)), k)):
-        if runs.groupby(group_keys + column_keys)[key].nunique().max() > 1:  # not determined by those kept
+        # A runtime that varies is always shown, determined or not: it is why runs of one config are apart.
+        if key.startswith("runtime.") or runs.groupby(group_keys + column_keys)[key].nunique().max() > 1:
             column_keys.append(key)
     return group_keys, column_keys
 
