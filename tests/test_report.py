@@ -1045,7 +1045,8 @@ def test_a_criterion_without_a_finite_value_is_flagged_never_averaged_over_the_r
     assert "◊1 unavailable" in iwv and "λ=0.1" in iwv  # iwv picks λ=0.1 (−0 > −2): flagged
     listed = section(out, "iwv: non-finite or degenerate in 1 run, not candidates for it:")
     assert listed == [
-        f"{sweep / '1'} (office31 amazon→webcam, λ=0.1, seed 1): select/iwv was nan at every evaluation (source validation weights degenerate)"
+        f"{sweep / '1'} (office31 amazon→webcam, λ=0.1, seed 1): "
+        "select/iwv was nan at every evaluation (source validation weights degenerate)"
     ]
     row = next(r for r in read_csv(tmp_path / "s.csv") if r["criterion"] == "iwv")
     assert row["n"] == "1" and row["n_unavailable"] == "1"
