@@ -740,8 +740,7 @@ def test_errors_name_the_file_and_exit_2_without_a_traceback(tmp_path, problem):
     if problem == "no runs":
         (sweep / "notes.txt").write_text("nothing here\n")
         named, says = str(sweep), "no run directory"
-    elif problem == "invalid json":
-        write_run(sweep / "0")
+    elif problem == "invalid json":  # the only run: beside others, it is left out and named (test below)
         broken = write_run(sweep / "1") / "summary.json"
         broken.write_text(broken.read_text()[:40])  # cut short
         named, says = str(broken), "not valid JSON"
@@ -802,3 +801,252 @@ def test_pad_belongs_to_the_runs_final_checkpoint_or_is_not_shown(tmp_path, prob
         "not final": "error: --metric pad is measured by dann.analyze on the final checkpoint; use --select final",
     }[problem]
     assert expected in result.stderr
+
+
+# --- inputs the report must not trust (issue 16) ---------------------------------------------------
+
+
+def edit_summary(run_dir: Path, edit) -> Path:
+    """Change a written summary.json in place: `edit(summary)` mutates the dict."""
+    path = run_dir / "summary.json"
+    summary = json.loads(path.read_text())
+    edit(summary)
+    path.write_text(json.dumps(summary))
+    return run_dir
+
+
+def section(out: str, heading: str) -> list[str]:
+    """The items listed under a heading of the notes."""
+    block = out[out.index(heading) :].split("\n\n")[0]
+    return [line.strip() for line in block.splitlines()[1:]]
+
+
+def test_report_checks_its_specs_are_dann_runs():
+    from dann.config_schema import SCHEMA
+    from dann.precision import PRECISIONS
+    from dann.report.collect import READ_BACK, RUNTIME
+
+    assert {key: SCHEMA[key] for key in READ_BACK} == READ_BACK
+    assert set(RUNTIME["precision"].choices) == set(PRECISIONS) - {"auto"}
+
+
+def test_runs_of_one_config_on_different_runtimes_never_share_a_cell(tmp_path, capsys):
+    # trainer.precision=auto: bf16 on a GPU, fp32 on a CPU; the same config, two computations.
+    runtimes = {
+        "gpu": {"precision": "bf16", "channels_last": True, "compile": False, "device": "cuda:0"},
+        "cpu": {"precision": "fp32", "channels_last": False, "compile": False, "device": "cpu"},
+    }
+    accs = {"gpu": [0.80, 0.82], "cpu": [0.70, 0.72]}
+    for where, runtime in runtimes.items():
+        for seed, acc in enumerate(accs[where]):
+            run_dir = write_run(tmp_path / f"{where}{seed}", seed=seed, final=evaluation(100, acc))
+            edit_summary(run_dir, lambda s, runtime=runtime: s.update(runtime=runtime))
+    # Killed before its summary: its configuration's runs agree on nothing, so it is in neither cell…
+    write_run(tmp_path / "killed", seed=2, status="unfinished")
+    # … but on another task, where they all ran on the CPU, it is that cell's.
+    cpu_run = write_run(tmp_path / "dslr0", source="dslr", seed=0, final=evaluation(100, 0.6))
+    edit_summary(cpu_run, lambda s: s.update(runtime=runtimes["cpu"]))
+    write_run(tmp_path / "dslr1", source="dslr", seed=1, status="unfinished")
+    table = text_table(report(tmp_path, "--csv", tmp_path / "t.csv", capsys=capsys))
+    gpu = "runtime.channels_last=true runtime.compile=false runtime.device=cuda runtime.precision=bf16"
+    cpu = "runtime.channels_last=false runtime.compile=false runtime.device=cpu runtime.precision=fp32"
+    assert table[(None, "amazon→webcam")] == {
+        gpu: cell_text(accs["gpu"]),
+        cpu: cell_text(accs["cpu"]),
+        "(unset)": "— ‡1 unfinished",
+    }
+    assert table[(None, "dslr→webcam")] == {gpu: "—", cpu: cell_text([0.6], 2) + " ‡1 unfinished", "(unset)": "—"}
+    rows = read_csv(tmp_path / "t.csv")
+    assert sorted((r["runtime.precision"], r["runtime.device"], r["n"]) for r in rows if r["n"] not in ("0", "")) == [
+        ("bf16", "cuda", "2"),
+        ("fp32", "cpu", "1"),
+        ("fp32", "cpu", "2"),
+    ]
+
+
+def test_a_run_launched_into_a_sweeps_directory_hides_none_of_the_sweep(tmp_path, capsys):
+    sweep = tmp_path / "sweep"
+    values = office_grid(sweep, methods=("dann",), seeds=(0, 1))
+    # By mistake, a single run into the sweep's own directory: its summary.json sits above the jobs.
+    write_run(sweep, source="dslr", target="webcam", seed=5, final=evaluation(100, 0.9))
+    out = report(sweep, capsys=capsys)
+    table = text_table(out)
+    for source, target in OFFICE_TASKS:
+        accs = values[(source, target, "dann")] + ([0.9] if (source, target) == ("dslr", "webcam") else [])
+        assert table[(None, f"{source}→{target}")] == {"λ=0.1": cell_text(accs)}
+    nested = section(out, "Check:")
+    assert len(nested) == 2 * len(OFFICE_TASKS) and all(f"inside the run directory {sweep}" in n for n in nested)
+
+
+def test_stored_configs_never_resolve_the_readers_environment(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("SECRET_TOKEN", "hunter2-secret")
+    write_run(tmp_path / "0", seed=0, final=evaluation(100, 0.7))
+    leaky = write_run(tmp_path / "1", seed=1, final=evaluation(100, 0.8), with_config=False)
+    hydra_copy = leaky / ".hydra" / "config.yaml"
+    hydra_copy.write_text(re.sub(r"(?m)^lambda: .*$", "lambda: ${oc.env:SECRET_TOKEN}", hydra_copy.read_text()))
+    # summary.json's config: a string that looks like an interpolation is a string.
+    edit_summary(
+        write_run(tmp_path / "2", seed=2, final=evaluation(100, 0.9)),
+        lambda s: s["config"]["method"].update(name="${oc.env:SECRET_TOKEN}"),
+    )
+    out = report(tmp_path, "--csv", tmp_path / "t.csv", "--markdown", tmp_path / "t.md", capsys=capsys)
+    for text in (out, (tmp_path / "t.csv").read_text(), (tmp_path / "t.md").read_text()):
+        assert "hunter2" not in text
+    left_out = section(out, "Left out")
+    assert left_out == [
+        f"{hydra_copy}: lambda: expected a number >= 0 (the final adaptation weight), got '${{oc.env:SECRET_TOKEN}}'"
+    ]
+    assert text_table(out) == {
+        (None, "amazon→webcam"): {"dann": cell_text([0.7]), "${oc.env:SECRET_TOKEN}": cell_text([0.9])}
+    }
+
+
+def test_a_yaml_alias_bomb_in_a_stored_config_is_refused_unexpanded(tmp_path, capsys):
+    write_run(tmp_path / "0", seed=0, final=evaluation(100, 0.7))
+    bomb = write_run(tmp_path / "1", seed=1, final=evaluation(100, 0.8), with_config=False)
+    hydra_copy = bomb / ".hydra" / "config.yaml"
+    # Small enough to expand before the fix (10**5 values), the shape of one that never ends.
+    laughs = ["a0: &a0 [x, x, x, x, x, x, x, x, x, x]"] + [
+        f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]" for i in range(1, 6)
+    ]
+    hydra_copy.write_text(hydra_copy.read_text() + "\n".join(laughs) + "\n")
+    out = report(tmp_path, capsys=capsys)
+    assert text_table(out) == {(None, "amazon→webcam"): {"λ=0.1": cell_text([0.7])}}
+    refused = f"{hydra_copy}: holds a YAML anchor or alias (&, *), which the report does not read"
+    assert section(out, "Left out") == [refused]
+
+
+def test_every_cell_is_escaped_and_no_csv_cell_is_a_formula(tmp_path, capsys):
+    name = '=HYPERLINK("http://evil")|x\ny'
+    write_run(tmp_path / "0", seed=0, final=evaluation(100, 0.7))
+    edit_summary(
+        write_run(tmp_path / "1", seed=0, final=evaluation(100, 0.8)),
+        lambda s: s["config"]["method"].update(name=name),
+    )
+    # A real negative number in a key that labels columns stays a number in the CSV.
+    edit_summary(
+        write_run(tmp_path / "2", seed=0, final=evaluation(100, 0.9)),
+        lambda s: s["config"]["optim"]["optimizer"].update(momentum=-0.5),
+    )
+    files = {kind: tmp_path / f"t.{kind}" for kind in ("md", "csv", "tex")}
+    out = report(tmp_path, "--markdown", files["md"], "--csv", files["csv"], "--latex", files["tex"], capsys=capsys)
+    assert "|x\\ny" in out  # one line: the line break written as \n
+    table_lines = [line for line in files["md"].read_text().splitlines() if line.startswith("|")]
+    cells = [[c for c in re.split(r"(?<!\\)\|", line.strip("|"))] for line in table_lines]
+    assert len(table_lines) == 3 and all(len(row) == 4 for row in cells), table_lines
+    latex = files["tex"].read_text()
+    body = latex[latex.index("\\begin{tabular}") : latex.index("\\end{tabular}")]
+    rows = [line for line in body.splitlines() if line.endswith("\\\\")]
+    assert len(rows) == 2 and all(row.count("&") == 3 for row in rows), rows
+    assert "\\textbar{}x\\textbackslash{}ny" in body
+    with open(files["csv"], newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    assert {r["method"] for r in rows} == {"dann", "'" + name}
+    assert {r["optim.optimizer.momentum"] for r in rows} == {"-0.5", "0.9"}
+
+
+def test_a_malformed_reference_file_is_one_line(tmp_path):
+    write_run(tmp_path / "sweep" / "0")
+    reference = tmp_path / "refs.yaml"
+    for body, says in (
+        (
+            "citations: {x: X}\nresults:\n  - {dataset: office31, source: amazon, target: webcam, "
+            "method: [dann], backbone: alexnet, value: 0.5, cite: x}\n",
+            "results[0]: method must be a name (a string), got ['dann']",
+        ),
+        ("\xff\xfe not text", "cannot be read"),
+        ("citations: &c {x: X}\nresults: []\naverages: *c\n", "holds a YAML anchor or alias"),
+    ):
+        reference.write_bytes(body.encode("latin-1"))
+        result = _report_cli(str(tmp_path / "sweep"), "--reference", str(reference), cwd=tmp_path)
+        assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+        assert result.stderr.startswith(f"error: {reference}") and says in result.stderr, result.stderr
+        assert len(result.stderr.splitlines()) == 1
+
+
+def test_impossible_numbers_leave_their_run_out_named(tmp_path):
+    sweep = tmp_path / "sweep"
+    for seed, acc in enumerate([0.70, 0.74]):
+        write_run(sweep / f"good{seed}", seed=seed, final=evaluation(100, acc))
+        write_analysis(sweep / f"good{seed}", 0.5, target_acc=acc)
+    bad = {
+        "high": (
+            lambda s: s["final"].update({"target/acc": 1.5}),
+            "final.target/acc: expected a fraction in [0, 1], got 1.5",
+        ),
+        "negative": (lambda s: s["final"].update({"target/acc": -0.3}), "got -0.3"),
+        "huge": (lambda s: s["final"].update({"target/acc": 1e300}), "got 1e+300"),
+        "text": (lambda s: s["final"].update({"target/acc": "0.9"}), "final.target/acc is not a number: '0.9'"),
+        "seed list": (lambda s: s.update(seed=[1, 2]), "seed: expected an integer in [0, 4294967295]"),
+        "lambda text": (lambda s: s["config"].update({"lambda": "big"}), "config.lambda: expected a number >= 0"),
+        "no source": (lambda s: s["config"]["dataset"].pop("source"), "missing required field dataset.source"),
+    }
+    for seed, (name, (edit, _)) in enumerate(bad.items(), start=2):
+        edit_summary(write_run(sweep / name, seed=seed, final=evaluation(100, 0.72)), edit)
+    result = _report_cli(str(sweep), cwd=tmp_path)
+    assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
+    assert text_table(result.stdout) == {(None, "amazon→webcam"): {"λ=0.1": cell_text([0.70, 0.74])}}
+    left_out = section(result.stdout, "Left out")
+    assert len(left_out) == len(bad)
+    for name, (_, says) in bad.items():
+        assert any(line.startswith(str(sweep / name)) and says in line for line in left_out), (name, left_out)
+    # The proxy A-distance: a NaN is no result.
+    write_analysis(sweep / "good1", float("nan"), target_acc=0.74)
+    result = _report_cli(str(sweep), "--metric", "pad", cwd=tmp_path)
+    assert result.returncode == 0 and text_table(result.stdout) == {(None, "amazon→webcam"): {"λ=0.1": "0.500 (1)"}}
+    assert any(
+        str(sweep / "good1" / "analysis.json") in line and "nan" in line for line in section(result.stdout, "Left out")
+    )
+
+
+def test_a_finished_run_without_dataset_source_is_left_out_and_named(tmp_path):
+    # `python -m dann.run '~dataset.source'` finishes on the moons (the dataset's default domain).
+    result = run_cli("~dataset.source", *SHORT_RUN, "hydra.run.dir=run", cwd=tmp_path, env={"OMP_NUM_THREADS": "1"})
+    assert result.returncode == 0, result.stderr
+    assert "source" not in json.loads((tmp_path / "run" / "summary.json").read_text())["config"]["dataset"]
+    write_run(tmp_path / "other", seed=0, final=evaluation(100, 0.7))
+    result = _report_cli(str(tmp_path), cwd=tmp_path)
+    assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
+    assert text_table(result.stdout) == {(None, "amazon→webcam"): {"λ=0.1": cell_text([0.7])}}
+    assert section(result.stdout, "Left out") == [
+        f"{tmp_path / 'run' / 'summary.json'}: missing required field dataset.source"
+    ]
+
+
+def unavailable_sweep(root: Path) -> Path:
+    """Two λ, two seeds each, with selection.iwv; in one run of λ=0.1 iwv was never finite."""
+    for job, (lam, seed) in enumerate((lam, seed) for lam in (0.1, 1.0) for seed in (0, 1)):
+        final = evaluation(100, 0.6 + 0.1 * job)
+        run_dir = write_run(root / str(job), lam=lam, seed=seed, final=final)
+        if (lam, seed) == (0.1, 1):
+            reason = "select/iwv was nan at every evaluation (source validation weights degenerate)"
+            edit_summary(run_dir, lambda s: s.update(selection_unavailable={"iwv": reason}))
+        else:
+            edit_summary(
+                run_dir,
+                lambda s, job=job: s["selection"].update(iwv=evaluation(100, 0.6 + 0.1 * job) | {"select/iwv": -job}),
+            )
+    return root
+
+
+def test_a_criterion_without_a_finite_value_is_flagged_never_averaged_over_the_rest(tmp_path, capsys):
+    sweep = unavailable_sweep(tmp_path / "sweep")
+    out = report(sweep, "--select", "iwv", capsys=capsys)
+    assert text_table(out)[(None, "amazon→webcam")] == {
+        "λ=0.1": cell_text([0.6], 2) + " ◊1 unavailable",
+        "λ=1": cell_text([0.8, 0.9]),
+    }
+    assert section(out, "Unavailable runs (1):") == [
+        f"{sweep / '1'} (office31 amazon→webcam, dann λ=0.1, seed 1): selection.iwv unavailable: "
+        "select/iwv was nan at every evaluation (source validation weights degenerate)"
+    ]
+    out = report(sweep, "--select", "all", "--csv", tmp_path / "s.csv", capsys=capsys)
+    iwv = next(line for line in out.splitlines() if " iwv " in f" {line} ")
+    assert "◊1 unavailable" in iwv and "λ=0.1" in iwv  # iwv picks λ=0.1 (−0 > −2): flagged
+    listed = section(out, "iwv: non-finite or degenerate in 1 run, not candidates for it:")
+    assert listed == [
+        f"{sweep / '1'} (office31 amazon→webcam, λ=0.1, seed 1): "
+        "select/iwv was nan at every evaluation (source validation weights degenerate)"
+    ]
+    row = next(r for r in read_csv(tmp_path / "s.csv") if r["criterion"] == "iwv")
+    assert row["n"] == "1" and row["n_unavailable"] == "1"

@@ -26,6 +26,7 @@ from dann.report.collect import ReportError, collect, collect_selections, load_r
 from dann.report.render import (
     METRICS,
     csv_frame,
+    csv_text,
     format_latex,
     format_markdown,
     format_selection_markdown,
@@ -107,7 +108,7 @@ def report(args: argparse.Namespace) -> Table | SelectionTable:
     outputs = {
         args.markdown: format_markdown,
         args.latex: format_latex,
-        args.csv: lambda t: csv_frame(t).to_csv(index=False),
+        args.csv: lambda t: csv_text(csv_frame(t)),
     }
     emit(table, format_text, outputs)
     return table
@@ -120,7 +121,7 @@ def report_selection(args: argparse.Namespace) -> SelectionTable:
     table = build_selection_table(collect_selections(args.paths, args.metric), args.metric, args.group_by)
     outputs = {
         args.markdown: format_selection_markdown,
-        args.csv: lambda t: selection_csv_frame(t).to_csv(index=False),
+        args.csv: lambda t: csv_text(selection_csv_frame(t)),
     }
     emit(table, format_selection_text, outputs)
     return table

@@ -19,11 +19,17 @@ import pandas as pd
 
 from dann.identity import flatten, identity
 from dann.selection import CRITERIA
-from dann.spec import integer, is_real_number, number
+from dann.spec import Spec, boolean, integer, is_real_number, number, one_of, text
 
-# The columns every run has; every other column of the runs DataFrame is an identity key.
-RUN_FIELDS = ("path", "status", "source", "target", "seed", "value", "error", "identity")
-STATUSES = ("finished", "failed", "diverged", "interrupted", "unfinished", "skipped")
+# The columns every run has; every other column of the runs DataFrame is an identity key. `inside`: the
+# run directory that holds this one (a run launched into a sweep's directory), else None.
+RUN_FIELDS = ("path", "status", "source", "target", "seed", "value", "error", "identity", "inside")
+# `invalid`: a run directory whose files cannot be read, or hold what no run writes (an accuracy of 1.5,
+# a seed that is a list): left out of the table and named under it, with why.
+# `unavailable`: a finished run in which the criterion selected by (`--select iwv`) had no finite value
+# (summary.json's selection_unavailable): no evaluation of it was picked, and it is flagged, never averaged.
+STATUSES = ("finished", "failed", "diverged", "interrupted", "unfinished", "skipped", "invalid", "unavailable")
+WRITTEN = ("finished", "failed", "diverged", "interrupted", "unfinished", "skipped")  # what a summary may say
 ABSENT = "(unset)"  # the value of a key that a run's config lacks (method.lambda_schedule.gamma for source_only)
 
 
@@ -37,95 +43,241 @@ ANALYSIS_METRICS = {
 }
 
 
+# The specs dann.run checks these keys with (dann.config_schema.SCHEMA, which imports torch; a test checks
+# that they are the same): the report reads them back and a value no run could have had is no result.
+READ_BACK: dict[str, Spec] = {
+    "seed": integer(0, 2**32 - 1, means="numpy seeds must be < 2**32"),
+    "lambda": number(0, means="the final adaptation weight", hint="e.g. lambda=0.1"),
+    "dataset.name": text(),
+    "dataset.source": text(noun="a domain name"),
+    "dataset.target": text(noun="a domain name"),
+    "method.name": text(noun="a name", means="what results are recorded under"),
+}
+# What summary.json's `runtime` holds (dann.precision.Runtime, resolved, and the device): runs that
+# ran another computation (bf16 on a GPU, fp32 on a CPU, for one trainer.precision=auto) never share a cell.
+RUNTIME: dict[str, Spec] = {
+    "precision": one_of("bf16", "fp16", "fp32"),
+    "channels_last": boolean(),
+    "compile": boolean(),
+    "device": text(noun="a device, cpu or cuda:N"),
+}
+RUNTIME_KEYS = tuple(f"runtime.{key}" for key in RUNTIME)
+ACCURACY = number(0, 1, noun="a fraction")  # every */acc* metric
+PAD = number(-2, 2, means="d_A = 2(1 − 2ε)")
+# Files read are written by dann.run (a few kB): anything far larger is not one of them.
+MAX_BYTES = 4 * 2**20
+MAX_NODES = 100_000  # config values after following ${key} references
+
+
 class ReportError(Exception):
     """A problem with the report's inputs. The message names the file; `main` prints it and exits 2."""
 
 
-def find_run_dirs(paths: Sequence[str | Path]) -> list[Path]:
-    """Every run directory (holding summary.json or .hydra/config.yaml) at or under `paths`."""
-    found: dict[Path, Path] = {}
+def find_run_dirs(paths: Sequence[str | Path]) -> list[tuple[Path, Path | None]]:
+    """Every run directory (holding summary.json or .hydra/config.yaml) at or under `paths`, each with
+    the run directory above it, if any: a run launched into a sweep's directory hides none of the sweep's."""
+    found: dict[Path, tuple[Path, Path | None]] = {}
     for top in map(Path, paths):
         if not top.exists():
             raise ReportError(f"{top}: no such file or directory")
         if top.is_file() and top.name != "summary.json":
             raise ReportError(f"{top}: not a directory; give sweep or run directories")
+        above: dict[Path, Path | None] = {}  # directory → the innermost run directory holding it
         for dirpath, dirnames, _ in os.walk(top.parent if top.is_file() else top):
             here = Path(dirpath)
+            inside = above.get(here.parent) if here != top else None
             if (here / "summary.json").is_file() or (here / ".hydra" / "config.yaml").is_file():
-                found.setdefault(here.resolve(), here)
-                dirnames.clear()  # a run directory is not searched further
-            else:
-                dirnames[:] = sorted(name for name in dirnames if not name.startswith("."))
+                found.setdefault(here.resolve(), (here, inside))
+                inside = here
+            above[here] = inside
+            dirnames[:] = sorted(name for name in dirnames if not name.startswith("."))
+            if top.is_file():
+                dirnames.clear()  # summary.json given: that run only
     if not found:
         raise ReportError(
             f"no run directory (one holding summary.json or .hydra/config.yaml) under {', '.join(map(str, paths))}"
         )
     return sorted(
         found.values(),
-        key=lambda p: [(0, int(s), "") if s.isdigit() else (1, 0, s) for s in re.split(r"(\d+)", str(p))],
+        key=lambda p: [(0, int(s), "") if s.isdigit() else (1, 0, s) for s in re.split(r"(\d+)", str(p[0]))],
     )  # job 10 after job 9
+
+
+def read_runs(paths: Sequence[str | Path]) -> list[tuple[Path, Path | None, dict | None, str | None]]:
+    """(run directory, the run directory above it, its summary or None, why it is invalid or None) for each."""
+    runs = []
+    for run_dir, inside in find_run_dirs(paths):
+        summary, problem = None, None
+        if (run_dir / "summary.json").is_file():
+            try:
+                summary = read_summary(run_dir / "summary.json")
+            except ReportError as e:
+                problem = str(e)
+        runs.append((run_dir, inside, summary, problem))
+    return runs
+
+
+def invalid_row(run_dir: Path, inside: Path | None, problem: str) -> dict[str, Any]:
+    return dict.fromkeys(RUN_FIELDS) | {"path": run_dir, "inside": inside, "status": "invalid", "error": problem}
+
+
+def checked_row(run_dir: Path, inside: Path | None, summary: dict | None, metric: str, select: str) -> dict:
+    """run_row, or the run named as invalid with why: one bad run never takes down the whole report."""
+    try:
+        return run_row(run_dir, summary, metric, select) | {"inside": inside}
+    except ReportError as e:
+        return invalid_row(run_dir, inside, str(e))
+
+
+def recorded_criteria(summaries) -> set[str]:
+    """The criteria that finished runs recorded, including those recorded as unavailable (non-finite)."""
+    return {
+        c
+        for s in summaries
+        if s and s["status"] == "finished"
+        for c in [*(s.get("selection") or {}), *(s.get("selection_unavailable") or {})]
+    }
 
 
 def collect(paths: Sequence[str | Path], metric: str, select: str) -> pd.DataFrame:
     """One row per run directory under `paths`: RUN_FIELDS, then one column per identity key."""
-    dirs = find_run_dirs(paths)
-    summaries = [read_summary(d / "summary.json") if (d / "summary.json").is_file() else None for d in dirs]
+    if metric in ANALYSIS_METRICS and select != "final":
+        raise ReportError(f"--metric {metric} is measured by dann.analyze on the final checkpoint; use --select final")
+    found = read_runs(paths)
     # Any criterion that finished runs recorded can be selected: criteria are added over time.
-    criteria = {"final"} | {c for s in summaries if s and s["status"] == "finished" for c in s.get("selection") or {}}
+    criteria = {"final"} | recorded_criteria(s for _, _, s, _ in found)
     if select not in criteria:
         raise ReportError(
             f"--select {select}: no finished run has selection.{select} "
             f"(these runs have: {', '.join(sorted(criteria))})"
         )
-    runs = pd.DataFrame([run_row(d, s, metric, select) for d, s in zip(dirs, summaries)])
-    keys = [c for c in runs.columns if c not in RUN_FIELDS]
-    runs[keys] = runs[keys].fillna(ABSENT)
+    rows = [
+        invalid_row(d, inside, problem) if problem else checked_row(d, inside, s, metric, select)
+        for d, inside, s, problem in found
+    ]
+    return frame_of(rows)
+
+
+def frame_of(rows: list[dict], extra: tuple[str, ...] = ()) -> pd.DataFrame:
+    """The runs DataFrame: a run's runtime fills in for its runs of unknown runtime, keys absent are ABSENT."""
+    runs = pd.DataFrame(rows)
+    runs = runs.reindex(columns=[*RUN_FIELDS, *extra, *[c for c in runs.columns if c not in (*RUN_FIELDS, *extra)]])
+    attribute_runtime(runs)
+    keys = [c for c in runs.columns if c not in (*RUN_FIELDS, *extra)]
+    runs[keys] = runs[keys].astype(object).fillna(ABSENT)
     return runs
+
+
+def attribute_runtime(runs: pd.DataFrame) -> None:
+    """Put the runtime into each run's identity. A run that recorded none (killed before summary.json, failed
+    before its device was set up) is given its configuration's on its task, when the runs that recorded one agree."""
+    present = [k for k in RUNTIME_KEYS if k in runs.columns]
+    if not present:
+        return
+    known = runs[runs[present[0]].notna()]
+    same = ["identity", "source", "target"]  # the same configuration on the same task
+    of_config = {i: group[present].drop_duplicates() for i, group in known.groupby(same)}
+    for i in runs.index[runs[present[0]].isna() & runs.identity.notna()]:
+        candidates = of_config.get(tuple(runs.loc[i, same]))
+        if candidates is not None and len(candidates) == 1:
+            runs.loc[i, present] = candidates.iloc[0].to_numpy()
+    valid = runs.identity.notna()
+    runs.loc[valid, "identity"] = [
+        json.dumps(json.loads(exact) | {k: v if isinstance(v, str) else None for k, v in zip(present, values)})
+        for exact, values in zip(runs.identity[valid], runs.loc[valid, present].to_numpy().tolist())
+    ]
 
 
 def collect_selections(paths: Sequence[str | Path], metric: str) -> pd.DataFrame:
     """One row per finished run × criterion it recorded, for `--select all`: RUN_FIELDS (`value`: `metric`
-    of the evaluation the criterion picks), `criterion`, `score` (the criterion's own metric there), and
-    the identity keys. A run that did not finish is one row with criterion None: listed, never a candidate.
+    of the evaluation the criterion picks), `criterion`, `score` (the criterion's own metric there),
+    `unavailable` (why the run has no value of the criterion: selection_unavailable), and the identity keys.
+    A run that did not finish is one row with criterion None: listed, never a candidate.
     A finished run without selection.<criterion> (reverse validation turned off, an older run) is no
-    candidate for that criterion."""
-    dirs = find_run_dirs(paths)
-    summaries = [read_summary(d / "summary.json") if (d / "summary.json").is_file() else None for d in dirs]
+    candidate for that criterion; one whose criterion was non-finite is no candidate either, and is counted."""
     if metric in ANALYSIS_METRICS:
         raise ReportError(
             f"--select all compares evaluations; --metric {metric} is measured on the final checkpoint only"
         )
-    recorded = {c for s in summaries if s and s["status"] == "finished" for c in s.get("selection") or {}}
-    if "oracle" not in recorded:
+    found = read_runs(paths)
+    if "oracle" not in recorded_criteria(s for _, _, s, _ in found):
         raise ReportError("--select all: no finished run has selection.oracle, which regrets are measured against")
     rows = []
-    for run_dir, summary in zip(dirs, summaries):
-        has = set((summary or {}).get("selection") or {}) if (summary or {}).get("status") == "finished" else set()
-        if not has:
-            rows.append(run_row(run_dir, summary, metric, "final") | {"criterion": None, "score": None})
-        for criterion in (c for c in CRITERIA if c in has):  # CRITERIA's order; criteria it does not know are left out
-            row = run_row(run_dir, summary, metric, criterion)
-            score = finished(summary, run_dir / "summary.json", CRITERIA[criterion].metric, criterion)
-            rows.append(row | score | {"criterion": criterion, "score": score.get("value"), "value": row["value"]})
-    runs = pd.DataFrame(rows)
-    keys = [c for c in runs.columns if c not in (*RUN_FIELDS, "criterion", "score")]
-    runs[keys] = runs[keys].fillna(ABSENT)
-    return runs
+    for run_dir, inside, summary, problem in found:
+        none = {"criterion": None, "score": None, "unavailable": None}
+        if problem:
+            rows.append(invalid_row(run_dir, inside, problem) | none)
+            continue
+        finished_run = (summary or {}).get("status") == "finished"
+        has = set((summary or {}).get("selection") or {}) if finished_run else set()
+        unavailable = (summary or {}).get("selection_unavailable") or {} if finished_run else {}
+        if not has and not unavailable:
+            rows.append(checked_row(run_dir, inside, summary, metric, "final") | none)
+            continue
+        try:
+            of_run = []
+            for criterion in (c for c in CRITERIA if c in has or c in unavailable):  # CRITERIA's order
+                if criterion in unavailable:  # finished, but no evaluation to pick by this criterion
+                    row = run_row(run_dir, summary, metric, "final") | {"inside": inside, "value": None}
+                    of_run.append(row | none | {"criterion": criterion, "unavailable": unavailable[criterion]})
+                    continue
+                row = run_row(run_dir, summary, metric, criterion) | {"inside": inside}
+                score = finished(summary, run_dir / "summary.json", CRITERIA[criterion].metric, criterion)
+                of_run.append(
+                    row
+                    | score
+                    | {"criterion": criterion, "score": score.get("value"), "value": row["value"]}
+                    | {"unavailable": None}
+                )
+        except ReportError as e:
+            of_run = [invalid_row(run_dir, inside, str(e)) | none]
+        rows += of_run
+    return frame_of(rows, extra=("criterion", "score", "unavailable"))
 
 
 def read_summary(path: Path) -> dict:
     try:
-        summary = json.loads(path.read_text())
+        summary = json.loads(read_bounded(path))
     except json.JSONDecodeError as e:
         raise ReportError(f"{path}: not valid JSON ({e.msg}, line {e.lineno} column {e.colno})") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise ReportError(f"{path}: cannot be read ({e})") from None
+    except (ValueError, RecursionError) as e:  # an integer of thousands of digits, arrays nested thousands deep
+        raise ReportError(f"{path}: not a summary.json of dann.run ({type(e).__name__}: {e})") from None
     if not isinstance(summary, dict):
         raise ReportError(f"{path}: expected a JSON object, got {type(summary).__name__}")
     missing = [k for k in ("status", "source", "target", "seed") if k not in summary]
     if missing:
         raise ReportError(f"{path}: missing required field{'s' * (len(missing) > 1)} {', '.join(missing)}")
+    if not isinstance(summary["status"], str):
+        raise ReportError(f"{path}: status: expected a string, got {summary['status']!r}")
+    unavailable = summary.get("selection_unavailable")
+    if unavailable is not None and not (
+        isinstance(unavailable, dict) and all(isinstance(v, str) for v in unavailable.values())
+    ):
+        raise ReportError(
+            f"{path}: selection_unavailable: expected a mapping of criterion → reason, got {shorten(unavailable)}"
+        )
     return summary
+
+
+def read_bounded(path: Path) -> str:
+    """The text of a file the report reads, refused when it is larger than any file dann writes."""
+    try:
+        if path.stat().st_size > MAX_BYTES:
+            raise ReportError(f"{path}: {path.stat().st_size} bytes, larger than any file dann.run writes; not read")
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise ReportError(f"{path}: cannot be read ({e})") from None
+
+
+def check(where: Path, key: str, value: Any, spec: Spec) -> None:
+    expected = spec.expected(value)
+    if expected is not None:
+        raise ReportError(f"{where}: {key}: expected {expected}, got {shorten(value)}")
+
+
+def shorten(value: Any, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def run_row(run_dir: Path, summary: dict | None, metric: str, select: str) -> dict[str, Any]:
@@ -140,13 +292,12 @@ def run_row(run_dir: Path, summary: dict | None, metric: str, select: str) -> di
             "which configuration ran is unknown"
         )
     flat = flatten(identity(config))
-    missing = [
-        k
-        for k in ("seed", "dataset.name", "dataset.source", "dataset.target", "method.name", "lambda")
-        if k not in flat
-    ]
+    missing = [k for k in READ_BACK if k not in flat]
     if missing:
         raise ReportError(f"{where}: missing required field{'s' * (len(missing) > 1)} {', '.join(missing)}")
+    stored = (summary or {}).get("config") is not None  # else Hydra's copy: the message names that file
+    for key, spec in READ_BACK.items():
+        check(where if stored else hydra_copy, f"config.{key}" if stored else key, flat[key], spec)
     facts = summary or {
         "status": "unfinished",
         "error": "no summary.json (killed, or still running)",
@@ -154,24 +305,49 @@ def run_row(run_dir: Path, summary: dict | None, metric: str, select: str) -> di
         "source": flat["dataset.source"],
         "target": flat["dataset.target"],
     }
+    for key, spec in (("seed", READ_BACK["seed"]), ("source", text()), ("target", text())):
+        check(where, key, facts[key], spec)
     error = facts.get("error") or (f"stopped at step {facts['step']}" if "step" in facts else "(no error recorded)")
-    row = {"path": run_dir, "status": facts["status"], "seed": facts["seed"], "value": None, "error": error}
+    row = {"path": run_dir, "status": facts["status"], "seed": facts["seed"], "value": None, "error": str(error)}
+    if row["status"] not in WRITTEN:
+        row |= {"status": "unfinished", "error": f"summary.json has status {shorten(row['status'])}"}
     if row["status"] == "finished":
         measured = analysed if metric in ANALYSIS_METRICS else finished
         row |= {"source": str(facts["source"]), "target": str(facts["target"])} | measured(facts, where, metric, select)
     else:  # a run that did not finish may not have resolved an alias yet
         row |= {k: canonical_domain(facts[k], str(flat["dataset.name"])) for k in ("source", "target")}
-    if row["status"] not in STATUSES:
-        row |= {"status": "unfinished", "error": f"summary.json has status {row['status']!r}"}
     keys = {k: v for k, v in flat.items() if k not in ("seed", "dataset.source", "dataset.target")}
-    # `identity` keeps the types (the string "1" is not the number 1), but λ 1 and 1.0 are one value.
-    exact = {k: float(v) if type(v) is int else v for k, v in keys.items()}
-    return row | {"identity": json.dumps(exact, sort_keys=True)} | {k: value_text(v) for k, v in keys.items()}
+    try:
+        # `identity` keeps the types (the string "1" is not the number 1), but λ 1 and 1.0 are one value.
+        exact = {k: float(v) if type(v) is int else v for k, v in keys.items()}
+        texts = {k: value_text(v) for k, v in keys.items()}
+    except OverflowError:
+        key = next(k for k, v in keys.items() if type(v) is int and abs(v) > 2**1023)
+        raise ReportError(f"{where}: config.{key}: a number no config can hold ({shorten(keys[key])})") from None
+    return row | {"identity": json.dumps(exact, sort_keys=True)} | texts | runtime_keys(summary, where)
+
+
+def runtime_keys(summary: dict | None, where: Path) -> dict[str, Any]:
+    """summary.json's `runtime` as identity keys (runtime.precision, …, runtime.device: its type, cpu or cuda);
+    none when the run recorded none (before it set up its device, or an older run)."""
+    runtime = (summary or {}).get("runtime")
+    if runtime is None:
+        return {}
+    if not isinstance(runtime, dict):
+        raise ReportError(f"{where}: runtime: expected a mapping ({', '.join(RUNTIME)}), got {shorten(runtime)}")
+    for key, spec in RUNTIME.items():
+        check(where, f"runtime.{key}", runtime.get(key), spec)
+    device = runtime["device"].split(":")[0]  # cuda:0 and cuda:1 run the same computation
+    return {f"runtime.{k}": value_text(device if k == "device" else runtime[k]) for k in RUNTIME}
 
 
 def finished(summary: dict, where: Path, metric: str, select: str) -> dict[str, Any]:
     """{"value": …} of a finished run; a non-finite one makes it diverged: not a result."""
     field = "final" if select == "final" else f"selection.{select}"
+    unavailable = (summary.get("selection_unavailable") or {}).get(select)
+    if select != "final" and unavailable is not None:
+        # dann.selection found no finite value of this criterion in the run: no evaluation was picked.
+        return {"status": "unavailable", "error": f"selection.{select} unavailable: {' '.join(unavailable.split())}"}
     record = summary.get("final") if select == "final" else (summary.get("selection") or {}).get(select)
     if not isinstance(record, dict):
         raise ReportError(f"{where}: missing required field {field} (the run's status is finished)")
@@ -179,35 +355,41 @@ def finished(summary: dict, where: Path, metric: str, select: str) -> dict[str, 
         raise ReportError(f"{where}: missing required field {field}.{metric}")
     value = record[metric]
     if not is_real_number(value):
-        raise ReportError(f"{where}: {field}.{metric} is not a number: {value!r}")
+        raise ReportError(f"{where}: {field}.{metric} is not a number: {shorten(value)}")
     if not math.isfinite(value):
         return {"status": "diverged", "error": f"{field}.{metric} is {value}"}
+    if metric.split("/")[-1].startswith("acc"):  # target/acc, source/acc, target/acc_per_class_mean: fractions
+        check(where, f"{field}.{metric}", value, ACCURACY)
     return {"value": float(value)}
 
 
 def analysed(summary: dict, where: Path, metric: str, select: str) -> dict[str, Any]:
     """{"value": …} of a finished run's analysis.json (`dann.analyze`), which must be of this run's final checkpoint."""
-    if select != "final":
-        raise ReportError(f"--metric {metric} is measured by dann.analyze on the final checkpoint; use --select final")
     path = where.parent / "analysis.json"
     if not path.is_file():
         raise ReportError(f"{path}: missing; run `python -m dann.analyze {where.parent}` (or on the sweep) first")
     try:
-        analysis = json.loads(path.read_text())
+        analysis = json.loads(read_bounded(path))
         value = analysis[ANALYSIS_METRICS[metric][0]][ANALYSIS_METRICS[metric][1]]
         step, accuracy = analysis["checkpoint_step"], analysis["target_acc"]
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError) as e:
+    except (ValueError, RecursionError, KeyError, TypeError) as e:
         raise ReportError(f"{path}: not an analysis.json of dann.analyze ({type(e).__name__}: {e})") from None
+    check(path, "checkpoint_step", step, integer(0))
+    check(path, "target_acc", accuracy, ACCURACY)
     final = summary.get("final") or {}
+    final_accuracy = final.get("target/acc")
     # The analysis must be of the run the summary describes: a run trained again since is re-analysed.
-    if step != final.get("step") or not math.isclose(accuracy, final.get("target/acc", math.nan), abs_tol=1e-6):
+    if (
+        step != final.get("step")
+        or not is_real_number(final_accuracy)
+        or not math.isclose(accuracy, final_accuracy, abs_tol=1e-6)
+    ):
         raise ReportError(
             f"{path}: analyses step {step} with target accuracy {accuracy}, but summary.json's final evaluation "
-            f"is step {final.get('step')} with {final.get('target/acc')}; "
+            f"is step {shorten(final.get('step'))} with {shorten(final_accuracy)}; "
             f"run `python -m dann.analyze {where.parent}` again"
         )
-    if not is_real_number(value):
-        raise ReportError(f"{path}: {metric} is not a number: {value!r}")
+    check(path, ".".join(ANALYSIS_METRICS[metric]), value, PAD)
     return {"value": float(value)}
 
 
@@ -224,28 +406,62 @@ def value_text(value: Any) -> str:
     return str(value)
 
 
-def load_config(path: Path) -> dict:
-    """Hydra's composed config, resolved; an interpolation that cannot be resolved here is kept as written."""
-    from omegaconf import DictConfig, ListConfig, OmegaConf
+# `${dataset.image_size}`: a reference to another key of the same config. Nothing else is followed: a
+# resolver (`${oc.env:TOKEN}`) would read the environment of whoever runs the report, not of the run.
+REFERENCE = re.compile(r"\$\{([A-Za-z_][\w-]*(?:\.[\w-]+)*)\}")
 
-    def resolve(node):
-        raw = OmegaConf.to_container(node, resolve=False)
-        out = dict(raw) if isinstance(raw, dict) else list(raw)
-        for key in raw if isinstance(raw, dict) else range(len(raw)):
-            try:
-                value = node[key]
-            except Exception:  # noqa: BLE001 - a resolver only Hydra registers, a missing value: kept as written
-                continue
-            out[key] = resolve(value) if isinstance(value, (DictConfig, ListConfig)) else value
-        return out
 
+def load_yaml(path: Path) -> Any:
+    """A YAML file the report reads, as plain data: bounded in size, no anchors or aliases (whose
+    expansion is exponential: an alias bomb), no tags of Python objects (SafeLoader). Hydra writes none."""
+    import yaml
+    from omegaconf._utils import get_yaml_loader  # OmegaConf's YAML: `1e-3` is a number, as Hydra read it
+
+    source = read_bounded(path)
+    loader = get_yaml_loader()
     try:
-        cfg = OmegaConf.load(path)
-    except Exception as e:  # noqa: BLE001 - any parse error is the file's fault
-        raise ReportError(f"{path}: not valid YAML ({type(e).__name__}: {e})") from None
-    if not isinstance(cfg, DictConfig):
+        for event in yaml.parse(source, Loader=loader):
+            if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None):
+                raise ReportError(f"{path}: holds a YAML anchor or alias (&, *), which the report does not read")
+        return yaml.load(source, Loader=loader)  # noqa: S506 - OmegaConf's loader is a SafeLoader
+    except yaml.YAMLError as e:
+        raise ReportError(f"{path}: not valid YAML ({' '.join(str(e).split())})") from None
+    except RecursionError:
+        raise ReportError(f"{path}: nested too deep to be read") from None
+
+
+def load_config(path: Path) -> dict:
+    """Hydra's composed config (.hydra/config.yaml), its `${key}` references followed, and nothing
+    else resolved: a resolver (`${oc.env:…}`) or an interpolation inside a text is kept as written.
+
+    The file is data, never code: plain YAML only (no tags of Python objects, no anchors or aliases,
+    whose expansion is exponential), of bounded size, and at most MAX_NODES values once references are followed.
+    """
+    data = load_yaml(path)
+    if not isinstance(data, dict):
         raise ReportError(f"{path}: expected a mapping (the run's composed config)")
-    return resolve(cfg)
+    budget = [MAX_NODES]
+
+    def follow(value: Any, depth: int) -> Any:
+        budget[0] -= 1
+        if budget[0] < 0:
+            raise ReportError(f"{path}: more than {MAX_NODES} values once ${{…}} references are followed; not read")
+        if isinstance(value, str) and (match := REFERENCE.fullmatch(value)) and depth < 32:
+            node: Any = data
+            for part in match[1].split("."):
+                if not isinstance(node, dict) or part not in node:
+                    return value  # a key of Hydra's own (hydra.runtime…): kept as written
+                node = node[part]
+            return follow(node, depth + 1)
+        if isinstance(value, dict):
+            return {str(k): follow(v, depth) for k, v in value.items()}
+        if isinstance(value, list):
+            return [follow(v, depth) for v in value]
+        if value is None or isinstance(value, (str, int, float, bool)):
+            return value
+        raise ReportError(f"{path}: holds a {type(value).__name__}, not plain config values; not read")
+
+    return follow(data, 0)
 
 
 def canonical_domain(name: Any, dataset: str) -> str:
@@ -260,14 +476,7 @@ def canonical_domain(name: Any, dataset: str) -> str:
 
 def load_references(path: Path) -> dict:
     """Published numbers (experiments/references.yaml), checked: {path, citations, results, averages}."""
-    import yaml
-
-    try:
-        data = yaml.safe_load(Path(path).read_text())
-    except OSError as e:
-        raise ReportError(f"{path}: cannot be read ({e.strerror or e})") from None
-    except yaml.YAMLError as e:
-        raise ReportError(f"{path}: not valid YAML ({e})") from None
+    data = load_yaml(Path(path))
     if not isinstance(data, dict) or not isinstance(data.get("citations") or {}, dict):
         raise ReportError(f"{path}: expected a mapping with citations (key: reference), results and averages")
     references = {"path": path, "citations": {str(k): str(v) for k, v in (data.get("citations") or {}).items()}}
@@ -290,6 +499,9 @@ def reference_problem(entry: Any, fields: tuple[str, ...], citations: dict) -> s
     missing = [k for k in fields if k not in entry]
     if missing:
         return f"missing required field{'s' * (len(missing) > 1)} {', '.join(missing)}"
+    for key in (*fields, "metric"):
+        if key in entry and (isinstance(entry[key], bool) or not isinstance(entry[key], (str, int, float))):
+            return f"{key} must be a name (a string), got {shorten(entry[key])}"
     value, tasks = entry["value"], entry.get("tasks", 1)
     if number(0, 1).expected(value):
         return f"value must be a fraction in [0, 1], got {value!r}"

@@ -7,6 +7,7 @@ Markdown and LaTeX escape or translate. The CSV holds the numbers, as fractions.
 from __future__ import annotations
 
 import re
+import unicodedata
 from pathlib import Path
 
 import pandas as pd
@@ -35,6 +36,11 @@ FLAGS = {
     "diverged": ("§", "runs stopped by non-finite losses, which are not results"),
     "interrupted": ("¶", "runs stopped by a signal (resumable)"),
     "unfinished": ("‡", "run directories without summary.json (killed, or still running)"),
+    "unavailable": (
+        "◊",
+        "runs in which the selected criterion never had a finite value (non-finite or degenerate: "
+        "summary.json's selection_unavailable), so no evaluation was picked",
+    ),
 }
 LATEX = {
     "\\": r"\textbackslash{}",
@@ -57,7 +63,13 @@ LATEX = {
     "‡": r"\ddag{}",
     "§": r"\S{}",
     "¶": r"\P{}",
+    "◊": r"$\diamond$",
+    "<": r"\textless{}",
+    ">": r"\textgreater{}",
+    "|": r"\textbar{}",
 }
+# A text that starts with one of these is a formula to a spreadsheet that opens the CSV.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
 def peeks_at_target_labels(table: Table) -> bool:
@@ -199,6 +211,7 @@ def notes(table: Table) -> list[tuple[str, list[str]]]:
                 f"{name}: seed {', '.join(map(str, twice[twice > 1].index))} finished more than once; "
                 "all are averaged in"
             )
+    check += nested(table.runs if table.invalid is None else pd.concat([table.runs, table.invalid]))
     sections += [(f"Missing seeds (the table's seeds: {', '.join(map(str, table.seeds))})", missing), ("Check", check)]
     superseded = [f"{where(r)}: {r['error']}" for r in runs if r["superseded"]]
     sections.append(
@@ -210,7 +223,24 @@ def notes(table: Table) -> list[tuple[str, list[str]]]:
     )
     skipped = [f"{where(r)}: {r['error']}" for r in table.skipped.to_dict("records")]
     sections.append((f"Skipped by dann.run as invalid configurations, not shown ({len(skipped)})", skipped))
+    sections.append(left_out(table.invalid))
     return [(heading, items) for heading, items in sections if items]  # only the lists with entries
+
+
+def left_out(invalid: pd.DataFrame | None) -> tuple[str, list[str]]:
+    """The run directories that are in no cell because their files cannot be read or are impossible."""
+    items = [] if invalid is None else [str(error) for error in invalid.drop_duplicates("path").error]
+    return (f"Left out: run directories that could not be read or hold impossible values ({len(items)})", items)
+
+
+def nested(runs: pd.DataFrame) -> list[str]:
+    """A run directory inside another (a single run launched into a sweep's directory): both are reported."""
+    pairs = runs.drop_duplicates("path").dropna(subset=["inside"])
+    return [
+        f"{display(r['path'])}: inside the run directory {display(r['inside'])} (a run launched into a "
+        "sweep's directory?); both are reported"
+        for r in pairs.to_dict("records")
+    ]
 
 
 def where(run: dict) -> str:
@@ -233,20 +263,33 @@ def format_text(table: Table) -> str:
             (kind, ["  " + texts[0]] + texts[1:]) if kind in ("task", "average") else (kind, texts)
             for kind, texts in rows
         ]
+    rows = [(kind, [one_line(t) for t in texts]) for kind, texts in rows]
     widths = [max(len(texts[i]) for kind, texts in rows if kind != "group") for i in range(len(rows[0][1]))]
     rule = "  ".join("-" * w for w in widths)
-    lines = [caption(table), ""]
+    lines = [one_line(caption(table)), ""]
     for kind, texts in rows:
         lines += [rule] if kind == "average" else []
         lines.append(texts[0] if kind == "group" else "  ".join(t.ljust(w) for t, w in zip(texts, widths)).rstrip())
         lines += [rule] if kind == "header" else []
     for heading, items in notes(table):
-        lines += ["", f"{heading}:"] + [f"  {item}" for item in items]
+        lines += ["", f"{one_line(heading)}:"] + [f"  {one_line(item)}" for item in items]
     return "\n".join(lines) + "\n"
 
 
+def one_line(text: str) -> str:
+    """`text` on one line: line breaks and other control or format characters (in a method's name, a
+    bidirectional override) written as escapes (`\\n`), so that no value can break a table's rows."""
+    return "".join(
+        char
+        if unicodedata.category(char) not in ("Cc", "Cf", "Zl", "Zp")
+        else {"\n": "\\n", "\r": "\\r", "\t": "\\t"}.get(char, f"\\u{ord(char):04x}")
+        for char in str(text)
+    )
+
+
 def md(text: str) -> str:
-    return text.replace("|", "\\|").replace("*", "\\*")
+    """One Markdown table cell's text: on one line, with what Markdown would read as markup escaped."""
+    return re.sub(r"([\\|*`<>])", r"\\\1", one_line(text))
 
 
 def format_markdown(table: Table) -> str:
@@ -267,7 +310,27 @@ def format_markdown(table: Table) -> str:
 
 
 def latex(text: str) -> str:
-    return "".join(LATEX.get(char, char) for char in text)
+    return "".join(LATEX.get(char, char) for char in one_line(text))
+
+
+def csv_text(frame: pd.DataFrame) -> str:
+    """The CSV of `frame`, each text cell that a spreadsheet would run as a formula (`=…`, `-cmd…`)
+    prefixed with `'`; numbers, and texts that are numbers (`-0.5`), stay as they are."""
+
+    def neutral(value):
+        if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+            try:
+                float(value)
+            except ValueError:
+                return "'" + value
+        return value
+
+    safe = frame.copy()
+    for column in safe.columns:
+        if pd.api.types.is_object_dtype(safe[column]) or pd.api.types.is_string_dtype(safe[column]):
+            safe[column] = safe[column].map(neutral)
+    safe.columns = [neutral(str(c)) for c in safe.columns]
+    return safe.to_csv(index=False)
 
 
 def format_latex(table: Table) -> str:
@@ -293,8 +356,8 @@ def format_latex(table: Table) -> str:
             line = re.sub(r"(\s*&\s*)+\\\\$", r" \\\\", line)
         lines += ["\\midrule"] if line.startswith("average &") else []
         lines.append(line)
-    for heading, items in notes(table)[1:]:
-        lines += [f"% {heading}:"] + [f"%   {item}" for item in items]
+    for heading, items in notes(table)[1:]:  # a line break in an item would end the comment: one line each
+        lines += [f"% {one_line(heading)}:"] + [f"%   {one_line(item)}" for item in items]
     return "\n".join(lines) + "\n"
 
 
@@ -397,7 +460,9 @@ def selection_grid(table: SelectionTable) -> list[list[str]]:
                 "ORACLE" if CRITERIA[criterion].uses_target_labels else "no",
                 pick["column"],
                 f"{pick['score']:.4f}",
-                value + ("*" if n < table.expected_n else ""),
+                value
+                + ("*" if n < table.expected_n else "")
+                + (f" ◊{pick['unavailable']} unavailable" if pick["unavailable"] else ""),
                 f"{100 * pick['regret']:.1f}",
             ]
         )
@@ -414,6 +479,11 @@ def selection_notes(table: SelectionTable) -> list[tuple[str, list[str]]]:
     ]
     if (table.picks.n < table.expected_n).any():
         lines.append(f"* fewer seeds than the usual {table.expected_n}.")
+    if table.picks.unavailable.any():
+        lines.append(
+            "◊k unavailable: in k runs of the picked configuration the criterion never had a finite value "
+            "(non-finite or degenerate); the number is of the other runs, listed below."
+        )
     runs = table.runs.drop_duplicates("path").to_dict("records")
     listed = [f"{display(r['path'])}: {r['status']}: {r['error']}" for r in runs if r["status"] != "finished"]
     finished = table.runs[(table.runs.status == "finished") & table.runs.criterion.notna()]
@@ -421,20 +491,35 @@ def selection_notes(table: SelectionTable) -> list[tuple[str, list[str]]]:
         f"{name}: {count} finished run{'s' * (count > 1)} without selection.{name} (not candidates)"
         for name in CRITERIA
         if (count := finished.path.nunique() - finished[finished.criterion == name].path.nunique()) > 0
-    ]
+    ] + nested(table.runs if table.invalid is None else pd.concat([table.runs, table.invalid]))
+    unavailable = finished[finished.unavailable.notna()]
     sections = [("Legend", lines), (f"Runs that did not finish, not candidates ({len(listed)})", listed)]
-    return [(heading, items) for heading, items in sections + [("Check", without)] if items]
+    sections += [
+        (
+            f"{name}: non-finite or degenerate in {len(of_criterion)} run{'s' * (len(of_criterion) > 1)}, "
+            "not candidates for it",
+            [f"{where_run(r)}: {r['unavailable']}" for r in of_criterion.to_dict("records")],
+        )
+        for name, of_criterion in unavailable.groupby("criterion", sort=False)
+    ]
+    sections += [("Check", without), left_out(table.invalid)]
+    return [(heading, items) for heading, items in sections if items]
+
+
+def where_run(run: dict) -> str:
+    task = f"{run['source']}→{run['target']}"
+    return f"{display(run['path'])} ({run['group']} {task}, {run['column']}, seed {run['seed']})"
 
 
 def format_selection_text(table: SelectionTable) -> str:
-    rows = selection_grid(table)
+    rows = [[one_line(t) for t in row] for row in selection_grid(table)]
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    lines = [selection_caption(table), ""]
+    lines = [one_line(selection_caption(table)), ""]
     for i, row in enumerate(rows):
         lines.append("  ".join(t.ljust(w) for t, w in zip(row, widths)).rstrip())
         lines += ["  ".join("-" * w for w in widths)] if i == 0 else []
     for heading, items in selection_notes(table):
-        lines += ["", f"{heading}:"] + [f"  {item}" for item in items]
+        lines += ["", f"{one_line(heading)}:"] + [f"  {one_line(item)}" for item in items]
     return "\n".join(lines) + "\n"
 
 
@@ -453,8 +538,10 @@ def format_selection_markdown(table: SelectionTable) -> str:
 
 def selection_csv_frame(table: SelectionTable) -> pd.DataFrame:
     """One row per task × criterion; numbers are fractions (the criterion's value in its own units)."""
-    frame = table.picks.reset_index().rename(columns={"column": "picks", "score": "criterion_value"})
+    frame = table.picks.reset_index().rename(
+        columns={"column": "picks", "score": "criterion_value", "unavailable": "n_unavailable"}
+    )
     return frame.assign(metric=table.metric)[
         ["group", "source", "target", "criterion", "picks", "criterion_value", "metric", "mean", "std", "n", "seeds"]
-        + ["oracle", "regret"]
+        + ["n_unavailable", "oracle", "regret"]
     ]

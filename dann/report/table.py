@@ -17,7 +17,8 @@ from dann.selection import CRITERIA
 # Lower bound, the method, upper bound (the paper's order); other methods follow alphabetically.
 METHOD_ORDER = ("source_only", "dann", "target_only")
 PRIORITY = ("method.name", "lambda")  # label columns first; the other keys follow alphabetically
-FLAGGED = ("failed", "diverged", "interrupted", "unfinished")  # not results: counted and listed, never averaged
+# Not results: counted and listed, never averaged. `unavailable`: the selected criterion had no finite value.
+FLAGGED = ("failed", "diverged", "interrupted", "unfinished", "unavailable")
 CELL = ["group", "source", "target", "column"]
 
 
@@ -36,9 +37,11 @@ class Table:
     seeds: list
     fixed: list[str]  # what every run shares, for the caption: `dataset office31`, `method dann`, `λ=0.1`
     references: dict | None = None
+    invalid: pd.DataFrame | None = None  # run directories left out: unreadable, or numbers no run writes (error: why)
 
 
 def build_table(runs: pd.DataFrame, metric: str, select: str, group_by=(), references: dict | None = None) -> Table:
+    invalid, runs = split_invalid(runs)
     skipped, runs = runs[runs.status == "skipped"].copy(), runs[runs.status != "skipped"].copy()
     if runs.empty:
         raise ReportError(
@@ -101,7 +104,17 @@ def build_table(runs: pd.DataFrame, metric: str, select: str, group_by=(), refer
         seeds=sorted(runs.seed.unique(), key=lambda s: order("seed", str(s))),
         fixed=fixed,
         references=references,
+        invalid=invalid,
     )
+
+
+def split_invalid(runs: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(the invalid runs, the others); when every run is invalid, one error naming them all."""
+    invalid, runs = runs[runs.status == "invalid"].copy(), runs[runs.status != "invalid"].copy()
+    if runs.empty:
+        named = "; ".join(invalid.error.iloc[:5]) + (f"; and {len(invalid) - 5} more" if len(invalid) > 5 else "")
+        raise ReportError(f"no runs to report: every run directory found is invalid: {named}")
+    return invalid, runs
 
 
 def choose_keys(runs: pd.DataFrame, group_by: list[str]) -> tuple[list[str], list[str]]:
@@ -121,7 +134,8 @@ def choose_keys(runs: pd.DataFrame, group_by: list[str]) -> tuple[list[str], lis
     column_keys: list[str] = []
     rank = {key: i for i, key in enumerate(PRIORITY)}  # PRIORITY first, then alphabetical
     for key in sorted(set(varying) - set(group_keys), key=lambda k: (rank.get(k, len(rank)), k)):
-        if runs.groupby(group_keys + column_keys)[key].nunique().max() > 1:  # not determined by those kept
+        # A runtime that varies is always shown, determined or not: it is why runs of one config are apart.
+        if key.startswith("runtime.") or runs.groupby(group_keys + column_keys)[key].nunique().max() > 1:
             column_keys.append(key)
     return group_keys, column_keys
 
@@ -254,11 +268,13 @@ class SelectionTable:
 
     metric: str
     # index: group, source, target, criterion (CRITERIA's order); column (the configuration picked), score
-    # (its mean criterion value over seeds), mean, std, n (finished seeds), seeds, oracle, regret = oracle − mean
+    # (its mean criterion value over seeds), mean, std, n (finished seeds), seeds, oracle, regret = oracle − mean,
+    # unavailable (runs of that configuration in which the criterion had no finite value: not averaged in)
     picks: pd.DataFrame
     runs: pd.DataFrame  # every run × criterion row, with its group and column
     expected_n: int  # the most common number of finished seeds per configuration
     fixed: list[str]  # what every run shares, for the caption
+    invalid: pd.DataFrame | None = None  # run directories left out, as in Table
 
 
 def build_selection_table(runs: pd.DataFrame, metric: str, group_by=()) -> SelectionTable:
@@ -269,10 +285,11 @@ def build_selection_table(runs: pd.DataFrame, metric: str, group_by=()) -> Selec
 
     Every number is one configuration's: a pick is a whole column, never a mix of seeds of several.
     """
+    invalid, runs = split_invalid(runs)
     runs = runs[runs.status != "skipped"].copy()
     if runs.empty:
         raise ReportError("no runs to report: every run directory found was skipped by dann.run")
-    per_run = runs.drop_duplicates("path").drop(columns=["criterion", "score"])  # one row per run
+    per_run = runs.drop_duplicates("path").drop(columns=["criterion", "score", "unavailable"])  # one row per run
     group_keys, column_keys = choose_keys(per_run, list(group_by))
     label_keys = column_keys or ["lambda"]
     records = runs.to_dict("records")
@@ -284,7 +301,7 @@ def build_selection_table(runs: pd.DataFrame, metric: str, group_by=()) -> Selec
             f"runs of different configurations would share the column {' '.join(clash.idxmax())}: "
             "two config values print alike; report them separately"
         )
-    finished = runs[(runs.status == "finished") & runs.criterion.notna()]
+    finished = runs[(runs.status == "finished") & runs.criterion.notna() & runs.unavailable.isna()]
     if finished.empty:
         raise ReportError("--select all: no finished run to choose from")
     rank = {c: i for i, c in enumerate(ordered(runs, "column", label_keys))}
@@ -306,6 +323,9 @@ def build_selection_table(runs: pd.DataFrame, metric: str, group_by=()) -> Selec
     oracle = picks[picks.criterion == "oracle"].set_index(task)["mean"].rename("oracle")
     picks = picks.join(oracle, on=task)
     picks["regret"] = picks["oracle"] - picks["mean"]
+    unavailable = runs[runs.unavailable.notna()].groupby([*task, "criterion", "column"]).size().rename("unavailable")
+    picks = picks.join(unavailable, on=[*task, "criterion", "column"])
+    picks["unavailable"] = picks["unavailable"].fillna(0).astype(int)
     criterion_rank = {c: i for i, c in enumerate(CRITERIA)}
     group_rank = {g: i for i, g in enumerate(ordered(runs, "group", group_keys))}
     picks = picks.sort_values(
@@ -318,5 +338,10 @@ def build_selection_table(runs: pd.DataFrame, metric: str, group_by=()) -> Selec
         [f"method {methods[0]}"] if len(methods) == 1 else []
     )
     return SelectionTable(
-        metric, picks, runs, expected_n=max(n.index, key=lambda k: (n[k], k)) if len(n) else 0, fixed=fixed
+        metric,
+        picks,
+        runs,
+        expected_n=max(n.index, key=lambda k: (n[k], k)) if len(n) else 0,
+        fixed=fixed,
+        invalid=invalid,
     )
