@@ -284,14 +284,9 @@ PAYLOADS = {
 @pytest.mark.slow
 @pytest.mark.parametrize("payload", list(PAYLOADS))
 def test_a_crafted_target_runs_nothing_and_is_one_line_naming_the_key(moons_run: Path, tmp_path: Path, payload):
-    run_dir = tmp_path / "run"
-    shutil.copytree(moons_run, run_dir)
-    (run_dir / "analysis.json").unlink(missing_ok=True)
     marker = tmp_path / "marker"
-    summary = json.loads((run_dir / "summary.json").read_text())
-    config = summary["config"]
-    config["model"]["feature_extractor"]["hidden"] = PAYLOADS[payload](marker, config)
-    (run_dir / "summary.json").write_text(json.dumps(summary))
+    run_dir = _edited(moons_run, tmp_path, lambda c: c[FE_GROUP][FE_NODE].update(hidden=PAYLOADS[payload](marker, c)))
+    before = _listing(run_dir)
 
     result = analyze_cli(str(run_dir), "--device", "cpu", "--no-wandb", cwd=tmp_path)
     assert not marker.exists() and not marker.with_suffix(".pkl").exists()
@@ -299,14 +294,20 @@ def test_a_crafted_target_runs_nothing_and_is_one_line_naming_the_key(moons_run:
     lines = result.stderr.splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: config.model.feature_extractor.hidden"), lines
     assert "--trust" in lines[0]
-    assert not (run_dir / "analysis.json").exists() and not (run_dir / "analysis").exists()
+    assert _listing(run_dir) == before
+
+
+FE_GROUP, FE_NODE = "model", "feature_extractor"
+
+
+def _listing(run_dir: Path) -> dict[str, int]:
+    return {str(p.relative_to(run_dir)): p.stat().st_size for p in run_dir.rglob("*")}
 
 
 def _edited(moons_run: Path, tmp_path: Path, edit) -> Path:
     """A copy of the finished moons run whose summary's config `edit` changed in place."""
     run_dir = tmp_path / "run"
-    shutil.copytree(moons_run, run_dir)
-    (run_dir / "analysis.json").unlink(missing_ok=True)
+    shutil.copytree(moons_run, run_dir, ignore=shutil.ignore_patterns("analysis.json", "analysis"))
     summary = json.loads((run_dir / "summary.json").read_text())
     edit(summary["config"])
     (run_dir / "summary.json").write_text(json.dumps(summary))
@@ -375,9 +376,25 @@ REFUSED = {
 def test_a_stored_config_dann_did_not_write_is_one_line(moons_run: Path, tmp_path: Path, capsys, case):
     edit, message = REFUSED[case]
     run_dir = _edited(moons_run, tmp_path, edit)
+    before = _listing(run_dir)
     line = _one_error_line(capsys, [str(run_dir)])
     assert message in line, line
-    assert not (run_dir / "analysis.json").exists() and not (run_dir / "analysis").exists()
+    assert _listing(run_dir) == before
+
+
+@pytest.mark.slow
+def test_a_dataset_without_its_download_key_still_downloads_nothing(moons_run: Path, tmp_path: Path, capsys, network):
+    """The class's default (download=True for the digits) must not apply: the analysis downloads nothing."""
+    from omegaconf import OmegaConf
+
+    from tests.helpers import compose_config
+
+    digits = OmegaConf.to_container(compose_config("dataset=mnist_mnistm").dataset, resolve=True)
+    digits.pop("download")
+    digits["root"] = str(tmp_path / "data")
+    run_dir = _edited(moons_run, tmp_path, lambda c: c.update(dataset=digits))
+    _one_error_line(capsys, [str(run_dir)])
+    assert network == []
 
 
 def test_every_target_of_the_shipped_configs_is_allowed():

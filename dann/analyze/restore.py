@@ -12,12 +12,14 @@ name `os.system`, directly or through a chain such as `dann.models.feature_extra
 
 from __future__ import annotations
 
+import inspect
 import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
+from hydra.utils import get_object
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
@@ -119,9 +121,12 @@ def rebuild(
     Nothing is downloaded: neither data (`dataset.download`) nor pretrained weights, which the
     checkpoint replaces anyway.
     """
-    if not trust:
+    if trust:
+        dataset_class = get_object(run.config.dataset._target_)
+    else:
         check_stored_config(run.summary["config"])  # before anything it names is imported
-        if not _is_subclass(safe_target(run.config.dataset._target_, "config.dataset._target_"), DomainPair):
+        dataset_class = safe_target(run.config.dataset._target_, "config.dataset._target_")
+        if not _is_subclass(dataset_class, DomainPair):
             raise ConfigError(f"config.dataset._target_: {run.config.dataset._target_} is not a dataset pair class")
         # The method's class sizes the domain classifier (build_network asks it), so it is imported too.
         method = run.config.method._target_
@@ -130,7 +135,7 @@ def rebuild(
     cfg = run.config.copy()
     if data_root is not None:
         cfg.dataset.root = data_root
-    if "download" in cfg.dataset:
+    if "download" in cfg.dataset or "download" in _parameters(dataset_class):  # whatever the class's default
         cfg.dataset.download = False
     if "weights" in cfg.model.feature_extractor:
         cfg.model.feature_extractor.weights = None
@@ -151,6 +156,13 @@ def rebuild(
     except RuntimeError as e:
         raise RunDirError(f"{checkpoint_path(run.run_dir)}: does not fit the network of its config ({e})") from None
     return data, network.to(device).eval()
+
+
+def _parameters(found: Any) -> tuple[str, ...]:
+    try:
+        return tuple(inspect.signature(found).parameters)
+    except (TypeError, ValueError):
+        return ()
 
 
 def _is_subclass(found: Any, base: type) -> bool:
