@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import pickle
 import shutil
 import subprocess
 import sys
@@ -235,3 +238,222 @@ def test_bad_run_directories_are_one_line_and_exit_2(moons_run: Path, tmp_path: 
     err = capsys.readouterr().err.splitlines()
     assert len(err) == 1 and err[0].startswith("error: ") and message in err[0], err
     assert not (run_dir / "analysis.json").exists()
+
+
+# --- A crafted summary.json runs nothing, and a broken one is one line ----------------------
+# The payloads of issue 16 against the installed Hydra (the floor of our pin): each reaches a
+# callable through a name that starts with an allowed package, or through an interpolation.
+
+
+def _chain_payload(marker: Path) -> list:
+    """Path.write_text writes a pickle that runs a command; torch.load(weights_only=False) unpickles it."""
+    pickled = marker.with_suffix(".pkl")
+    payload = pickle.dumps(_TouchOnUnpickle(str(marker))).decode("latin1")
+    fe = FE_MODULE
+    return [
+        {
+            "_target_": f"{fe}.Path.write_text",
+            "self": {"_target_": f"{fe}.Path", "_args_": [str(pickled)]},
+            "data": payload,
+            "encoding": "latin1",
+        },
+        {"_target_": f"{fe}.torch.load", "f": str(pickled), "weights_only": False},
+    ]
+
+
+class _TouchOnUnpickle:
+    def __init__(self, path: str):
+        self.path = path
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.path}",))
+
+
+FE_MODULE = "dann.models.feature_extractors"  # imports os, Path and torch: names an old check let through
+PAYLOADS = {
+    # The issue's own: Hydra 1.3.8 blocks os.system by name, 1.3.2 does not.
+    "os_system": lambda marker, config: {"_target_": f"{FE_MODULE}.os.system", "command": f"touch {marker}"},
+    # The same chain to a call no Hydra blocks: it creates the marker.
+    "os_makedirs": lambda marker, config: {"_target_": f"{FE_MODULE}.os.makedirs", "name": str(marker)},
+    "write_text_then_torch_load": lambda marker, config: _chain_payload(marker),
+    # An unchecked node (under optim) pulled into a checked one at resolution.
+    "interpolation": lambda marker, config: config["optim"].update(evil=_chain_payload(marker)) or "${optim.evil}",
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("payload", list(PAYLOADS))
+def test_a_crafted_target_runs_nothing_and_is_one_line_naming_the_key(moons_run: Path, tmp_path: Path, payload):
+    marker = tmp_path / "marker"
+    run_dir = _edited(moons_run, tmp_path, lambda c: c[FE_GROUP][FE_NODE].update(hidden=PAYLOADS[payload](marker, c)))
+    before = _listing(run_dir)
+
+    result = analyze_cli(str(run_dir), "--device", "cpu", "--no-wandb", cwd=tmp_path)
+    assert not marker.exists() and not marker.with_suffix(".pkl").exists()
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: config.model.feature_extractor.hidden"), lines
+    assert "--trust" in lines[0]
+    assert _listing(run_dir) == before
+
+
+FE_GROUP, FE_NODE = "model", "feature_extractor"
+
+
+def _listing(run_dir: Path) -> dict[str, int]:
+    return {str(p.relative_to(run_dir)): p.stat().st_size for p in run_dir.rglob("*")}
+
+
+def _edited(moons_run: Path, tmp_path: Path, edit) -> Path:
+    """A copy of the finished moons run whose summary's config `edit` changed in place."""
+    run_dir = tmp_path / "run"
+    shutil.copytree(moons_run, run_dir, ignore=shutil.ignore_patterns("analysis.json", "analysis"))
+    summary = json.loads((run_dir / "summary.json").read_text())
+    edit(summary["config"])
+    (run_dir / "summary.json").write_text(json.dumps(summary))
+    return run_dir
+
+
+def _one_error_line(capsys, argv: list[str]) -> str:
+    with pytest.raises(SystemExit) as stopped:
+        main([*argv, "--device", "cpu", "--no-wandb"])
+    assert stopped.value.code == 2
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and err[0].startswith("error: "), err
+    return err[0]
+
+
+FE = "model.feature_extractor"
+REFUSED = {
+    # (edit of the stored config, what the one line says)
+    "weights_only": (
+        lambda c: c["model"]["feature_extractor"].update(weights_only=False),
+        f"config.{FE}.weights_only: a stored config may not set weights_only",
+    ),
+    "args": (
+        lambda c: c["model"]["label_predictor"].update(_args_=[1]),
+        "config.model.label_predictor._args_: a stored config may not set _args_",
+    ),
+    "imported_class": (
+        lambda c: c["model"]["feature_extractor"].update(_target_="dann.models.feature_extractors.Path"),
+        f"config.{FE}._target_: dann.models.feature_extractors.Path is not a public class or function defined in",
+    ),
+    "private_function": (
+        lambda c: c["model"]["feature_extractor"].update(_target_="dann.models.feature_extractors._download"),
+        f"config.{FE}._target_: expected a dotted name package.module.Name of a public class",
+    ),
+    "a_function_where_only_classes": (
+        lambda c: c["dataset"].update(_target_="dann.data.make_stream"),
+        "config.dataset._target_: dann.data.make_stream is not a public class defined in dann.data",
+    ),
+    "partial_outside": (
+        lambda c: c["optim"]["lr_schedule"].update(_target_="shutil.rmtree"),
+        "config.optim.lr_schedule._target_: shutil.rmtree is not a component of dann.data",
+    ),
+    "env_resolver": (
+        lambda c: c["logger"]["wandb"].update(project="${oc.env:HOME}"),
+        "config.logger.wandb.project: '${oc.env:HOME}' is an interpolation",
+    ),
+    "no_model": (lambda c: c.pop("model"), "config.model must be a mapping (a config group), got nothing"),
+    "no_trainer": (lambda c: c.pop("trainer"), "config.trainer must be a mapping (a config group), got nothing"),
+    "method_a_list": (
+        lambda c: c.update(method=["dann.methods.DANN"]),
+        "config.method must be a mapping (a config group), got list",
+    ),
+    "eval_batch_size": (
+        lambda c: c["trainer"].update(eval_batch_size="big"),
+        "config.trainer.eval_batch_size: expected",
+    ),
+    "constructor_refuses": (
+        lambda c: c["model"]["feature_extractor"].update(hidden="wide"),
+        "its config's dataset or model cannot be built (",
+    ),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", list(REFUSED))
+def test_a_stored_config_dann_did_not_write_is_one_line(moons_run: Path, tmp_path: Path, capsys, case):
+    edit, message = REFUSED[case]
+    run_dir = _edited(moons_run, tmp_path, edit)
+    before = _listing(run_dir)
+    line = _one_error_line(capsys, [str(run_dir)])
+    assert message in line, line
+    assert _listing(run_dir) == before
+
+
+@pytest.mark.slow
+def test_a_dataset_without_its_download_key_still_downloads_nothing(moons_run: Path, tmp_path: Path, capsys, network):
+    """The class's default (download=True for the digits) must not apply: the analysis downloads nothing."""
+    from omegaconf import OmegaConf
+
+    from tests.helpers import compose_config
+
+    digits = OmegaConf.to_container(compose_config("dataset=mnist_mnistm").dataset, resolve=True)
+    digits.pop("download")
+    digits["root"] = str(tmp_path / "data")
+    run_dir = _edited(moons_run, tmp_path, lambda c: c.update(dataset=digits))
+    _one_error_line(capsys, [str(run_dir)])
+    assert network == []
+
+
+def test_every_target_of_the_shipped_configs_is_allowed():
+    """The check refuses no run dann.run can make: every group option and preset composes to targets it accepts."""
+    from omegaconf import OmegaConf
+
+    from dann.config import CONF_DIR
+    from dann.stored_config import check_stored_config
+    from tests.helpers import compose_config
+
+    overrides = [
+        f"{group}={path.stem}"
+        for group in ("dataset", "model", "method", "optim", "experiment")
+        for path in sorted((CONF_DIR / group).glob("*.yaml"))
+    ]
+    assert len(overrides) > 30
+    for override in overrides:
+        config = OmegaConf.to_container(compose_config("logger=none", override), resolve=True)
+        check_stored_config(config)
+
+
+def test_a_summary_too_large_to_be_one_is_refused_unread(tmp_path: Path, capsys):
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    with open(run_dir / "summary.json", "wb") as f:
+        f.truncate(65 * 2**20)  # sparse: 65 MiB that take no disk
+    line = _one_error_line(capsys, [str(run_dir)])
+    assert "summary.json: larger than 64 MiB, so not a run summary" in line, line
+
+
+@contextlib.contextmanager
+def _read_only(path: Path):
+    """`path` read-only even for root (the tests may run as root, whom chmod does not stop): chattr +i."""
+    if os.geteuid() != 0:
+        path.chmod(0o555)
+        try:
+            yield
+        finally:
+            path.chmod(0o755)
+        return
+    if subprocess.run(["chattr", "+i", str(path)], capture_output=True).returncode != 0:
+        pytest.skip("running as root on a filesystem without chattr +i: no way to make a directory read-only")
+    try:
+        yield
+    finally:
+        subprocess.run(["chattr", "-i", str(path)], check=True)
+
+
+@pytest.mark.slow
+def test_a_read_only_run_directory_is_one_line_and_out_writes_elsewhere(moons_run: Path, tmp_path: Path, capsys):
+    run_dir = _edited(moons_run, tmp_path, lambda c: None)
+    before = sorted(p.name for p in run_dir.iterdir())
+    with _read_only(run_dir):
+        line = _one_error_line(capsys, [str(run_dir), "--no-tsne", "--max-points", "50"])
+        assert f"error: {run_dir}: cannot be written" in line and "--out DIR" in line, line
+        assert sorted(p.name for p in run_dir.iterdir()) == before
+
+        out = tmp_path / "elsewhere"
+        main([str(run_dir), "--out", str(out), "--no-tsne", "--max-points", "50", "--device", "cpu", "--no-wandb"])
+        assert sorted(p.name for p in run_dir.iterdir()) == before
+    analysis = json.loads((out / "analysis.json").read_text())
+    assert (out / analysis["files"]["features"]).is_file() and (out / analysis["files"]["confusion"]).is_file()

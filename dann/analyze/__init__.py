@@ -15,7 +15,6 @@ restore (run directory → data and network) → features → pad, plots → ana
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 from collections.abc import Sequence
@@ -23,6 +22,7 @@ from pathlib import Path
 
 from dann.analyze.analysis import Options, analyze_run
 from dann.analyze.pad import proxy_a_distance
+from dann.analyze.restore import read_summary
 from dann.errors import DannError, RunDirError
 
 __all__ = ["Options", "analyze_run", "find_runs", "main", "proxy_a_distance"]
@@ -54,6 +54,14 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--trust", action="store_true", help="build the classes a run's config names even outside dann's own"
     )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        metavar="DIR",
+        help="write analysis.json and analysis/ under DIR instead of beside each summary.json (a read-only run "
+        "directory): in DIR itself for a run directory given, in DIR/<its path under the directory given> for a "
+        "sweep's runs",
+    )
     return parser.parse_args(argv)
 
 
@@ -63,18 +71,38 @@ def find_runs(paths: Sequence[Path]) -> list[tuple[Path, bool]]:
     `named`: the user named this run directory itself. Runs found in a sweep that did not finish
     are skipped there (a sweep has failed and skipped jobs), but a named one must have finished.
     """
+    return [(run_dir, named) for run_dir, named, _ in _find_runs(paths)]
+
+
+def _find_runs(paths: Sequence[Path]) -> list[tuple[Path, bool, Path]]:
+    """(run directory, named, its path relative to the path given: "." for a named one)."""
     runs = []
     for path in paths:
         if (path / "summary.json").is_file():
-            runs.append((path, True))
+            runs.append((path, True, Path(".")))
             continue
         if not path.is_dir():
             raise RunDirError(f"{path}: no such directory")
         found = sorted(summary.parent for summary in path.rglob("summary.json"))
         if not found:
             raise RunDirError(f"{path}: not a run directory, and no run directory (holding summary.json) under it")
-        runs += [(run_dir, False) for run_dir in found]
+        runs += [(run_dir, False, run_dir.relative_to(path)) for run_dir in found]
     return runs
+
+
+def _out_dirs(runs: list[tuple[Path, bool, Path]], out: Path | None) -> list[Path | None]:
+    """Where each run's analysis goes: beside its summary (None), or under `out`, one directory per run."""
+    if out is None:
+        return [None] * len(runs)
+    dirs = [out / relative for _, _, relative in runs]
+    for i, target in enumerate(dirs):
+        if target in dirs[:i]:
+            other = runs[dirs.index(target)][0]
+            raise RunDirError(
+                f"--out: {other} and {runs[i][0]} would both write their analysis to {target}; analyse them one "
+                "at a time, each with its own --out"
+            )
+    return dirs
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -82,11 +110,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     options = Options(args.tsne, args.max_points, args.device, args.data_root, args.trust, args.wandb)
     try:
-        for run_dir, named in find_runs(args.paths):
+        runs = _find_runs(args.paths)
+        for (run_dir, named, _), out_dir in zip(runs, _out_dirs(runs, args.out), strict=True):
             if not named and _status(run_dir) != "finished":
                 log.info("%s: skipped (status %s)", run_dir, _status(run_dir))
                 continue
-            analysis = analyze_run(run_dir, options)
+            analysis = analyze_run(run_dir, options, out_dir)
             pad = analysis["pad"]
             log.info(
                 "%s: proxy A-distance %.3f (raw inputs %.3f), target accuracy %.3f → %s",
@@ -94,7 +123,7 @@ def main(argv: Sequence[str] | None = None) -> None:
                 pad["features"],
                 pad["raw"],
                 analysis["target_acc"],
-                run_dir / "analysis.json",
+                (out_dir or run_dir) / "analysis.json",
             )
     except DannError as e:
         print(f"error: {' '.join(str(e).split())}", file=sys.stderr)
@@ -103,8 +132,8 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 def _status(run_dir: Path) -> str | None:
     try:
-        return json.loads((run_dir / "summary.json").read_text()).get("status")
-    except (OSError, ValueError, AttributeError):
+        return read_summary(run_dir / "summary.json").get("status")
+    except (RunDirError, AttributeError):  # unreadable, too large, or not a mapping
         return None
 
 

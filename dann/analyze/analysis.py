@@ -1,13 +1,14 @@
 """One run's analysis: features of source validation and target test → proxy A-distance, figures, confusion.
 
-Writes, in the run directory, `analysis.json` (atomically, last: its presence means the files it
-names are complete) and `analysis/` with `features.npz` and the PNGs; then logs them to the run's
-own W&B run, if it had one (`wandb_log`).
+Writes, in the run directory (or the directory `--out` gives), `analysis.json` (atomically, last:
+its presence means the files it names are complete) and `analysis/` with `features.npz` and the
+PNGs; then logs them to the run's own W&B run, if it had one (`wandb_log`).
 """
 
 from __future__ import annotations
 
 import logging
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from dann.analyze.pad import proxy_a_distance
 from dann.analyze.plots import confusion_png, decision_boundary_png, tsne_png
 from dann.analyze.restore import read_run, rebuild
 from dann.analyze.wandb_log import log_analysis
+from dann.errors import RunDirError, describe_error
 from dann.tracking import write_json_atomic
 
 log = logging.getLogger(__name__)
@@ -42,11 +44,15 @@ class Options:
     wandb: bool = True
 
 
-def analyze_run(run_dir: Path, options: Options = Options()) -> dict[str, Any]:
-    """Analyse the finished run in `run_dir`; return what `analysis.json` now holds."""
+def analyze_run(run_dir: Path, options: Options = Options(), out_dir: Path | None = None) -> dict[str, Any]:
+    """Analyse the finished run in `run_dir`; return what `analysis.json` now holds.
+
+    `out_dir`: where `analysis.json` and `analysis/` go (default: `run_dir`, beside the summary)."""
     run = read_run(run_dir)
+    out_dir = run_dir if out_dir is None else out_dir
     device = distributed.device(options.device)
     data, network = rebuild(run, device, options.data_root, options.trust)
+    check_writable(out_dir)  # before minutes of work, and before anything is written
     batch_size = int(run.config.trainer.eval_batch_size)
 
     def features_of(split) -> SplitFeatures:
@@ -56,9 +62,35 @@ def analyze_run(run_dir: Path, options: Options = Options()) -> dict[str, Any]:
     source, target = features_of(data.source_val), features_of(data.target_test)
     # Equal numbers of each domain for the SVM and the plots (unreadable images can make them differ).
     n = min(len(source.sample), len(target.sample))
-    s, t = source.sample[:n], target.sample[:n]
+    try:
+        analysis = _write(out_dir, run, data, network, device, source, target, n, options)
+    except OSError as e:  # the directory went read-only or full on the way
+        raise RunDirError(f"{out_dir}: the analysis could not be written ({describe_error(e)}); {_OUT_HINT}") from None
+    if options.wandb:
+        log_analysis(run, analysis, out_dir)
+    return analysis
 
-    out = run_dir / "analysis"
+
+_OUT_HINT = "write it elsewhere with --out DIR"
+
+
+def check_writable(out_dir: Path) -> None:
+    """A `RunDirError` unless a file can be created in `out_dir` (made if missing); the probe is removed."""
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=out_dir):
+            pass
+    except OSError as e:
+        raise RunDirError(
+            f"{out_dir}: cannot be written ({describe_error(e)}), and analysis.json and analysis/ go there; "
+            + _OUT_HINT
+        ) from None
+
+
+def _write(out_dir, run, data, network, device, source, target, n, options) -> dict[str, Any]:
+    """analysis/ (features, figures) then analysis.json, in `out_dir`; what analysis.json holds."""
+    s, t = source.sample[:n], target.sample[:n]
+    out = out_dir / "analysis"
     out.mkdir(exist_ok=True)
     files = {"features": "analysis/features.npz", "confusion": "analysis/confusion.png"}
     np.savez(
@@ -109,9 +141,7 @@ def analyze_run(run_dir: Path, options: Options = Options()) -> dict[str, Any]:
         "confusion": confusion.tolist(),
         "files": files,
     }
-    write_json_atomic(run_dir / "analysis.json", analysis)
-    if options.wandb:
-        log_analysis(run, analysis)
+    write_json_atomic(out_dir / "analysis.json", analysis)
     return analysis
 
 

@@ -1,15 +1,18 @@
 """A finished run's data and network, rebuilt from its directory: `summary.json`'s config and `checkpoints/last.pt`.
 
-Nothing read from the directory runs code. The summary is JSON and the checkpoint is read with
-`weights_only=True`; the config's `_target_`s are built by Hydra, so each must name a component
-of dann's own data and models, or of torch.nn or torchvision.transforms (a class, or a factory
-function of `dann.models`), and `method._target_` a method of `dann.methods` (its class sizes the
-domain classifier), unless the user says the run is theirs (`trust`): a crafted summary cannot name
-`os.system`.
+Nothing read from the directory runs code. The summary is JSON (read up to MAX_SUMMARY_BYTES) and
+the checkpoint is read with `weights_only=True`; the config's `_target_`s are built by Hydra, so
+before anything is imported or built the whole stored config passes `dann.stored_config`: every
+`_target_` a class (or a dann.models/dann.schedules function) defined in dann's components,
+torch.nn, torch.optim or torchvision.transforms, no interpolation, no `weights_only`; and
+`dataset._target_` a dataset pair and `method._target_` a method of dann (its class sizes the
+domain classifier). Unless the user says the run is theirs (`trust`): a crafted summary cannot
+name `os.system`, directly or through a chain such as `dann.models.feature_extractors.os.system`.
 """
 
 from __future__ import annotations
 
+import inspect
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,15 +21,22 @@ from typing import Any
 import torch
 from hydra.utils import get_object
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
 from dann.builders import build_dataset, build_network
 from dann.checkpoint import checkpoint_path, read_checkpoint
+from dann.config import check_value
 from dann.data import DomainData, DomainPair
-from dann.errors import ConfigError, RunDirError
+from dann.errors import ConfigError, DannError, RunDirError, describe_error
 from dann.methods import Method
 from dann.models import DANNNetwork
+from dann.stored_config import TRUST_HINT, check_stored_config, safe_target
 
-SAFE_PREFIXES = ("dann.data.", "dann.models.", "torch.nn.", "torchvision.transforms.")
+# A summary is a few kilobytes (its config, a few hundred final numbers); far beyond that it is not one.
+MAX_SUMMARY_BYTES = 64 * 2**20
+# What the analysis reads of the config: groups that must be mappings, and the nodes built in them.
+GROUPS = ("dataset", "model", "method", "trainer")
+MODEL_NODES = ("feature_extractor", "label_predictor", "domain_classifier")
 
 
 @dataclass
@@ -44,18 +54,62 @@ def read_run(run_dir: Path) -> FinishedRun:
     path = run_dir / "summary.json"
     if not path.is_file():
         raise RunDirError(f"{run_dir}: not a run directory (no summary.json)")
-    try:
-        summary = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise RunDirError(f"{path}: unreadable ({type(e).__name__}: {e})") from None
+    summary = read_summary(path)
     if not isinstance(summary, dict) or not isinstance(summary.get("config"), dict):
         raise RunDirError(f"{path}: not a run summary with its config (written by an older dann?)")
     if summary.get("status") != "finished":
         raise RunDirError(f"{run_dir}: the run has status {summary.get('status')!r}; only finished runs are analysed")
     if not checkpoint_path(run_dir).is_file():
         raise RunDirError(f"{run_dir}: no checkpoint at {checkpoint_path(run_dir)}; it is needed for the network")
+    _check_shape(summary["config"], path)
     state = read_checkpoint(checkpoint_path(run_dir))
-    return FinishedRun(run_dir, summary, OmegaConf.create(summary["config"]), state)
+    try:
+        config = OmegaConf.create(summary["config"])
+    except OmegaConfBaseException as e:
+        raise RunDirError(f"{path}: its config cannot be read ({describe_error(e)})") from None
+    return FinishedRun(run_dir, summary, config, state)
+
+
+def read_summary(path: Path) -> Any:
+    """The JSON in `path`, read only up to MAX_SUMMARY_BYTES (a larger file is refused, never read whole)."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read(MAX_SUMMARY_BYTES + 1)
+    except OSError as e:
+        raise RunDirError(f"{path}: unreadable ({describe_error(e)})") from None
+    if len(data) > MAX_SUMMARY_BYTES:
+        raise RunDirError(
+            f"{path}: larger than {MAX_SUMMARY_BYTES // 2**20} MiB, so not a run summary (one is a few kB); "
+            "it was not read"
+        )
+    try:
+        return json.loads(data)
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
+        raise RunDirError(f"{path}: unreadable ({type(e).__name__}: {' '.join(str(e).split())})") from None
+
+
+def _check_shape(config: dict[str, Any], path: Path) -> None:
+    """The keys the analysis reads, with the kind of value it reads there: one `RunDirError` naming the key."""
+    for group in GROUPS:
+        if not isinstance(config.get(group), dict):
+            got = "nothing" if group not in config else type(config[group]).__name__
+            raise RunDirError(f"{path}: config.{group} must be a mapping (a config group), got {got}; {_EDITED}")
+    for node in MODEL_NODES:
+        if not isinstance(config["model"].get(node), dict):
+            raise RunDirError(f"{path}: config.model.{node} must be a mapping with a _target_; {_EDITED}")
+    for group, node in (("dataset", config["dataset"]), ("method", config["method"])):
+        if not isinstance(node.get("_target_"), str):
+            raise RunDirError(f"{path}: config.{group}._target_ must be a dotted class name; {_EDITED}")
+    try:
+        for key in ("trainer.eval_batch_size", "model.freeze_backbone", "model.backbone_lr_mult"):
+            group, leaf = key.split(".")
+            check_value(key, config[group].get(leaf))
+        check_value("model.bottleneck_dim", config["model"].get("bottleneck_dim"))
+    except ConfigError as e:
+        raise RunDirError(f"{path}: config.{e}; {_EDITED}") from None
+
+
+_EDITED = "the file was not written by dann.run as it is (edited, or damaged)"
 
 
 def rebuild(
@@ -67,23 +121,33 @@ def rebuild(
     Nothing is downloaded: neither data (`dataset.download`) nor pretrained weights, which the
     checkpoint replaces anyway.
     """
+    if trust:
+        dataset_class = get_object(run.config.dataset._target_)
+    else:
+        check_stored_config(run.summary["config"])  # before anything it names is imported
+        dataset_class = safe_target(run.config.dataset._target_, "config.dataset._target_")
+        if not _is_subclass(dataset_class, DomainPair):
+            raise ConfigError(f"config.dataset._target_: {run.config.dataset._target_} is not a dataset pair class")
+        # The method's class sizes the domain classifier (build_network asks it), so it is imported too.
+        method = run.config.method._target_
+        if not _is_subclass(safe_target(method, "config.method._target_"), Method):
+            raise ConfigError(f"config.method._target_: {method} is not a method of dann; {TRUST_HINT}")
     cfg = run.config.copy()
-    for node, where in ((cfg.dataset, "dataset"), (cfg.model, "model")):
-        check_targets(OmegaConf.to_container(node), where, trust)
-    if not trust and not _is_subclass(_find(cfg.dataset._target_, "dataset"), DomainPair):
-        raise ConfigError(f"dataset._target_: {cfg.dataset._target_} is not a dataset class (a DomainPair)")
-    # The method's class sizes the domain classifier (build_network asks it), so it is imported too.
-    method = str(cfg.method.get("_target_"))
-    if not trust and not (method.startswith("dann.methods.") and _is_subclass(_find(method, "method"), Method)):
-        raise ConfigError(f"method._target_: {method} is not a method of dann; pass --trust if this run is your own")
     if data_root is not None:
         cfg.dataset.root = data_root
-    if "download" in cfg.dataset:
+    if "download" in cfg.dataset or "download" in _parameters(dataset_class):  # whatever the class's default
         cfg.dataset.download = False
     if "weights" in cfg.model.feature_extractor:
         cfg.model.feature_extractor.weights = None
-    data = build_dataset(cfg).load()
-    network = build_network(cfg, data.input_shape, data.num_classes)
+    try:
+        data = build_dataset(cfg).load()
+        network = build_network(cfg, data.input_shape, data.num_classes)
+    except DannError:
+        raise
+    except Exception as e:  # noqa: BLE001 - settings a constructor refuses: the stored config's fault
+        raise ConfigError(
+            f"{run.run_dir / 'summary.json'}: its config's dataset or model cannot be built ({describe_error(e)})"
+        ) from None
     # The checkpoint holds the Method's state_dict; the network is its `network` member.
     prefix = "network."
     weights = {key[len(prefix) :]: value for key, value in run.state["method"].items() if key.startswith(prefix)}
@@ -94,33 +158,11 @@ def rebuild(
     return data, network.to(device).eval()
 
 
-def check_targets(node: Any, where: str, trust: bool) -> None:
-    """Refuse any `_target_` under `node` (a plain container) outside the components a run is built from."""
-    if isinstance(node, list):
-        for i, item in enumerate(node):
-            check_targets(item, f"{where}[{i}]", trust)
-        return
-    if not isinstance(node, dict):
-        return
-    target = node.get("_target_")
-    if target is not None and not trust:
-        hint = "pass --trust if this run directory is your own"
-        if not str(target).startswith(SAFE_PREFIXES):
-            raise ConfigError(
-                f"{where}._target_: {target} is not a component of dann, torch.nn or torchvision.transforms; {hint}"
-            )
-        found = _find(str(target), where)  # imports a module of dann, torch or torchvision only
-        if not isinstance(found, type) and not str(target).startswith("dann.models."):
-            raise ConfigError(f"{where}._target_: {target} is not a class; {hint}")
-    for key, value in node.items():
-        check_targets(value, f"{where}.{key}", trust)
-
-
-def _find(target: str, where: str) -> Any:
+def _parameters(found: Any) -> tuple[str, ...]:
     try:
-        return get_object(target)
-    except Exception as e:  # noqa: BLE001 - ImportError, AttributeError, …: one line either way
-        raise ConfigError(f"{where}._target_: {target} cannot be found ({type(e).__name__})") from None
+        return tuple(inspect.signature(found).parameters)
+    except (TypeError, ValueError):
+        return ()
 
 
 def _is_subclass(found: Any, base: type) -> bool:

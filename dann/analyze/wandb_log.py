@@ -8,6 +8,7 @@ written before and stand whatever happens here.
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Any
 
 from omegaconf import OmegaConf
@@ -20,8 +21,9 @@ log = logging.getLogger(__name__)
 IMAGES = ("tsne", "decision_boundary", "confusion")  # logged as analysis/<name> when the analysis made them
 
 
-def log_analysis(run: FinishedRun, analysis: dict[str, Any]) -> None:
-    """Resume the run's W&B run and log the figures, the proxy A-distances, target accuracy and per-class accuracy."""
+def log_analysis(run: FinishedRun, analysis: dict[str, Any], out_dir: Path) -> None:
+    """Resume the run's W&B run (its files in `out_dir`, where the analysis is) and log the figures,
+    the proxy A-distances, target accuracy and per-class accuracy."""
     settings = OmegaConf.select(run.config, "logger.wandb")
     run_id = run.state.get("wandb_run_id")
     if settings is None or not run_id:
@@ -37,7 +39,7 @@ def log_analysis(run: FinishedRun, analysis: dict[str, Any]) -> None:
             resume="allow",
             project=settings.get("project"),
             entity=settings.get("entity"),
-            dir=str(run.run_dir),
+            dir=str(out_dir),
             mode=mode,
             reinit="finish_previous",
         )
@@ -46,7 +48,7 @@ def log_analysis(run: FinishedRun, analysis: dict[str, Any]) -> None:
         return
     try:
         images = {
-            f"analysis/{name}": wandb.Image(str(run.run_dir / analysis["files"][name]))
+            f"analysis/{name}": wandb.Image(str(out_dir / analysis["files"][name]))
             for name in IMAGES
             if name in analysis["files"]
         }
