@@ -457,3 +457,22 @@ def test_a_read_only_run_directory_is_one_line_and_out_writes_elsewhere(moons_ru
         assert sorted(p.name for p in run_dir.iterdir()) == before
     analysis = json.loads((out / "analysis.json").read_text())
     assert (out / analysis["files"]["features"]).is_file() and (out / analysis["files"]["confusion"]).is_file()
+
+
+@pytest.mark.slow
+def test_links_planted_among_the_analysis_files_are_never_written_through(moons_run: Path, tmp_path: Path):
+    run_dir = _edited(moons_run, tmp_path, lambda c: None)
+    victims = {name: tmp_path / f"victim_{name}" for name in ("png_tmp", "npz", "npz_tmp", "json_tmp")}
+    for victim in victims.values():
+        victim.write_text("untouched")
+    (run_dir / "analysis").mkdir()
+    (run_dir / "analysis" / "confusion.png.tmp").symlink_to(victims["png_tmp"])
+    (run_dir / "analysis" / "features.npz").symlink_to(victims["npz"])
+    (run_dir / "analysis" / "features.npz.tmp").symlink_to(victims["npz_tmp"])
+    (run_dir / "analysis.json.tmp").symlink_to(victims["json_tmp"])
+
+    main([str(run_dir), "--no-tsne", "--max-points", "50", "--device", "cpu", "--no-wandb"])
+    assert all(victim.read_text() == "untouched" for victim in victims.values())
+    with np.load(run_dir / "analysis" / "features.npz") as npz:  # the link was replaced by the file itself
+        assert npz["features"].shape[1] == 32
+    assert not (run_dir / "analysis" / "features.npz").is_symlink()

@@ -23,6 +23,7 @@ from dann.analyze.plots import confusion_png, decision_boundary_png, tsne_png
 from dann.analyze.restore import read_run, rebuild
 from dann.analyze.wandb_log import log_analysis
 from dann.errors import RunDirError, describe_error
+from dann.rundir import atomic_write, make_subdir
 from dann.tracking import write_json_atomic
 
 log = logging.getLogger(__name__)
@@ -90,16 +91,16 @@ def check_writable(out_dir: Path) -> None:
 def _write(out_dir, run, data, network, device, source, target, n, options) -> dict[str, Any]:
     """analysis/ (features, figures) then analysis.json, in `out_dir`; what analysis.json holds."""
     s, t = source.sample[:n], target.sample[:n]
-    out = out_dir / "analysis"
-    out.mkdir(exist_ok=True)
+    out = make_subdir(out_dir / "analysis")  # a link there is refused: it could lead outside the directory
     files = {"features": "analysis/features.npz", "confusion": "analysis/confusion.png"}
-    np.savez(
-        out / "features.npz",
-        features=np.concatenate([source.features, target.features]),
-        labels=np.concatenate([source.labels, target.labels]),
-        domains=np.repeat(np.array([0, 1], dtype=np.int64), [len(source.labels), len(target.labels)]),
-        predictions=np.concatenate([source.predictions, target.predictions]),
-    )
+    with atomic_write(out / "features.npz", "wb") as f:
+        np.savez(
+            f,
+            features=np.concatenate([source.features, target.features]),
+            labels=np.concatenate([source.labels, target.labels]),
+            domains=np.repeat(np.array([0, 1], dtype=np.int64), [len(source.labels), len(target.labels)]),
+            predictions=np.concatenate([source.predictions, target.predictions]),
+        )
     confusion = confusion_matrix(target.labels, target.predictions, data.num_classes)
     names = _class_names(data)
     task = f"{run.summary.get('method')} {data.source} → {data.target}, seed {run.summary.get('seed')}"

@@ -6,7 +6,6 @@ global state, so nothing needs a display and nothing leaks between runs.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -15,6 +14,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from sklearn.decomposition import PCA
 from sklearn.manifold import TSNE
+
+from dann.rundir import atomic_write
 
 DOMAIN_COLOURS = ("tab:blue", "tab:orange")  # source, target
 MOST_ANNOTATED_CLASSES = 20  # confusion matrices larger than this are drawn without numbers in the cells
@@ -111,8 +112,8 @@ def class_colours(labels: np.ndarray) -> dict:
 
 
 def _save(fig: Figure, path: Path) -> None:
-    """Write the PNG to a temporary file, then rename: a killed analysis never leaves half an image."""
+    """Write the PNG atomically and never through a link planted in the run directory (`atomic_write`):
+    a killed analysis never leaves half an image, and a crafted link never leads outside the directory."""
     FigureCanvasAgg(fig)
-    tmp = path.with_name(path.name + ".tmp")
-    fig.savefig(tmp, format="png", dpi=100, bbox_inches="tight")
-    os.replace(tmp, path)
+    with atomic_write(path, "wb") as f:
+        fig.savefig(f, format="png", dpi=100, bbox_inches="tight")
