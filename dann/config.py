@@ -90,6 +90,11 @@ def _check_model(cfg: DictConfig) -> None:
             "set model.freeze_backbone=true as well, or model.unfreeze_last=0"
         )
     method = locate(cfg.method._target_)
+    if "final_lambda" in cfg.method:  # build_method passes the top-level λ, which the summary records
+        raise ConfigError(
+            f"method.final_lambda: the final λ is the top-level lambda (the summary records it); "
+            f"drop it with ~method.final_lambda and set lambda={cfg.method.final_lambda} instead"
+        )
     if getattr(method, "needs_pretrained_backbone", False) and not model.feature_extractor.get("weights"):
         raise ConfigError(
             f"model.feature_extractor.weights: method={cfg.method.name} starts from pretrained weights, but none "
