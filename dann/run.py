@@ -39,7 +39,7 @@ from dann.precision import Runtime, prepare, resolve_runtime
 from dann.rundir import RunDirLock, hydra_job_files, previous_summary, write_hydra_files
 from dann.selection import CRITERIA
 from dann.tracking import RunLogger, write_json_atomic
-from dann.train import LoopSettings, train
+from dann.train import LoopSettings, check_resumable, train
 
 log = logging.getLogger("dann")
 
@@ -189,6 +189,8 @@ def _train_run(
         prepare(method, runtime, device)
         summary["runtime"] = runtime.as_dict() | {"device": str(device)}  # `auto` resolved: what actually ran
         _check_same_runtime(checkpoint, runtime, device)
+        if checkpoint is not None:  # before metrics.jsonl is rewound to its step: a refused one changes nothing
+            check_resumable(checkpoint_path(run_dir), checkpoint, method)
         fraction = dataset.target_labeled_fraction
         summary["target_labeled_fraction"] = fraction if method.uses_target_labels else 0.0
         if method.uses_target_labels and fraction < 1:
