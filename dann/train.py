@@ -15,7 +15,6 @@ from torch import Tensor
 
 from dann import distributed
 from dann.checkpoint import (
-    check_run_facts,
     checkpoint_path,
     missing_and_extra,
     refuse,
@@ -105,12 +104,13 @@ class TrainState:
         method just built, the step an int in [0, total steps], every generator state one that loads.
         Checked before any of it is used, so that a refused checkpoint changes nothing."""
         fresh = self._own_state()
-        expected = {*fresh, *RUN_FACTS}
-        missing = sorted(expected - state.keys() - {"runtime"})  # runtime: absent from older checkpoints
-        extra = sorted(state.keys() - expected - {"ranks"})
+        # dann.run's facts beside it (checked by load_checkpoint) may be there; a bare state_dict() has none.
+        missing, extra = sorted(fresh.keys() - state.keys()), sorted(state.keys() - {*fresh, *RUN_FACTS, "ranks"})
         if missing or extra:
             raise refuse(path, missing_and_extra(missing, extra))
-        check_run_facts(path, state, self.method.total_steps)
+        steps = self.method.total_steps
+        if type(state["step"]) is not int or not 0 <= state["step"] <= steps:
+            raise refuse(path, f"step: expected an integer in [0, {steps}] (trainer.steps), got {state['step']!r}")
         problem = None
         for key in ("method", "lr_scheduler", "streams"):
             problem = problem or structure_difference(state[key], fresh[key], key)
