@@ -280,10 +280,11 @@ def main(cfg: DictConfig) -> float | None:
     multirun = hydra_cfg.mode == RunMode.MULTIRUN
     overrides = list(hydra_cfg.overrides.task)
     job = f"job {hydra_cfg.job.num} [{' '.join(overrides)}]" if multirun else "run"
-    distributed.setup(str(OmegaConf.select(cfg, "trainer.device", throw_on_resolution_failure=False)))
-    if not distributed.is_main():  # rank 0 logs and prints the run; the others only their warnings
-        logging.getLogger().setLevel(logging.WARNING)
     try:
+        # Inside: a launch whose processes never all arrive (stray RANK/WORLD_SIZE) is one ConfigError line.
+        distributed.setup(str(OmegaConf.select(cfg, "trainer.device", throw_on_resolution_failure=False)))
+        if not distributed.is_main():  # rank 0 logs and prints the run; the others only their warnings
+            logging.getLogger().setLevel(logging.WARNING)
         summary = run(
             cfg,
             run_dir,
