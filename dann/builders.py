@@ -10,6 +10,7 @@ A config node's `name` labels the component in summaries and reports (`method.na
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Sequence
 from typing import Any
 
@@ -68,12 +69,20 @@ def build_network(cfg: DictConfig, input_shape: Sequence[int], num_classes: int)
     )
 
 
+def takes_final_lambda(target: str) -> bool:
+    """Whether the method class `target` names schedules λ (has a `final_lambda` parameter)."""
+    return "final_lambda" in inspect.signature(get_class(target)).parameters
+
+
 def build_method(cfg: DictConfig, network: DANNNetwork) -> Method:
     """`method` over `network`, with `optim.optimizer` over the network's parameter groups,
-    `optim.lr_schedule`, the run's length (`trainer.steps`), and, for a method that schedules
-    λ (`method.lambda_schedule`), the final λ (top-level `lambda`)."""
+    `optim.lr_schedule`, the run's length (`trainer.steps`), and, for a method that takes a final λ
+    (`final_lambda`: the adaptive ones), the top-level `lambda`."""
     optimizer = build(cfg.optim.optimizer)(params=network.parameter_groups())
-    adaptation = {"final_lambda": float(cfg["lambda"])} if "lambda_schedule" in cfg.method else {}
+    # Decided by what the class takes, not by whether its node has a `lambda_schedule`: a method config
+    # without one (`~method.lambda_schedule`, a user's own `{_target_: dann.methods.DANN}`) falls back to
+    # the class's default schedule, which must still end at the λ the summary records, not at 1.
+    adaptation = {"final_lambda": float(cfg["lambda"])} if takes_final_lambda(cfg.method._target_) else {}
     return build(
         cfg.method,
         network=network,

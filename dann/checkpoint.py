@@ -61,13 +61,88 @@ def read_checkpoint(path: Path) -> dict[str, Any]:
     return state
 
 
+RESUME_FIX = "start over with trainer.resume=false (which replaces it), or use another output directory"
+
+
+def refuse(path: Path, problem: str) -> RunDirError:
+    """The one error for a checkpoint that reads but is not what this run would have written."""
+    return RunDirError(f"{path}: not a checkpoint this run can resume ({problem}); {RESUME_FIX}")
+
+
+def check_run_facts(path: Path, state: dict[str, Any], steps: int) -> None:
+    """The facts dann.run reads before the training state is touched (metrics.jsonl is rewound to
+    `step`, W&B resumed by its id): each of the kind a run writes, `step` an int in [0, `steps`]."""
+    step = state["step"]
+    if type(step) is not int or not 0 <= step <= steps:
+        raise refuse(path, f"step: expected an integer in [0, {steps}] (trainer.steps), got {step!r}")
+    if not isinstance(state["config"], dict):
+        raise refuse(path, f"config: expected a mapping, got {type(state['config']).__name__}")
+    kinds = {"elapsed_s": (int, float), "wandb_run_id": (str, type(None)), "runtime": (dict, type(None))}
+    for key, kind in kinds.items():
+        if key == "runtime" and key not in state:  # written before checkpoints recorded the runtime
+            continue
+        if key not in state or isinstance(state[key], bool) or not isinstance(state[key], kind):
+            raise refuse(path, f"{key}: missing or of the wrong kind ({type(state.get(key)).__name__})")
+
+
+def missing_and_extra(missing: list, extra: list) -> str:
+    """`missing a, b; extra c`."""
+    found = (("missing", missing), ("extra", extra))
+    return "; ".join(f"{label} {', '.join(map(str, keys))}" for label, keys in found if keys)
+
+
+def structure_difference(saved: Any, fresh: Any, where: str = "") -> str | None:
+    """Where `saved` differs in structure from `fresh` (what this run would write): keys, lengths,
+    kinds of values (int and float alike are numbers), tensor shapes and dtypes. None if alike."""
+    name = where or "the checkpoint"
+    if isinstance(fresh, torch.Tensor):
+        if not isinstance(saved, torch.Tensor):
+            return f"{name}: expected a tensor, got {type(saved).__name__}"
+        if saved.shape != fresh.shape or saved.dtype != fresh.dtype:
+            return (
+                f"{name}: expected a tensor of shape {tuple(fresh.shape)} {fresh.dtype}, "
+                f"got {tuple(saved.shape)} {saved.dtype}"
+            )
+        return None
+    if isinstance(fresh, dict):
+        if not isinstance(saved, dict):
+            return f"{name}: expected a mapping, got {type(saved).__name__}"
+        missing, extra = [k for k in fresh if k not in saved], [k for k in saved if k not in fresh]
+        if missing or extra:
+            return f"{name}: {missing_and_extra(missing, extra)}"
+        for key in fresh:
+            found = structure_difference(saved[key], fresh[key], f"{where}.{key}" if where else str(key))
+            if found:
+                return found
+        return None
+    if isinstance(fresh, (list, tuple)):
+        if type(saved) is not type(fresh) or len(saved) != len(fresh):
+            length = f" of {len(saved)}" if isinstance(saved, (list, tuple)) else ""
+            return f"{name}: expected a {type(fresh).__name__} of {len(fresh)}, got {type(saved).__name__}{length}"
+        for i, (a, b) in enumerate(zip(saved, fresh, strict=True)):
+            found = structure_difference(a, b, f"{where}[{i}]")
+            if found:
+                return found
+        return None
+    if isinstance(fresh, bool) or fresh is None or isinstance(fresh, str):
+        same = type(saved) is type(fresh)
+    elif isinstance(fresh, (int, float)):
+        same = isinstance(saved, (int, float)) and not isinstance(saved, bool)
+    else:
+        same = type(saved) is type(fresh)
+    return None if same else f"{name}: expected {type(fresh).__name__}, got {type(saved).__name__} {saved!r:.40}"
+
+
 def load_checkpoint(run_dir: Path, config: dict[str, Any]) -> dict[str, Any] | None:
     """The run directory's last checkpoint, or None. Refuses one made with a config other than
-    `config` (the resolved config of the run about to start)."""
+    `config` (the resolved config of the run about to start), or whose step and run facts are not
+    what a run of it writes (the training state itself is checked against the built method by
+    `dann.train.check_resumable`)."""
     path = checkpoint_path(run_dir)
     if not path.exists():
         return None
     state = read_checkpoint(path)
+    check_run_facts(path, state, config["trainer"]["steps"])
     differences = describe_differences(state["config"], config)
     if differences:
         raise RunDirError(

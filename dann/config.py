@@ -39,14 +39,67 @@ def drop_unused_lambda_schedule(cfg: DictConfig) -> None:
     with no `_target_` (only a method with a schedule group brings one). They are dropped, so that
     the config recorded and identified is what runs, rather than the run being refused.
     """
-    schedule = cfg.method.get("lambda_schedule") if "method" in cfg else None
+    method = cfg.get("method")  # None after `~method`: validate names it
+    schedule = method.get("lambda_schedule") if isinstance(method, DictConfig) else None
     if isinstance(schedule, DictConfig) and "_target_" not in schedule:
         with open_dict(cfg):
             del cfg.method["lambda_schedule"]
 
 
+# The config groups a run needs, each with the key that says one was chosen: `~dataset` leaves
+# config.yaml's own `dataset.target_labeled_fraction`, so the group's node exists, without a dataset.
+GROUPS: dict[str, str | None] = {
+    "model": "feature_extractor",
+    "optim": "optimizer",
+    "dataset": "_target_",
+    "method": "_target_",
+    "trainer": None,
+    "logger": "wandb",
+}
+# The keys the code reads from every config (beyond what a `_target_`'s own signature defaults):
+# deleted (`~trainer.steps`), each is one ConfigError naming it, not an attribute error mid-run.
+REQUIRED = (
+    "seed",
+    "lambda",
+    "method.name",
+    "dataset.name",
+    "dataset.protocol",
+    "model.feature_extractor._target_",
+    "model.label_predictor._target_",
+    "model.domain_classifier._target_",
+    "model.bottleneck_dim",
+    "model.backbone_lr_mult",
+    "model.freeze_backbone",
+    "optim.optimizer._target_",
+    "optim.lr_schedule._target_",
+    *(key for key in SCHEMA if key.startswith(("trainer.", "logger."))),
+)
+
+
+def check_complete(cfg: DictConfig) -> None:
+    """Every group and key the run reads is there: one `ConfigError` naming the first missing one.
+    Reads only the config's structure (no interpolation is resolved)."""
+    for group, anchor in GROUPS.items():
+        node = cfg.get(group) if isinstance(cfg, DictConfig) else None
+        if not isinstance(node, DictConfig) or (anchor is not None and anchor not in node):
+            options = " | ".join(sorted(file.stem for file in (CONF_DIR / group).glob("*.yaml")))
+            raise ConfigError(
+                f"{group}: missing from the config (removed with ~{group}?); a run needs one: "
+                f"drop that override, or choose one with {group}=… ({options})"
+            )
+    for key in REQUIRED:
+        parent, _, name = key.rpartition(".")
+        node = OmegaConf.select(cfg, parent, throw_on_resolution_failure=False) if parent else cfg
+        if not isinstance(node, DictConfig) or name not in node:
+            raise ConfigError(
+                f"{key}: missing from the config (removed with ~{key}?); a run needs it: "
+                f"drop that override, or set it again (+{key}=…)"
+            )
+
+
 def validate(cfg: DictConfig) -> None:
     """Every value against its spec, then the rules across keys; the first failure is raised."""
+    check_complete(cfg)
     resolved = _resolved(cfg)
     resolved.pop("hydra", None)  # Hydra's own business
     for key, value in flatten(resolved).items():
@@ -90,6 +143,11 @@ def _check_model(cfg: DictConfig) -> None:
             "set model.freeze_backbone=true as well, or model.unfreeze_last=0"
         )
     method = locate(cfg.method._target_)
+    if "final_lambda" in cfg.method:  # build_method passes the top-level λ, which the summary records
+        raise ConfigError(
+            f"method.final_lambda: the final λ is the top-level lambda (the summary records it); "
+            f"drop it with ~method.final_lambda and set lambda={cfg.method.final_lambda} instead"
+        )
     if getattr(method, "needs_pretrained_backbone", False) and not model.feature_extractor.get("weights"):
         raise ConfigError(
             f"model.feature_extractor.weights: method={cfg.method.name} starts from pretrained weights, but none "

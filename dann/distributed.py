@@ -28,6 +28,7 @@ import logging
 import os
 import pickle
 import re
+import sys
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, TypeVar
 
@@ -42,6 +43,9 @@ log = logging.getLogger(__name__)
 # Collectives wait this long for the slowest rank: rank 0 evaluates (reverse validation included)
 # while the others wait, which on the large image benchmarks takes minutes.
 TIMEOUT = datetime.timedelta(hours=2)
+# Joining waits this long for every process of the launch (seconds; DANN_RENDEZVOUS_TIMEOUT): stray
+# RANK/WORLD_SIZE variables with no other process would otherwise hold a run silent for TIMEOUT.
+RENDEZVOUS_TIMEOUT_S = 300.0
 BUCKET_ELEMENTS = 2**24  # gradients all-reduced per collective: 64 MB of float32
 T = TypeVar("T")
 
@@ -100,12 +104,58 @@ def setup(device: str = "auto") -> None:
     cuda = torch.cuda.is_available() and not str(device).startswith("cpu")
     if cuda and launch["local_rank"] < torch.cuda.device_count():  # else check_settings says why
         torch.cuda.set_device(launch["local_rank"])
+    wait = rendezvous_timeout(os.environ)
+    where = f"{launch['master_addr']}:{launch['master_port']}"
+    # Printed, not logged: the first join happens in a Hydra callback, before logging is configured.
+    variables = ", ".join(f"{k}={os.environ[k]}" for k in LAUNCH_VARIABLES if k in os.environ)
+    print(
+        f"waiting up to {wait:.0f} s for {launch['world_size']} processes at {where} (rank {launch['rank']}; "
+        f"{variables} from the environment)",
+        file=sys.stderr,
+        flush=True,
+    )
+    try:  # the store first, with the short wait: joining is bounded, evaluations keep TIMEOUT
+        store = dist.TCPStore(
+            launch["master_addr"],
+            launch["master_port"],
+            launch["world_size"],
+            is_master=launch["rank"] == 0,
+            timeout=datetime.timedelta(seconds=wait),
+            wait_for_workers=True,
+        )
+    except (RuntimeError, ValueError, OSError) as e:  # DistStoreError, DistNetworkError: RuntimeErrors
+        raise ConfigError(
+            f"RANK/WORLD_SIZE: the environment describes process {launch['rank']} of {launch['world_size']} "
+            f"meeting at {where}, but not all of them came within {wait:.0f} s "
+            f"({type(e).__name__}: {' '.join(str(e).split())[:160]}); launch all of them (torchrun, srun), "
+            "or unset RANK, WORLD_SIZE, MASTER_ADDR and MASTER_PORT for a run of one process "
+            "(DANN_RENDEZVOUS_TIMEOUT=<seconds> waits longer)"
+        ) from None
+    store.set_timeout(TIMEOUT)
     dist.init_process_group(
         backend="cpu:gloo,cuda:nccl" if cuda else "gloo",
+        store=store,
         rank=launch["rank"],
         world_size=launch["world_size"],
         timeout=TIMEOUT,
     )
+
+
+LAUNCH_VARIABLES = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT", "SLURM_PROCID")
+
+
+def rendezvous_timeout(env: Mapping[str, str]) -> float:
+    """Seconds to wait for every process to join: DANN_RENDEZVOUS_TIMEOUT, else RENDEZVOUS_TIMEOUT_S."""
+    value = env.get("DANN_RENDEZVOUS_TIMEOUT")
+    if value is None:
+        return RENDEZVOUS_TIMEOUT_S
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = -1.0
+    if not 0 < seconds < float("inf"):
+        raise ConfigError(f"DANN_RENDEZVOUS_TIMEOUT: expected a number of seconds > 0, got {value!r}")
+    return seconds
 
 
 def world_size() -> int:
@@ -338,7 +388,11 @@ def share_output_dir(config: Any, node: str) -> None:
         return
     from omegaconf import OmegaConf, read_write  # here: the library itself never imports Hydra or OmegaConf
 
-    setup(str(OmegaConf.select(config, "trainer.device", default="auto", throw_on_resolution_failure=False)))
+    try:
+        setup(str(OmegaConf.select(config, "trainer.device", default="auto", throw_on_resolution_failure=False)))
+    except ConfigError as e:  # Hydra turns a callback's exception into a warning, and the run would wait again
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
     if world_size() == 1:
         return
     directory = broadcast_object(str(config.hydra[node].dir))

@@ -47,7 +47,7 @@ from dann.rundir import (
 )
 from dann.selection import CRITERIA
 from dann.tracking import RunLogger, write_json_atomic
-from dann.train import LoopSettings, train
+from dann.train import LoopSettings, check_resumable, train
 
 log = logging.getLogger("dann")
 
@@ -258,6 +258,8 @@ def _train_run(
         summary["runtime"] = runtime.as_dict() | {"device": str(device)}  # `auto` resolved: what actually ran
         _check_same_runtime(checkpoint, runtime, device)
         _check_same_threads(checkpoint)
+        if checkpoint is not None:  # before metrics.jsonl is rewound to its step: a refused one changes nothing
+            check_resumable(checkpoint_path(run_dir), checkpoint, method)
         fraction = dataset.target_labeled_fraction
         summary["target_labeled_fraction"] = fraction if method.uses_target_labels else 0.0
         if method.uses_target_labels and fraction < 1:
@@ -379,11 +381,13 @@ def main(cfg: DictConfig) -> float | None:
     multirun = hydra_cfg.mode == RunMode.MULTIRUN
     overrides = list(hydra_cfg.overrides.task)
     job = f"job {hydra_cfg.job.num} [{' '.join(overrides)}]" if multirun else "run"
-    distributed.setup(str(OmegaConf.select(cfg, "trainer.device", throw_on_resolution_failure=False)))
-    if not distributed.is_main():  # rank 0 logs and prints the run; the others only their warnings
-        logging.getLogger().setLevel(logging.WARNING)
-    held_run = distributed.is_main() and _holds_run(run_dir)  # before this launch: what a refusal must keep
+    held_run = False  # whether run_dir held a run before this launch: what a refusal must keep
     try:
+        # Inside: a launch whose processes never all arrive (stray RANK/WORLD_SIZE) is one ConfigError line.
+        distributed.setup(str(OmegaConf.select(cfg, "trainer.device", throw_on_resolution_failure=False)))
+        if not distributed.is_main():  # rank 0 logs and prints the run; the others only their warnings
+            logging.getLogger().setLevel(logging.WARNING)
+        held_run = distributed.is_main() and _holds_run(run_dir)
         summary = run(
             cfg,
             run_dir,

@@ -14,7 +14,15 @@ import torch
 from torch import Tensor
 
 from dann import distributed
-from dann.checkpoint import rng_state, save_checkpoint, set_rng_state
+from dann.checkpoint import (
+    checkpoint_path,
+    missing_and_extra,
+    refuse,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+    structure_difference,
+)
 from dann.criteria import label_free_criteria
 from dann.data import DomainData, ImageSplit, make_stream, to_device
 from dann.errors import Diverged, Interrupted
@@ -60,6 +68,10 @@ class TrainState:
 
     def state_dict(self) -> dict[str, Any]:
         """Tensors and plain data only (loadable with weights_only=True)."""
+        return self._own_state() | self._ranks_state()
+
+    def _own_state(self) -> dict[str, Any]:
+        """This process's state (what a one-process checkpoint holds beside the run's facts)."""
         return {
             "step": self.step,
             "method": self.method.state_dict(),
@@ -72,7 +84,7 @@ class TrainState:
             "logged": self.logged,
             "evaluations": self.evaluations,
             "rng": rng_state(),
-        } | self._ranks_state()
+        }
 
     def _ranks_state(self) -> dict[str, Any]:
         """Several processes: every rank's own random generators (dropout) and unlogged metrics, gathered
@@ -86,7 +98,69 @@ class TrainState:
         """The metrics not logged yet, one CPU tensor per name (what a checkpoint holds of them)."""
         return {name: torch.stack(values).cpu() for name, values in self.pending.items()}
 
-    def load_state_dict(self, state: dict[str, Any], device: torch.device) -> None:
+    def check_state_dict(self, state: dict[str, Any], path: Path) -> None:
+        """Refuse (one `RunDirError` naming `path`) a checkpoint whose structure is not what this run
+        writes: the same keys, kinds of values, tensor shapes and dtypes as `state_dict()` of the
+        method just built, the step an int in [0, total steps], every generator state one that loads.
+        Checked before any of it is used, so that a refused checkpoint changes nothing."""
+        fresh = self._own_state()
+        # dann.run's facts beside it (checked by load_checkpoint) may be there; a bare state_dict() has none.
+        missing, extra = sorted(fresh.keys() - state.keys()), sorted(state.keys() - {*fresh, *RUN_FACTS, "ranks"})
+        if missing or extra:
+            raise refuse(path, missing_and_extra(missing, extra))
+        steps = self.method.total_steps
+        if type(state["step"]) is not int or not 0 <= state["step"] <= steps:
+            raise refuse(path, f"step: expected an integer in [0, {steps}] (trainer.steps), got {state['step']!r}")
+        problem = None
+        for key in ("method", "lr_scheduler", "streams"):
+            problem = problem or structure_difference(state[key], fresh[key], key)
+        problem = problem or self._optimizer_difference(state["optimizer"], fresh["optimizer"])
+        scaler = state["grad_scaler"]
+        if scaler is not None and fresh["grad_scaler"] is not None:
+            problem = problem or structure_difference(scaler, fresh["grad_scaler"], "grad_scaler")
+        elif scaler is not None and not isinstance(scaler, dict):
+            problem = f"grad_scaler: expected a mapping or None, got {type(scaler).__name__}"
+        for domain, stream in state["streams"].items() if not problem else ():
+            if any(value < 0 for value in stream.values()):
+                problem = f"streams.{domain}: expected positions >= 0, got {stream}"
+        problem = problem or _metrics_difference(state)
+        ranks = state.get("ranks")
+        if ranks is not None and not problem:
+            if not isinstance(ranks, list) or not all(isinstance(r, dict) and r.keys() == RANK_KEYS for r in ranks):
+                problem = "ranks: expected a list of {rng, pending} per process"
+            for i, rank_state in enumerate(ranks if not problem else ()):
+                problem = problem or _metrics_difference(rank_state, f"ranks[{i}].")
+        for where, rng in [("rng", state["rng"])] + [(f"ranks[{i}].rng", r["rng"]) for i, r in enumerate(ranks or [])]:
+            problem = problem or _rng_difference(rng, fresh["rng"], where)
+        if not problem and state["step"] == self.method.total_steps and not state["evaluations"]:
+            problem = "evaluations: a checkpoint of the last step holds its evaluation, this one none"
+        if problem:
+            raise refuse(path, problem)
+
+    def _optimizer_difference(self, saved: Any, fresh: dict[str, Any]) -> str | None:
+        """The optimiser's groups as this run builds them; its per-parameter state (momentum, Adam's
+        moments) only for parameters it has, each tensor of that parameter's shape (or a scalar)."""
+        if not isinstance(saved, dict) or saved.keys() != fresh.keys():
+            return "optimizer: expected a mapping with state and param_groups"
+        problem = structure_difference(saved["param_groups"], fresh["param_groups"], "optimizer.param_groups")
+        if problem or not isinstance(saved["state"], dict):
+            return problem or "optimizer.state: expected a mapping"
+        shapes = [p.shape for group in self.method.optimizer.param_groups for p in group["params"]]
+        for index, values in saved["state"].items():
+            if type(index) is not int or not 0 <= index < len(shapes) or not isinstance(values, dict):
+                return f"optimizer.state: no parameter {index!r} in this run's optimizer"
+            for name, value in values.items():
+                if isinstance(value, Tensor) and value.dim() > 0 and value.shape != shapes[index]:
+                    return (
+                        f"optimizer.state.{index}.{name}: expected shape {tuple(shapes[index])}, "
+                        f"got {tuple(value.shape)}"
+                    )
+        return None
+
+    def load_state_dict(self, state: dict[str, Any], device: torch.device, path: Path | None = None) -> None:
+        """Restore `state` (a checkpoint), once `check_state_dict` has accepted it (`path`: its file, named
+        in the error)."""
+        self.check_state_dict(state, path or Path("the checkpoint"))
         ranks = state.get("ranks") or [state]  # a checkpoint of one process holds only rank 0's
         if len(ranks) != distributed.world_size():
             log.warning(
@@ -108,6 +182,71 @@ class TrainState:
         self.pending = {name: list(values.to(device).unbind()) for name, values in state["pending"].items()}
         self.latest, self.logged, self.evaluations = state["latest"], state["logged"], state["evaluations"]
         set_rng_state(state["rng"])
+
+
+# What dann.run saves beside the training state in each checkpoint (`run_facts`, the W&B run, the time).
+RUN_FACTS = ("config", "runtime", "wandb_run_id", "elapsed_s")
+RANK_KEYS = {"rng", "pending"}  # each process's own part of a multi-process checkpoint (`_ranks_state`)
+
+
+def _metrics_difference(state: dict[str, Any], prefix: str = "") -> str | None:
+    """The loop's bookkeeping: unlogged metrics (name → 1-d float tensor), logged values (name →
+    number), evaluations (a list of name → number); `prefix`: where in the checkpoint."""
+
+    def numbers(value: Any) -> bool:
+        return isinstance(value, dict) and all(
+            isinstance(k, str) and isinstance(v, (int, float)) and not isinstance(v, bool) for k, v in value.items()
+        )
+
+    pending = state["pending"]
+    if not isinstance(pending, dict) or not all(
+        isinstance(v, Tensor) and v.dim() == 1 and v.is_floating_point() for v in pending.values()
+    ):
+        return f"{prefix}pending: expected metric name → 1-d float tensor"
+    for key in ("latest", "logged") if not prefix else ():
+        if not numbers(state[key]):
+            return f"{key}: expected metric name → number"
+    if not prefix and not (isinstance(state["evaluations"], list) and all(map(numbers, state["evaluations"]))):
+        return "evaluations: expected a list of metric name → number"
+    return None
+
+
+def _rng_difference(saved: Any, fresh: dict[str, Any], where: str) -> str | None:
+    """A generator state of the structure `rng_state()` gives, that the generators accept (tried,
+    then the current states put back)."""
+    if not isinstance(saved, dict):
+        return f"{where}: expected a mapping, got {type(saved).__name__}"
+    cuda = saved.get("cuda")
+    problem = structure_difference({k: v for k, v in saved.items() if k != "cuda"}, fresh | {"cuda": None}, where)
+    problem = problem if problem != f"{where}: missing cuda" else None
+    if not problem and not (
+        isinstance(cuda, list) and all(isinstance(t, Tensor) and t.dtype == torch.uint8 for t in cuda)
+    ):
+        problem = f"{where}.cuda: expected a list of byte tensors"
+    if problem:
+        return problem
+    current = rng_state()
+    try:
+        set_rng_state(saved | {"cuda": []})
+    except Exception as e:  # noqa: BLE001 - any refusal of a generator is the checkpoint's fault
+        return f"{where}: a generator refuses it ({type(e).__name__}: {' '.join(str(e).split())[:100]})"
+    finally:
+        set_rng_state(current)
+    return None
+
+
+def check_resumable(path: Path, checkpoint: dict[str, Any], method: Method) -> None:
+    """`TrainState.check_state_dict` before the data streams exist (dann.run, before metrics.jsonl is
+    rewound to the checkpoint's step): theirs are checked against the state a fresh stream has."""
+    fresh_stream = _FreshStream()
+    TrainState(method, fresh_stream, fresh_stream).check_state_dict(checkpoint, path)
+
+
+class _FreshStream:
+    """The state both kinds of stream (dann.data.stream) start from."""
+
+    def state_dict(self) -> dict[str, int]:
+        return {"epoch": 0, "position": 0}
 
 
 def train(
@@ -148,7 +287,7 @@ def train(
 
     state = TrainState(method, source, target)
     if checkpoint is not None:
-        state.load_state_dict(checkpoint, device)
+        state.load_state_dict(checkpoint, device, checkpoint_path(run_dir))
         log.info("resumed from step %d of %d", state.step, steps)
     start = state.step
     pending, latest, evaluations = state.pending, state.latest, state.evaluations  # updated in place below

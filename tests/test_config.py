@@ -348,3 +348,16 @@ def test_reverse_validation_as_objective_needs_it_to_run():
     with pytest.raises(ConfigError, match="^trainer.objective=reverse_val needs reverse validation to run"):
         validate(compose_config("trainer.objective=reverse_val", "trainer.reverse_validation_every=0"))
     validate(compose_config("trainer.objective=reverse_val"))  # it runs at every evaluation by default
+
+
+# A deleted group or key once met an OmegaConf traceback (read before, or inside, validate); now one line naming it.
+@pytest.mark.parametrize(
+    "deleted", ["~trainer", "~method", "~dataset", "~model", "~optim", "~logger", "~seed", "~lambda", "~trainer.steps"]
+)
+def test_a_deleted_group_or_key_is_one_line_naming_it(tmp_path: Path, deleted):
+    result = run_cli("logger=none", deleted, f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path, timeout=300)
+    assert result.returncode == 2, result.stderr
+    key = deleted.removeprefix("~")
+    assert result.stderr.startswith(f"error: {key}: missing from the config"), result.stderr
+    assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert not (tmp_path / "run" / "metrics.jsonl").exists()

@@ -269,3 +269,23 @@ def test_a_cuda_device_index_is_refused_on_several_processes(monkeypatch):
         distributed.check_settings(batch_size=32, device="cuda:1")
     with pytest.raises(distributed.ConfigError, match="e.g. trainer.batch_size=32"):
         distributed.check_settings(batch_size=33, device="auto")
+
+
+# Stray launch variables with no other process once held a run silent for the 2-hour collective timeout.
+@pytest.mark.parametrize("rank", ["0", "1"])
+def test_stray_rank_variables_say_what_they_wait_for_and_give_up_in_one_line(tmp_path: Path, rank):
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = str(s.getsockname()[1])
+    launch = {"RANK": rank, "WORLD_SIZE": "2", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": port}
+    env = launch | {"DANN_RENDEZVOUS_TIMEOUT": "2", "OMP_NUM_THREADS": "1"}
+    result = run_cli("trainer=debug", "logger=none", f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path, env=env)
+    assert result.returncode == 2, result.stderr
+    assert f"waiting up to 2 s for 2 processes at 127.0.0.1:{port} (rank {rank}" in result.stderr
+    assert f"RANK={rank}, WORLD_SIZE=2" in result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: RANK/WORLD_SIZE:") and "unset RANK, WORLD_SIZE" in last, result.stderr
+    assert "Traceback" not in result.stderr and result.stderr.count("error:") == 1
+    assert not (tmp_path / "run" / "metrics.jsonl").exists()

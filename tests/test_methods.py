@@ -86,3 +86,41 @@ def test_target_only_trains_on_target_labels():
     batch = make_batch(with_target_labels=True)
     expected = F.cross_entropy(copy.deepcopy(method.network).predict(batch.target_x), batch.target_y)
     assert method.update(batch, progress=0.0)["train/label_loss"].item() == pytest.approx(expected.item())
+
+
+# A run must train with the λ its summary states: the method's default schedule (no lambda_schedule node,
+# from `~method.lambda_schedule` or a user's own method config) once ignored `lambda` and rose to 1.
+@pytest.mark.parametrize("how", ["deleted_schedule", "own_method_config"])
+def test_a_run_trains_with_the_lambda_its_summary_states(how, tmp_path):
+    import json
+
+    from tests.helpers import SHORT_RUN, read_jsonl, run_cli
+
+    overrides = ["lambda=0"]
+    if how == "deleted_schedule":
+        overrides.append("~method.lambda_schedule")
+    else:  # a user's config directory with a method config of their own, without a schedule
+        (tmp_path / "conf" / "method").mkdir(parents=True)
+        (tmp_path / "conf" / "method" / "mine.yaml").write_text("_target_: dann.methods.DANN\nname: mine\n")
+        overrides += [f"hydra.searchpath=[file://{tmp_path / 'conf'}]", "method=mine"]
+    run_dir = tmp_path / "run"
+    result = run_cli(*SHORT_RUN, *overrides, f"hydra.run.dir={run_dir}", cwd=tmp_path, env={"OMP_NUM_THREADS": "1"})
+    assert result.returncode == 0, result.stderr
+    summary = json.loads((run_dir / "summary.json").read_text())
+    logged = [r["train/lambda"] for r in read_jsonl(run_dir / "metrics.jsonl") if "train/lambda" in r]
+    assert summary["lambda"] == 0.0
+    assert logged and set(logged) == {0.0}
+
+
+def test_final_lambda_in_the_method_node_is_refused():
+    from dann.config import validate
+    from dann.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"^method.final_lambda: .*lambda=0.5"):
+        validate(compose_config("+method.final_lambda=0.5"))
+
+
+@pytest.mark.parametrize("name", ["dann", "cdan", "mdd"])
+def test_every_adaptive_method_ends_at_the_top_level_lambda_whatever_its_schedule_node(name):
+    method, _ = make(name, "lambda=0.25", "~method.lambda_schedule")
+    assert method.final_lambda == 0.25

@@ -101,3 +101,63 @@ def test_checkpoints_are_written_atomically(tmp_path: Path, monkeypatch):
     state = read_checkpoint(checkpoint_path(tmp_path))
     assert state["step"] == 20
     assert {"method", "optimizer", "lr_scheduler", "streams", "rng", "pending", "evaluations"} <= set(state)
+
+
+QUICK = ("trainer.steps=20", "trainer.eval_every=10", "trainer.checkpoint_every=10", "logger=none")
+
+
+@pytest.fixture(scope="module")
+def killed_run(tmp_path_factory) -> Path:
+    """A short run's directory as a kill before its summary leaves it: a checkpoint of step 20 to resume."""
+    run_dir = tmp_path_factory.mktemp("killed") / "run"
+    run(compose_config(*QUICK), run_dir)
+    (run_dir / "summary.json").unlink()
+    return run_dir
+
+
+def _first_weight(state):
+    key = next(k for k, v in state["method"].items() if v.dim() == 2)
+    state["method"][key] = torch.zeros(3, 3)
+
+
+CORRUPTIONS = {
+    "tensor_shape": _first_weight,
+    "extra_key": lambda s: s.update(extra=1),
+    "missing_optimizer": lambda s: s.pop("optimizer"),
+    "string_step": lambda s: s.update(step="10"),
+    "negative_step": lambda s: s.update(step=-5),
+    "step_past_the_end": lambda s: s.update(step=10**6),
+    "rng_state": lambda s: s["rng"].update(torch=torch.zeros(3, dtype=torch.uint8)),
+    "python_rng_state": lambda s: s["rng"].update(python="nope"),
+    "stream_state": lambda s: s["streams"].update(source={"epoch": "x", "position": 0}),
+    "config_not_a_mapping": lambda s: s.update(config="nope"),
+}
+
+
+# A checkpoint that loads but is not what this run writes was a traceback, or (a negative step) trained
+# past its end and "finished"; now one RunDirError naming the file and the fix, and nothing changes on disk.
+@pytest.mark.parametrize("corruption", sorted(CORRUPTIONS))
+def test_a_loadable_but_wrong_checkpoint_is_refused_before_anything_runs(killed_run, tmp_path, corruption):
+    import shutil
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(killed_run, run_dir)
+    state = torch.load(checkpoint_path(run_dir), weights_only=True)
+    CORRUPTIONS[corruption](state)
+    torch.save(state, checkpoint_path(run_dir))
+    before = {p: p.read_bytes() for p in run_dir.rglob("*") if p.is_file()}
+    with pytest.raises(RunDirError) as refused:
+        run(compose_config(*QUICK), run_dir)
+    message = str(refused.value)
+    assert str(checkpoint_path(run_dir)) in message and "trainer.resume=false" in message
+    assert "\n" not in message
+    after = {p: p.read_bytes() for p in run_dir.rglob("*") if p.is_file() and p.name != "summary.json"}
+    assert after == {p: b for p, b in before.items()}  # nothing trained, logged or rewound
+
+
+def test_an_intact_checkpoint_still_resumes(killed_run, tmp_path):
+    import shutil
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(killed_run, run_dir)
+    assert run(compose_config(*QUICK), run_dir)["status"] == "finished"
