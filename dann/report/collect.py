@@ -18,6 +18,8 @@ from typing import Any
 import pandas as pd
 
 from dann.identity import flatten, identity
+from dann.readback import NotReadBack
+from dann.readback import read_bounded as read_back
 from dann.selection import CRITERIA
 from dann.spec import Spec, boolean, integer, is_real_number, number, one_of, text
 
@@ -66,8 +68,6 @@ RUNTIME: dict[str, Spec] = {
 RUNTIME_KEYS = tuple(f"runtime.{key}" for key in RUNTIME)
 ACCURACY = number(0, 1, noun="a fraction")  # every */acc* metric
 PAD = number(-2, 2, means="d_A = 2(1 − 2ε)")
-# Files read are written by dann.run (a few kB): anything far larger is not one of them.
-MAX_BYTES = 4 * 2**20
 MAX_NODES = 100_000  # config values after following ${key} references
 
 
@@ -269,11 +269,11 @@ SELECTION_NOTES = {
 
 
 def read_bounded(path: Path) -> str:
-    """The text of a file the report reads, refused when it is larger than any file dann writes."""
+    """The text of a file the report reads (dann.readback: bounded, a regular file); else a ReportError."""
     try:
-        if path.stat().st_size > MAX_BYTES:
-            raise ReportError(f"{path}: {path.stat().st_size} bytes, larger than any file dann.run writes; not read")
-        return path.read_text(encoding="utf-8")
+        return read_back(path)
+    except NotReadBack as e:
+        raise ReportError(f"{path}: {e}") from None
     except (OSError, UnicodeDecodeError) as e:
         raise ReportError(f"{path}: cannot be read ({e})") from None
 
