@@ -274,7 +274,9 @@ def test_a_corrupt_metrics_line_before_the_last_is_one_error(tmp_path: Path):
         run(compose_config(*QUICK, "trainer.steps=40", "trainer.checkpoint_every=20"), tmp_path)
 
 
-@pytest.mark.parametrize("content", ['{"status": "fini', "", "[1, 2]"])
+@pytest.mark.parametrize(
+    "content", ['{"status": "fini', "", "[1, 2]", "[" * 100_000], ids=["truncated", "empty", "list", "deep"]
+)
 def test_a_corrupt_summary_never_blocks_the_directory(tmp_path: Path, content: str):
     first = run(compose_config(*QUICK), tmp_path)
     (tmp_path / "summary.json").write_text(content)
