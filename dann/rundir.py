@@ -36,6 +36,7 @@ from omegaconf import DictConfig, OmegaConf
 from dann.distributed import share_output_dir
 from dann.errors import RunDirError
 from dann.interrupt import second_interrupt_deferred
+from dann.readback import read_bounded
 
 log = logging.getLogger(__name__)
 
@@ -165,14 +166,15 @@ class RunDirLock:
 
 
 def previous_summary(run_dir: Path) -> dict[str, Any] | None:
-    """The directory's summary.json, or None when it has none. A corrupt one is reported and
-    treated as absent (it is rewritten when this run ends), so it never blocks the directory."""
+    """The directory's summary.json, or None when it has none. A corrupt one (unreadable, not JSON,
+    nested too deep, or no summary by its size: never read whole) is reported and treated as absent
+    (it is rewritten when this run ends), so it never blocks the directory."""
     path = run_dir / "summary.json"
     if not path.exists():
         return None
     try:
-        summary = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        summary = json.loads(read_bounded(path))
+    except (OSError, ValueError, RecursionError) as e:  # ValueError: NotReadBack, JSONDecodeError, UnicodeDecodeError
         log.warning("%s is unreadable (%s); ignoring it: this run will write a new one", path, e)
         return None
     if not isinstance(summary, dict) or "status" not in summary:

@@ -185,7 +185,7 @@ class TrainState:
 
 
 # What dann.run saves beside the training state in each checkpoint (`run_facts`, the W&B run, the time).
-RUN_FACTS = ("config", "runtime", "wandb_run_id", "elapsed_s")
+RUN_FACTS = ("config", "runtime", "threads", "wandb_run_id", "elapsed_s")
 RANK_KEYS = {"rng", "pending"}  # each process's own part of a multi-process checkpoint (`_ranks_state`)
 
 

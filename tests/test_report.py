@@ -1050,3 +1050,48 @@ def test_a_criterion_without_a_finite_value_is_flagged_never_averaged_over_the_r
     ]
     row = next(r for r in read_csv(tmp_path / "s.csv") if r["criterion"] == "iwv")
     assert row["n"] == "1" and row["n_unavailable"] == "1"
+
+
+def test_a_pick_among_partly_non_finite_evaluations_is_flagged_and_a_malformed_record_left_out(tmp_path, capsys):
+    sweep = tmp_path / "sweep"
+    for job, (lam, seed) in enumerate((lam, seed) for lam in (0.1, 1.0) for seed in (0, 1)):
+        run_dir = write_run(sweep / str(job), lam=lam, seed=seed, final=evaluation(100, 0.6 + 0.1 * job))
+        edit_summary(
+            run_dir,
+            lambda s, job=job: s["selection"].update(iwv=evaluation(100, 0.6 + 0.1 * job) | {"select/iwv": -job}),
+        )
+    # In seed 1 of λ=0.1, iwv was NaN at steps 50 and 60: its pick is the best of the finite evaluations.
+    edit_summary(sweep / "1", lambda s: s.update(selection_nonfinite_steps={"iwv": [50, 60]}))
+    out = report(sweep, "--select", "iwv", "--csv", tmp_path / "t.csv", capsys=capsys)
+    assert text_table(out)[(None, "amazon→webcam")] == {
+        "λ=0.1": cell_text([0.6, 0.7]) + " △1 partly non-finite",  # averaged in, and flagged
+        "λ=1": cell_text([0.8, 0.9]),
+    }
+    assert any(line.startswith("△k partly non-finite: in k runs averaged in") for line in section(out, "Legend:"))
+    assert section(out, "Partly non-finite runs, averaged in (1):") == [
+        f"{sweep / '1'} (office31 amazon→webcam, dann λ=0.1, seed 1): selection.iwv: non-finite at steps 50, 60"
+    ]
+    rows = {r["column"]: r for r in read_csv(tmp_path / "t.csv") if r["row"] == "task"}
+    partly = (rows["λ=0.1"]["n"], rows["λ=0.1"]["n_partly_nonfinite"], rows["λ=1"]["n_partly_nonfinite"])
+    assert partly == ("2", "1", "0")
+
+    out = report(sweep, "--select", "all", "--csv", tmp_path / "s.csv", capsys=capsys)
+    iwv = next(line for line in out.splitlines() if " iwv " in f" {line} ")
+    assert "λ=0.1" in iwv and cell_text([0.6, 0.7]) + " △1 partly non-finite" in iwv  # iwv picks λ=0.1 (−0.5 > −2.5)
+    assert section(out, "iwv: non-finite at some evaluations in 1 run, picked among the others:") == [
+        f"{sweep / '1'} (office31 amazon→webcam, λ=0.1, seed 1): non-finite at steps 50, 60"
+    ]
+    picks = {r["criterion"]: r for r in read_csv(tmp_path / "s.csv")}
+    assert (picks["iwv"]["n_partly_nonfinite"], picks["oracle"]["n_partly_nonfinite"]) == ("1", "0")
+
+    # A record of another shape is no run summary: the run is left out and named, the others reported.
+    for name, steps in (("text", {"iwv": "50"}), ("bools", {"iwv": [True]}), ("list", [50])):
+        run_dir = write_run(sweep / name, lam=1.0, seed=7, final=evaluation(100, 0.5))
+        edit_summary(run_dir, lambda s, steps=steps: s.update(selection_nonfinite_steps=steps))
+    result = _report_cli(str(sweep), "--select", "source_val", cwd=tmp_path)
+    assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
+    assert sorted(section(result.stdout, "Left out")) == [
+        f"{sweep / name / 'summary.json'}: selection_nonfinite_steps: expected a mapping of criterion → "
+        f"a non-empty list of steps, got {got}"
+        for name, got in (("bools", "{'iwv': [True]}"), ("list", "[50]"), ("text", "{'iwv': '50'}"))
+    ]

@@ -274,13 +274,34 @@ def test_a_corrupt_metrics_line_before_the_last_is_one_error(tmp_path: Path):
         run(compose_config(*QUICK, "trainer.steps=40", "trainer.checkpoint_every=20"), tmp_path)
 
 
-@pytest.mark.parametrize("content", ['{"status": "fini', "", "[1, 2]"])
+@pytest.mark.parametrize(
+    "content", ['{"status": "fini', "", "[1, 2]", "[" * 100_000], ids=["truncated", "empty", "list", "deep"]
+)
 def test_a_corrupt_summary_never_blocks_the_directory(tmp_path: Path, content: str):
     first = run(compose_config(*QUICK), tmp_path)
     (tmp_path / "summary.json").write_text(content)
     again = run(compose_config(*QUICK), tmp_path)  # resumes from the final checkpoint, rewrites the summary
     assert again["status"] == "finished" and again["final"] == first["final"]
     assert json.loads((tmp_path / "summary.json").read_text())["final"] == first["final"]
+
+
+@pytest.mark.parametrize("planted", ["huge", "fifo", "endless"])
+def test_a_summary_too_large_or_not_a_file_is_never_read_and_treated_as_corrupt(tmp_path: Path, planted, caplog):
+    first = run(compose_config(*QUICK), tmp_path)
+    path = tmp_path / "summary.json"
+    if planted == "huge":  # sparse: the summary, then NULs to 65 MiB, costing no disk
+        with open(path, "r+b") as f:
+            f.truncate(65 * 2**20)
+    else:
+        path.unlink()
+        os.mkfifo(path) if planted == "fifo" else path.symlink_to("/dev/zero")  # endless: never read whole
+    says = "larger than 4 MiB, which no file dann writes is" if planted == "huge" else "not a regular file"
+    with caplog.at_level("WARNING", logger="dann"):
+        again = run(compose_config(*QUICK), tmp_path)  # as for any corrupt summary: resumed, rewritten
+    assert f"{path} is unreadable ({says}; not read); ignoring it" in caplog.text, caplog.text
+    assert again["status"] == "finished" and again["final"] == first["final"]
+    assert path.is_file() and not path.is_symlink()
+    assert json.loads(path.read_text())["final"] == first["final"]
 
 
 @pytest.mark.slow

@@ -18,12 +18,16 @@ from typing import Any
 import pandas as pd
 
 from dann.identity import flatten, identity
+from dann.readback import NotReadBack
+from dann.readback import read_bounded as read_back
 from dann.selection import CRITERIA
 from dann.spec import Spec, boolean, integer, is_real_number, number, one_of, text
 
 # The columns every run has; every other column of the runs DataFrame is an identity key. `inside`: the
 # run directory that holds this one (a run launched into a sweep's directory), else None.
-RUN_FIELDS = ("path", "status", "source", "target", "seed", "value", "error", "identity", "inside")
+# `nonfinite`: the steps ("1000, 3000") at which the selected criterion was non-finite in a finished run whose pick is
+# the best of its other evaluations (summary.json's selection_nonfinite_steps), else None.
+RUN_FIELDS = ("path", "status", "source", "target", "seed", "value", "error", "identity", "inside", "nonfinite")
 # `invalid`: a run directory whose files cannot be read, or hold what no run writes (an accuracy of 1.5,
 # a seed that is a list): left out of the table and named under it, with why.
 # `unavailable`: a finished run in which the criterion selected by (`--select iwv`) had no finite value
@@ -64,8 +68,6 @@ RUNTIME: dict[str, Spec] = {
 RUNTIME_KEYS = tuple(f"runtime.{key}" for key in RUNTIME)
 ACCURACY = number(0, 1, noun="a fraction")  # every */acc* metric
 PAD = number(-2, 2, means="d_A = 2(1 − 2ε)")
-# Files read are written by dann.run (a few kB): anything far larger is not one of them.
-MAX_BYTES = 4 * 2**20
 MAX_NODES = 100_000  # config values after following ${key} references
 
 
@@ -249,22 +251,29 @@ def read_summary(path: Path) -> dict:
         raise ReportError(f"{path}: missing required field{'s' * (len(missing) > 1)} {', '.join(missing)}")
     if not isinstance(summary["status"], str):
         raise ReportError(f"{path}: status: expected a string, got {summary['status']!r}")
-    unavailable = summary.get("selection_unavailable")
-    if unavailable is not None and not (
-        isinstance(unavailable, dict) and all(isinstance(v, str) for v in unavailable.values())
-    ):
-        raise ReportError(
-            f"{path}: selection_unavailable: expected a mapping of criterion → reason, got {shorten(unavailable)}"
-        )
+    for field, (expected, valid) in SELECTION_NOTES.items():
+        value = summary.get(field)
+        if value is not None and not (isinstance(value, dict) and all(map(valid, value.values()))):
+            raise ReportError(f"{path}: {field}: expected a mapping of criterion → {expected}, got {shorten(value)}")
     return summary
 
 
+# What dann.selection.summarise records beside `selection`, each {criterion: …}: what a value must be.
+SELECTION_NOTES = {
+    "selection_unavailable": ("reason", lambda reason: isinstance(reason, str)),
+    "selection_nonfinite_steps": (
+        "a non-empty list of steps",
+        lambda steps: isinstance(steps, list) and bool(steps) and not any(integer(0).expected(s) for s in steps),
+    ),
+}
+
+
 def read_bounded(path: Path) -> str:
-    """The text of a file the report reads, refused when it is larger than any file dann writes."""
+    """The text of a file the report reads (dann.readback: bounded, a regular file); else a ReportError."""
     try:
-        if path.stat().st_size > MAX_BYTES:
-            raise ReportError(f"{path}: {path.stat().st_size} bytes, larger than any file dann.run writes; not read")
-        return path.read_text(encoding="utf-8")
+        return read_back(path)
+    except NotReadBack as e:
+        raise ReportError(f"{path}: {e}") from None
     except (OSError, UnicodeDecodeError) as e:
         raise ReportError(f"{path}: cannot be read ({e})") from None
 
@@ -360,7 +369,9 @@ def finished(summary: dict, where: Path, metric: str, select: str) -> dict[str, 
         return {"status": "diverged", "error": f"{field}.{metric} is {value}"}
     if metric.split("/")[-1].startswith("acc"):  # target/acc, source/acc, target/acc_per_class_mean: fractions
         check(where, f"{field}.{metric}", value, ACCURACY)
-    return {"value": float(value)}
+    # Picked among the finite evaluations only: a number, but flagged, never passed off as a well-behaved pick.
+    steps = (summary.get("selection_nonfinite_steps") or {}).get(select) if select != "final" else None
+    return {"value": float(value), "nonfinite": ", ".join(map(str, steps)) if steps else None}
 
 
 def analysed(summary: dict, where: Path, metric: str, select: str) -> dict[str, Any]:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from dann.report.table import CELL, FLAGGED, SelectionTable, Table
+from dann.report.table import CELL, FLAGGED, PARTLY, SelectionTable, Table
 from dann.selection import CRITERIA
 
 METRICS = {
@@ -42,6 +42,13 @@ FLAGS = {
         "summary.json's selection_unavailable), so no evaluation was picked",
     ),
 }
+# A finished run, averaged in, whose selected criterion was non-finite at some evaluations: its mark.
+PARTLY_FLAG = (
+    "△",
+    "partly non-finite",
+    "the criterion was non-finite at some evaluations (summary.json's selection_nonfinite_steps) "
+    "and its pick is the best of the finite ones",
+)
 LATEX = {
     "\\": r"\textbackslash{}",
     "~": r"\textasciitilde{}",
@@ -64,6 +71,7 @@ LATEX = {
     "§": r"\S{}",
     "¶": r"\P{}",
     "◊": r"$\diamond$",
+    "△": r"$\triangle$",
     "<": r"\textless{}",
     ">": r"\textgreater{}",
     "|": r"\textbar{}",
@@ -119,7 +127,12 @@ def cell_text(table: Table, cell: pd.Series, kind: str) -> str:
             + ("*" if n < table.expected_n else "")
         )
     )
-    return " ".join([text] + [f"{FLAGS[status][0]}{int(cell[status])} {status}" for status in FLAGGED if cell[status]])
+    flags = [f"{FLAGS[status][0]}{int(cell[status])} {status}" for status in FLAGGED if cell[status]]
+    return " ".join([text, *flags] + ([partly_text(cell[PARTLY])] if cell[PARTLY] else []))
+
+
+def partly_text(k: int) -> str:
+    return f"{PARTLY_FLAG[0]}{int(k)} {PARTLY_FLAG[1]}"
 
 
 def average_text(average: pd.Series, kind: str, metric: str) -> str:
@@ -170,6 +183,8 @@ def legend(table: Table) -> list[str]:
     lines += [
         f"{FLAGS[s][0]}k {s}: {FLAGS[s][1]}; listed below, not averaged in." for s in FLAGGED if measured[s].any()
     ]
+    if measured[PARTLY].any():
+        lines.append(f"{PARTLY_FLAG[0]}k {PARTLY_FLAG[1]}: in k runs averaged in, {PARTLY_FLAG[2]}; listed below.")
     if any(shows_average(table, group) for group in table.groups):
         lines.append(
             "average: mean over tasks of the per-task means; [k/m tasks]: only k of the m tasks "
@@ -198,6 +213,12 @@ def notes(table: Table) -> list[tuple[str, list[str]]]:
     for status in FLAGGED:
         listed = [f"{where(r)}: {r['error']}" for r in runs if r["status"] == status and not r["superseded"]]
         sections.append((f"{status.capitalize()} runs ({len(listed)})", listed))
+    partly = [
+        f"{where(r)}: selection.{table.select}: non-finite at steps {r['nonfinite']}"
+        for r in runs
+        if r["status"] == "finished" and pd.notna(r["nonfinite"])
+    ]
+    sections.append((f"Partly non-finite runs, averaged in ({len(partly)})", partly))
     missing, check = [], []
     position = {cell: i for i, cell in enumerate(table.cells.index)}
     for cell, runs_of_cell in sorted(table.runs.groupby(CELL), key=lambda kv: position[kv[0]]):
@@ -361,7 +382,7 @@ def format_latex(table: Table) -> str:
     return "\n".join(lines) + "\n"
 
 
-COUNTS = {"finished": "n", **{status: f"n_{status}" for status in FLAGGED}}
+COUNTS = {"finished": "n", **{status: f"n_{status}" for status in (*FLAGGED, PARTLY)}}
 CSV_FIELDS = (
     "dataset",
     "protocol",
@@ -462,7 +483,8 @@ def selection_grid(table: SelectionTable) -> list[list[str]]:
                 f"{pick['score']:.4f}",
                 value
                 + ("*" if n < table.expected_n else "")
-                + (f" ◊{pick['unavailable']} unavailable" if pick["unavailable"] else ""),
+                + (f" ◊{pick['unavailable']} unavailable" if pick["unavailable"] else "")
+                + (f" {partly_text(pick[PARTLY])}" if pick[PARTLY] else ""),
                 f"{100 * pick['regret']:.1f}",
             ]
         )
@@ -484,6 +506,11 @@ def selection_notes(table: SelectionTable) -> list[tuple[str, list[str]]]:
             "◊k unavailable: in k runs of the picked configuration the criterion never had a finite value "
             "(non-finite or degenerate); the number is of the other runs, listed below."
         )
+    if table.picks[PARTLY].any():
+        lines.append(
+            f"{PARTLY_FLAG[0]}k {PARTLY_FLAG[1]}: in k runs of the picked configuration {PARTLY_FLAG[2]}; "
+            "they are averaged in, and listed below."
+        )
     runs = table.runs.drop_duplicates("path").to_dict("records")
     listed = [f"{display(r['path'])}: {r['status']}: {r['error']}" for r in runs if r["status"] != "finished"]
     finished = table.runs[(table.runs.status == "finished") & table.runs.criterion.notna()]
@@ -492,16 +519,21 @@ def selection_notes(table: SelectionTable) -> list[tuple[str, list[str]]]:
         for name in CRITERIA
         if (count := finished.path.nunique() - finished[finished.criterion == name].path.nunique()) > 0
     ] + nested(table.runs if table.invalid is None else pd.concat([table.runs, table.invalid]))
-    unavailable = finished[finished.unavailable.notna()]
     sections = [("Legend", lines), (f"Runs that did not finish, not candidates ({len(listed)})", listed)]
-    sections += [
-        (
-            f"{name}: non-finite or degenerate in {len(of_criterion)} run{'s' * (len(of_criterion) > 1)}, "
-            "not candidates for it",
-            [f"{where_run(r)}: {r['unavailable']}" for r in of_criterion.to_dict("records")],
-        )
-        for name, of_criterion in unavailable.groupby("criterion", sort=False)
-    ]
+    for field, how, why in (
+        ("unavailable", "non-finite or degenerate in", "not candidates for it"),
+        ("nonfinite", "non-finite at some evaluations in", "picked among the others"),
+    ):
+        sections += [
+            (
+                f"{name}: {how} {len(of_criterion)} run{'s' * (len(of_criterion) > 1)}, {why}",
+                [
+                    f"{where_run(r)}: " + (r[field] if field == "unavailable" else f"non-finite at steps {r[field]}")
+                    for r in of_criterion.to_dict("records")
+                ],
+            )
+            for name, of_criterion in finished[finished[field].notna()].groupby("criterion", sort=False)
+        ]
     sections += [("Check", without), left_out(table.invalid)]
     return [(heading, items) for heading, items in sections if items]
 
@@ -539,9 +571,9 @@ def format_selection_markdown(table: SelectionTable) -> str:
 def selection_csv_frame(table: SelectionTable) -> pd.DataFrame:
     """One row per task × criterion; numbers are fractions (the criterion's value in its own units)."""
     frame = table.picks.reset_index().rename(
-        columns={"column": "picks", "score": "criterion_value", "unavailable": "n_unavailable"}
+        columns={"column": "picks", "score": "criterion_value", "unavailable": "n_unavailable", PARTLY: COUNTS[PARTLY]}
     )
     return frame.assign(metric=table.metric)[
         ["group", "source", "target", "criterion", "picks", "criterion_value", "metric", "mean", "std", "n", "seeds"]
-        + ["n_unavailable", "oracle", "regret"]
+        + ["n_unavailable", COUNTS[PARTLY], "oracle", "regret"]
     ]

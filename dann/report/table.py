@@ -19,6 +19,8 @@ METHOD_ORDER = ("source_only", "dann", "target_only")
 PRIORITY = ("method.name", "lambda")  # label columns first; the other keys follow alphabetically
 # Not results: counted and listed, never averaged. `unavailable`: the selected criterion had no finite value.
 FLAGGED = ("failed", "diverged", "interrupted", "unfinished", "unavailable")
+# A finished run, averaged in, whose selected criterion was non-finite at some evaluations: counted per cell.
+PARTLY = "partly_nonfinite"
 CELL = ["group", "source", "target", "column"]
 
 
@@ -30,7 +32,8 @@ class Table:
     skipped: pd.DataFrame  # invalid grid combinations that dann.run never trained
     groups: dict[str, list[tuple[str, str]]]  # row group → its tasks (source, target), in order
     columns: pd.DataFrame  # index: column labels in order; kind (measured | published), backbone, cite
-    cells: pd.DataFrame  # index: CELL; kind, mean, std, `finished` (n), a count per FLAGGED status, seeds, keys
+    # index: CELL; kind, mean, std, `finished` (n), a count per FLAGGED status, PARTLY (of the finished), seeds, keys
+    cells: pd.DataFrame
     averages: pd.DataFrame  # index: (group, column); value, tasks (averaged), total, published (source's tasks)
     keys: list[str]  # the keys that tell cells apart, for the CSV: method.name, lambda, column and group keys
     expected_n: int  # the most common number of finished seeds per cell
@@ -143,13 +146,15 @@ def choose_keys(runs: pd.DataFrame, group_by: list[str]) -> tuple[list[str], lis
 def aggregate(
     counted: pd.DataFrame, groups: dict, columns: pd.DataFrame, published: pd.DataFrame, keys: list[str]
 ) -> pd.DataFrame:
-    """Every group × task × column: mean, std and count of finished runs, counts of the others."""
+    """Every group × task × column: mean, std and count of finished runs (and of those PARTLY non-finite),
+    counts of the others."""
     finished = counted[counted.status == "finished"].groupby(CELL)
-    counts = ["finished", *FLAGGED]
-    cells = pd.crosstab([counted[k] for k in CELL], counted.status).reindex(columns=counts, fill_value=0)
+    counts = ["finished", *FLAGGED, PARTLY]
+    cells = pd.crosstab([counted[k] for k in CELL], counted.status).reindex(columns=counts[:-1], fill_value=0)
     cells = cells.join(
         [
             finished["value"].agg(["mean", "std"]),
+            finished["nonfinite"].count().rename(PARTLY),
             counted.groupby(CELL)[keys].first(),
             finished["seed"].agg(lambda seeds: " ".join(map(str, seeds))).rename("seeds"),
         ]
@@ -161,7 +166,8 @@ def aggregate(
         )
     )
     cells = cells.join(columns["kind"], on="column")
-    cells.loc[(cells.kind == "measured") & cells.finished.isna(), counts] = 0  # no runs: counts are 0, not NA
+    measured = cells.kind == "measured"
+    cells.loc[measured, counts] = cells.loc[measured, counts].fillna(0)  # no (finished) runs: counts are 0, not NA
     cells[counts] = cells[counts].astype("Int64")
     # A cell without runs still belongs to its group and column: their keys are its keys.
     cells[keys] = cells.groupby(["group", "column"])[keys].transform("first")
@@ -269,7 +275,8 @@ class SelectionTable:
     metric: str
     # index: group, source, target, criterion (CRITERIA's order); column (the configuration picked), score
     # (its mean criterion value over seeds), mean, std, n (finished seeds), seeds, oracle, regret = oracle − mean,
-    # unavailable (runs of that configuration in which the criterion had no finite value: not averaged in)
+    # unavailable (runs of that configuration in which the criterion had no finite value: not averaged in),
+    # PARTLY (runs averaged in whose criterion was non-finite at some evaluations: picked among the others)
     picks: pd.DataFrame
     runs: pd.DataFrame  # every run × criterion row, with its group and column
     expected_n: int  # the most common number of finished seeds per configuration
@@ -323,9 +330,11 @@ def build_selection_table(runs: pd.DataFrame, metric: str, group_by=()) -> Selec
     oracle = picks[picks.criterion == "oracle"].set_index(task)["mean"].rename("oracle")
     picks = picks.join(oracle, on=task)
     picks["regret"] = picks["oracle"] - picks["mean"]
-    unavailable = runs[runs.unavailable.notna()].groupby([*task, "criterion", "column"]).size().rename("unavailable")
-    picks = picks.join(unavailable, on=[*task, "criterion", "column"])
-    picks["unavailable"] = picks["unavailable"].fillna(0).astype(int)
+    config = [*task, "criterion", "column"]
+    flagged_runs = {"unavailable": runs[runs.unavailable.notna()], PARTLY: finished[finished.nonfinite.notna()]}
+    for name, flagged in flagged_runs.items():
+        picks = picks.join(flagged.groupby(config).size().rename(name), on=config)
+        picks[name] = picks[name].fillna(0).astype(int)
     criterion_rank = {c: i for i, c in enumerate(CRITERIA)}
     group_rank = {g: i for i, g in enumerate(ordered(runs, "group", group_keys))}
     picks = picks.sort_values(
