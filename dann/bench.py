@@ -50,6 +50,7 @@ from dann.config import CONF_DIR, drop_unused_lambda_schedule
 from dann.data import make_stream
 from dann.data.base import Split
 from dann.data.stream import worker_count
+from dann.errors import DannError
 from dann.grl import grad_reverse
 from dann.methods import Batch, Method
 from dann.precision import PRECISIONS, Runtime, prepare, resolve_runtime
@@ -420,6 +421,80 @@ def markdown(report: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def integer(lo: int) -> Callable[[str], int]:
+    """An argparse `type=`: an integer >= `lo`, else argparse's one error line (no traceback)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer >= {lo}, got {text!r}") from None
+        if value < lo:
+            raise argparse.ArgumentTypeError(f"expected an integer >= {lo}, got {value}")
+        return value
+
+    return parse
+
+
+def worker_counts(text: str) -> list[int]:
+    """`--workers 0,2`: DataLoader worker counts, each >= 0."""
+    try:
+        counts = [int(w) for w in text.split(",")]
+    except ValueError:
+        counts = []
+    if not counts or min(counts) < 0:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers >= 0 (e.g. 0,2), got {text!r}")
+    return counts
+
+
+def device_name(text: str) -> str:
+    """`--device`: auto, cpu, cuda or cuda:N, and a CUDA device only where this machine has it: refused
+    here, before any model is built, not by CUDA's lazy initialisation minutes later."""
+    if not (text in ("auto", "cpu", "cuda") or (text.startswith("cuda:") and text[5:].isdigit())):
+        raise argparse.ArgumentTypeError(f"expected auto, cpu, cuda or cuda:N, got {text!r}")
+    if text.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise argparse.ArgumentTypeError(
+                f"{text!r} needs a CUDA GPU, and torch.cuda.is_available() is false here (no GPU, or a PyTorch "
+                "build without CUDA); use --device cpu, or auto (a GPU where there is one)"
+            )
+        count = torch.cuda.device_count()
+        if int(text.partition(":")[2] or 0) >= count:
+            raise argparse.ArgumentTypeError(
+                f"{text!r}: this machine has {count} CUDA device(s), cuda:0 … cuda:{count - 1}"
+            )
+    return text
+
+
+def check_writable(option: str, path: Path) -> str | None:
+    """Why `path` cannot be written (None when it can), found at start rather than after the benchmark:
+    a temporary file is created in its folder and removed (a permission check would miss a read-only
+    file system, and is always true for root)."""
+    if path.is_dir():
+        return f"{option} {path}: is a folder; name a file to write"
+    try:
+        with tempfile.TemporaryFile(dir=path.parent):
+            pass
+    except OSError as e:
+        return (
+            f"{option} {path}: cannot write in {path.parent} ({e.strerror or e}); "
+            "name a file in an existing, writable folder"
+        )
+    return None
+
+
+def write_output(path: Path, text: str) -> None:
+    """Write `text` to a temporary file beside `path`, then rename: a kill or a full disk leaves no half file."""
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        print(f"error: {path}: cannot be written ({e.strerror or e}); the results are on stdout", file=sys.stderr)
+        sys.exit(2)
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m dann.bench", description=__doc__.split("\n")[0])
     parser.add_argument(
@@ -427,29 +502,32 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default="digits,resnet50",
         help="comma-separated: digits, resnet50, mnist_cnn, svhn_cnn; 'none' for input only",
     )
-    parser.add_argument("--steps", type=int, default=50, help="timed steps per variant")
-    parser.add_argument("--warmup", type=int, default=10, help="untimed steps before them")
-    parser.add_argument("--rounds", type=int, default=5, help="turns the variants take (load changes hit all alike)")
+    parser.add_argument("--steps", type=integer(1), default=50, help="timed steps per variant")
+    parser.add_argument("--warmup", type=integer(0), default=10, help="untimed steps before them")
     parser.add_argument(
-        "--batch-size", type=int, default=None, help="per domain (default: the preset's trainer.batch_size)"
+        "--rounds", type=integer(1), default=5, help="turns the variants take (load changes hit all alike)"
     )
     parser.add_argument(
-        "--image-size", type=int, default=None, help="input side instead of the model's (small: a quick run)"
+        "--batch-size", type=integer(1), default=None, help="per domain (default: the preset's trainer.batch_size)"
     )
-    parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    parser.add_argument(
+        "--image-size", type=integer(1), default=None, help="input side instead of the model's (small: a quick run)"
+    )
+    parser.add_argument("--device", type=device_name, default="auto", help="auto | cpu | cuda | cuda:N")
     parser.add_argument("--precision", default="auto", choices=PRECISIONS)
     parser.add_argument("--channels-last", default="auto", choices=("auto", "true", "false"))
     parser.add_argument("--compile", action="store_true", help="torch.compile the feature extractor (trainer.compile)")
     parser.add_argument("--sync-check", action="store_true", help="CUDA only: fail on a host sync inside a step")
     parser.add_argument("--input", default=None, help="a folder of class sub-folders of images, or 'generated'")
-    parser.add_argument("--input-images", type=int, default=512, help="images to generate for --input generated")
-    parser.add_argument("--workers", default="0,2", help="DataLoader worker counts to time with --input")
+    parser.add_argument("--input-images", type=integer(1), default=512, help="images to generate for --input generated")
+    parser.add_argument(
+        "--workers", type=worker_counts, default="0,2", help="DataLoader worker counts to time with --input"
+    )
     parser.add_argument("--json", type=Path, default=None, help="write the results as JSON here")
     parser.add_argument("--markdown", type=Path, default=None, help="write the Markdown tables here")
     args = parser.parse_args(argv)
     if args.channels_last != "auto":
         args.channels_last = args.channels_last == "true"
-    args.workers = [int(w) for w in args.workers.split(",")]
     names: list[str] = []
     for name in args.models.split(","):
         if name == "none":
@@ -458,19 +536,25 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
             parser.error(f"--models: unknown {name!r}; expected {', '.join([*GROUPS, *MODELS])} or none")
         names += [n for n in GROUPS.get(name, (name,)) if n not in names]
     args.model_names = names
-    if args.steps < 1 or args.warmup < 0:
-        parser.error("--steps must be >= 1 and --warmup >= 0")
+    # Everything the benchmark needs from the machine is checked now, not after minutes of timing.
+    if args.sync_check and distributed.device(args.device).type != "cuda":
+        parser.error(
+            "--sync-check needs a CUDA device (torch.cuda.set_sync_debug_mode); "
+            "tests/test_precision.py has the CPU proof"
+        )
+    if args.input not in (None, "generated") and not Path(args.input).is_dir():
+        parser.error(
+            f"--input {args.input}: no such folder; expected a folder of class sub-folders of images, or 'generated'"
+        )
+    for option, path in (("--json", args.json), ("--markdown", args.markdown)):
+        if path is not None and (problem := check_writable(option, path)):
+            parser.error(problem)
     return args
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
     device = distributed.device(args.device)
-    if args.sync_check and device.type != "cuda":
-        sys.exit(
-            "error: --sync-check needs a CUDA device (torch.cuda.set_sync_debug_mode); "
-            "tests/test_precision.py has the CPU proof"
-        )
     report: dict[str, Any] = {
         "device": str(device),
         "device_name": torch.cuda.get_device_name(device)
@@ -490,15 +574,19 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "results": [bench_model(name, args, device) for name in args.model_names],
     }
     if args.input:
-        report["input"] = input_throughput(args, device)
+        try:
+            report["input"] = input_throughput(args, device)
+        except DannError as e:  # the folder's own content (no class folders, an unreadable image): one line
+            print(f"error: --input {args.input}: {e}", file=sys.stderr)
+            sys.exit(2)
     if args.sync_check:
         report["sync_check"] = sync_check(args.model_names, args, device)
     text = markdown(report)
     print(text, end="")
     if args.json:
-        args.json.write_text(json.dumps(report, indent=2) + "\n")
+        write_output(args.json, json.dumps(report, indent=2) + "\n")
     if args.markdown:
-        args.markdown.write_text(text)
+        write_output(args.markdown, text)
     return report
 
 

@@ -48,6 +48,7 @@ from dann.rundir import (
 from dann.selection import CRITERIA
 from dann.tracking import RunLogger, write_json_atomic
 from dann.train import LoopSettings, check_resumable, train
+from dann.user_configs import check_user_configs
 
 log = logging.getLogger("dann")
 
@@ -374,7 +375,7 @@ def sweep_group(sweep_dir: str) -> str:
 # conf/ installs as the package dann.conf (pyproject.toml): found the same way in a clone's editable
 # install and in a wheel installed anywhere, whatever the working directory.
 @hydra.main(version_base="1.3", config_path="pkg://dann.conf", config_name="config")
-def main(cfg: DictConfig) -> float | None:
+def hydra_main(cfg: DictConfig) -> float | None:
     hydra_cfg = HydraConfig.get()
     drop_unused_lambda_schedule(cfg)  # before .hydra/config.yaml is taken from it: the config that runs
     run_dir = Path(hydra_cfg.runtime.output_dir)
@@ -485,6 +486,17 @@ def _mark_skipped(run_dir: Path) -> None:
     summary = previous_summary(run_dir)
     if summary is not None and summary["status"] == "failed":
         write_json_atomic(run_dir / "summary.json", summary | {"status": "skipped"})
+
+
+def main() -> None:
+    """`python -m dann.run` and the `dann-run` script. The user's config folders named on the command line
+    are checked first (`dann.user_configs`): Hydra reads them while composing, before any code of ours runs."""
+    try:
+        check_user_configs(sys.argv[1:])
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+    hydra_main()
 
 
 if __name__ == "__main__":

@@ -1,12 +1,15 @@
 """What a finished Hydra multirun left behind: one line per job that did not finish, and a file.
 
 Registered as a Hydra callback in conf/config.yaml, so it runs in the launching process
-once every job is done, whichever launcher ran them (local, submitit, SLURM).
+once every job is done, whichever launcher ran them (local, submitit, SLURM). An Optuna search
+none of whose trials returned a score ends in `optuna_sweep` instead (see there).
 """
 
 from __future__ import annotations
 
 import logging
+import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -42,16 +45,50 @@ def summarize_sweep(sweep_dir: Path) -> dict[str, Any]:
     return {"sweep_dir": str(sweep_dir), "counts": counts, "jobs": jobs}
 
 
+def write_sweep_summary(sweep_dir: Path, **extra: Any) -> dict[str, Any]:
+    """`<sweep dir>/sweep_summary.json` (with the `extra` fields), and a line for each job that did not finish."""
+    summary = summarize_sweep(sweep_dir) | extra
+    write_json_atomic(sweep_dir / "sweep_summary.json", summary)
+    for job in summary["jobs"]:
+        if job["status"] != "finished":
+            detail = f": {job['error']}" if "error" in job else ""
+            log.warning("job %s %s [%s]%s", job["job"], job["status"], " ".join(job["overrides"]), detail)
+    return summary
+
+
 class SweepSummary(Callback):
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
         if not sweep_dir.is_dir():
             return
-        summary = summarize_sweep(sweep_dir)
-        write_json_atomic(sweep_dir / "sweep_summary.json", summary)
-        for job in summary["jobs"]:
-            if job["status"] != "finished":
-                detail = f": {job['error']}" if "error" in job else ""
-                log.warning("job %s %s [%s]%s", job["job"], job["status"], " ".join(job["overrides"]), detail)
+        summary = write_sweep_summary(sweep_dir)
         counts = ", ".join(f"{n} {status}" for status, n in sorted(summary["counts"].items()))
         log.info("sweep done: %s; see %s", counts, sweep_dir / "sweep_summary.json")
+
+
+# What optuna.Study.best_trial raises when no trial completed (optuna 2.x, which the Optuna sweeper requires).
+NO_COMPLETED_TRIAL = "No trials are completed yet"
+
+
+def optuna_sweep(sweep: Callable[[list[str]], Any], arguments: list[str], sweep_dir: Path) -> Any:
+    """Run the Optuna sweeper's `sweep`; when no trial returned a score (every one skipped for its config,
+    failed or diverged), end with sweep_summary.json and one line, exit 2.
+
+    Each such trial already ended as one line, and returned no score (`dann.run.hydra_main`); Optuna marks it
+    failed and goes on. With none completed, the sweeper's last step (the best trial) raises, and Hydra
+    would print that as a traceback, before the sweep_summary.json callback runs.
+    """
+    try:
+        return sweep(arguments)
+    except ValueError as e:
+        if NO_COMPLETED_TRIAL not in str(e) or not sweep_dir.is_dir():
+            raise
+    error = "no trial returned a score, so the search has no best parameters"
+    summary = write_sweep_summary(sweep_dir, error=error)
+    counts = ", ".join(f"{n} {status}" for status, n in sorted(summary["counts"].items()))
+    first = next((f"; the first: {job['error']}" for job in summary["jobs"] if "error" in job), "")
+    print(
+        f"error: Optuna search: {error} ({counts}){first}; see {sweep_dir / 'sweep_summary.json'}",
+        file=sys.stderr,
+    )
+    sys.exit(2)

@@ -66,7 +66,7 @@ def test_image_streams_use_at_most_half_the_cores(monkeypatch):
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal without CUDA")
 def test_sync_check_refuses_without_cuda(tmp_path):
     result = bench("--models", "mnist_cnn", "--sync-check", cwd=tmp_path)
-    assert result.returncode != 0
+    assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "--sync-check needs a CUDA device" in result.stderr
 
 
@@ -74,3 +74,62 @@ def test_bench_refuses_an_unknown_model(tmp_path):
     result = bench("--models", "vgg", cwd=tmp_path)
     assert result.returncode == 2 and "--models: unknown 'vgg'" in result.stderr
     assert str(REPO)  # run from anywhere: the bench reads the installed dann.conf
+
+
+# Each refused before any model is built or any image decoded: argparse's usage line, then one error line.
+BAD_ARGUMENTS = {
+    "workers not numbers": (("--workers", "0,two"), "argument --workers: expected comma-separated integers >= 0"),
+    "batch size 0": (("--batch-size", "0"), "argument --batch-size: expected an integer >= 1, got 0"),
+    "missing input folder": (("--input", "no_such_folder"), "--input no_such_folder: no such folder"),
+    "json in a missing folder": (("--json", "no_such_folder/out.json"), "--json no_such_folder/out.json: cannot write"),
+    "markdown under a file": (("--markdown", "a_file/out.md"), "--markdown a_file/out.md: cannot write in a_file"),
+}
+# The same checks, in this process (each subprocess spends its seconds importing torch).
+MORE_BAD_ARGUMENTS = {
+    "negative workers": (("--workers", "0,-1"), "argument --workers: expected comma-separated integers >= 0"),
+    "no rounds": (("--rounds", "0"), "argument --rounds: expected an integer >= 1, got 0"),
+    "no steps": (("--steps", "0"), "argument --steps: expected an integer >= 1, got 0"),
+    "tiny images": (("--input-images", "-3"), "argument --input-images: expected an integer >= 1, got -3"),
+    "unknown device": (("--device", "tpu"), "argument --device: expected auto, cpu, cuda or cuda:N, got 'tpu'"),
+    "markdown is a folder": (("--markdown", "a_folder"), "--markdown a_folder: is a folder"),
+}
+TINY = ("--models", "mnist_cnn", "--device", "cpu", "--steps", "1", "--warmup", "0", "--batch-size", "2")
+
+
+@pytest.mark.parametrize("case", BAD_ARGUMENTS)
+def test_bench_refuses_a_bad_argument_in_one_line_before_it_runs(case, tmp_path):
+    arguments, message = BAD_ARGUMENTS[case]
+    (tmp_path / "a_file").write_text("not a folder\n")
+    before = sorted(tmp_path.rglob("*"))
+    result = bench(*TINY, *arguments, cwd=tmp_path)  # the last of a repeated option counts
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    assert result.stderr.splitlines()[-1].startswith(f"python -m dann.bench: error: {message}")
+    assert result.stdout == "" and sorted(tmp_path.rglob("*")) == before  # nothing benchmarked, nothing written
+
+
+@pytest.mark.parametrize("case", MORE_BAD_ARGUMENTS)
+def test_bench_arguments_are_checked_when_parsed(case, tmp_path, monkeypatch, capsys):
+    from dann.bench import parse_args
+
+    arguments, message = MORE_BAD_ARGUMENTS[case]
+    (tmp_path / "a_folder").mkdir()
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exit:
+        parse_args([*TINY, *arguments])
+    assert exit.value.code == 2
+    assert capsys.readouterr().err.splitlines()[-1].startswith(f"python -m dann.bench: error: {message}")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal without CUDA")
+def test_bench_refuses_cuda_on_a_machine_without_it(tmp_path):
+    result = bench("--models", "mnist_cnn", "--device", "cuda", "--steps", "1", "--warmup", "0", cwd=tmp_path)
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    assert "argument --device: 'cuda' needs a CUDA GPU" in result.stderr.splitlines()[-1]
+
+
+def test_bench_input_folder_without_class_folders_is_one_line(tmp_path):
+    (tmp_path / "photos").mkdir()
+    result = bench("--models", "none", "--input", "photos", "--device", "cpu", cwd=tmp_path)
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    (line,) = result.stderr.splitlines()
+    assert line.startswith("error: --input photos: ") and "has no class sub-folders" in line

@@ -361,3 +361,59 @@ def test_a_deleted_group_or_key_is_one_line_naming_it(tmp_path: Path, deleted):
     assert result.stderr.startswith(f"error: {key}: missing from the config"), result.stderr
     assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
     assert not (tmp_path / "run" / "metrics.jsonl").exists()
+
+
+# A "billion laughs": nine lines of nested aliases stand for 9**9 values, which OmegaConf would copy out.
+ALIAS_BOMB = "# @package dataset\na: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n" + "".join(
+    f"{name}: &{name} [{', '.join([f'*{previous}'] * 9)}]\n" for previous, name in zip("abcdefgh", "bcdefghi")
+)
+
+
+def test_an_alias_bomb_in_a_users_config_folder_is_one_line_naming_it(tmp_path: Path):
+    folder = tmp_path / "my_conf" / "dataset"
+    folder.mkdir(parents=True)
+    (folder / "bomb.yaml").write_text(ALIAS_BOMB)
+    before = sorted(tmp_path.rglob("*"))
+    result = run_cli(f"hydra.searchpath=[{(tmp_path / 'my_conf').as_uri()}]", "dataset=bomb", cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    (line,) = result.stderr.splitlines()
+    assert line.startswith(f"error: {folder / 'bomb.yaml'}: its YAML anchors and aliases expand it to more than")
+    assert sorted(tmp_path.rglob("*")) == before  # refused before Hydra made a run directory
+
+
+def test_user_config_folders_are_found_on_the_command_line(tmp_path: Path):
+    from dann.user_configs import config_dirs
+
+    argv = [
+        "-m",
+        f"hydra.searchpath=[{tmp_path.as_uri()}/a,pkg://somewhere]",
+        "+hydra.searchpath=['file://b']",
+        "--config-dir",
+        "c",
+        "-cd=d",
+        "hydra.searchpath=[unclosed",  # Hydra refuses it itself, reading nothing
+        "dataset.name=file://e",
+    ]
+    assert config_dirs(argv) == [tmp_path / "a", Path("b"), Path("c"), Path("d")]
+
+
+@pytest.mark.parametrize(
+    "text, refused",
+    [
+        ("a: &x [1, 2]\nb: *x\nc: {k: *x}\n", False),  # aliases that share a few values: fine
+        ("a: &x [1, *x]\n", True),  # a list inside itself: no end
+        (ALIAS_BOMB, True),
+        ("a: '*not an alias'\n", False),
+    ],
+)
+def test_aliases_are_refused_only_when_they_expand_past_the_bound(tmp_path: Path, text, refused):
+    from dann.user_configs import check_user_configs
+
+    (tmp_path / "dataset").mkdir()
+    (tmp_path / "dataset" / "mine.yaml").write_text(text)
+    argv = [f"hydra.searchpath=[{tmp_path.as_uri()}]"]
+    if refused:
+        with pytest.raises(ConfigError, match="mine.yaml: its YAML anchors and aliases expand"):
+            check_user_configs(argv)
+    else:
+        check_user_configs(argv)

@@ -36,7 +36,7 @@ def wheel(tmp_path_factory) -> Path:
     source.mkdir()
     for name in ("pyproject.toml", "README.md"):
         shutil.copy(REPO / name, source / name)
-    for name in ("dann", "conf"):
+    for name in ("dann", "conf", "hydra_plugins"):
         shutil.copytree(REPO / name, source / name, ignore=shutil.ignore_patterns("__pycache__"))
     subprocess.run(
         [sys.executable, "-m", "pip", "wheel", ".", "--no-deps", "-w", str(tmp / "dist")],
@@ -77,7 +77,7 @@ def empty_dir(tmp_path: Path) -> Path:
 
 def test_wheel_holds_every_module_and_every_config(wheel):
     names = set(zipfile.ZipFile(wheel).namelist())
-    modules = {p.relative_to(REPO).as_posix() for p in (REPO / "dann").rglob("*.py")}
+    modules = {p.relative_to(REPO).as_posix() for top in ("dann", "hydra_plugins") for p in (REPO / top).rglob("*.py")}
     configs = {"dann/conf/" + p.relative_to(REPO / "conf").as_posix() for p in (REPO / "conf").rglob("*.yaml")}
     assert modules - names == set(), "a module of dann/ is missing: add its package to pyproject.toml's packages"
     assert configs - names == set()

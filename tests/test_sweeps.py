@@ -137,6 +137,21 @@ def test_optuna_search_runs_and_returns_the_source_validation_score(tmp_path: Pa
     assert len(scores) == 2 and best == max(scores)
 
 
+def test_optuna_search_whose_trials_all_fail_ends_in_one_line_and_a_sweep_summary(tmp_path: Path):
+    # source = target: every trial is skipped for its config, so Optuna has no completed trial and no best one.
+    search = ("-m", "hparams_search=dann_moons", "hydra.sweeper.n_trials=2", "logger=none", *QUICK)
+    result = run_cli(*search, "dataset.target=moons", cwd=tmp_path)
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    (line,) = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    sweep_dir = only(tmp_path.glob("multirun/*/*"))
+    assert line.startswith("error: Optuna search: no trial returned a score") and "(2 skipped)" in line
+    assert "both 'moons'" in line and line.endswith(f"see {sweep_dir.relative_to(tmp_path)}/sweep_summary.json")
+    summary = json.loads((sweep_dir / "sweep_summary.json").read_text())
+    assert summary["counts"] == {"skipped": 2} and summary["error"].startswith("no trial returned a score")
+    assert [job["status"] for job in summary["jobs"]] == ["skipped", "skipped"]
+    assert not (sweep_dir / "optimization_results.yaml").exists()  # no best parameters to write
+
+
 @pytest.mark.slow
 @pytest.mark.filterwarnings("ignore:Deprecated API features detected")  # optuna 2.x on SQLAlchemy 1.4: expected
 def test_optuna_study_in_sqlite_resumes_across_launches(tmp_path: Path):
