@@ -422,7 +422,7 @@ def test_a_summary_too_large_to_be_one_is_refused_unread(tmp_path: Path, capsys)
     with open(run_dir / "summary.json", "wb") as f:
         f.truncate(65 * 2**20)  # sparse: 65 MiB that take no disk
     line = _one_error_line(capsys, [str(run_dir)])
-    assert "summary.json: larger than 64 MiB, so not a run summary" in line, line
+    assert "summary.json: unreadable (NotReadBack: larger than 4 MiB" in line, line
 
 
 @contextlib.contextmanager

@@ -1,6 +1,6 @@
 """A finished run's data and network, rebuilt from its directory: `summary.json`'s config and `checkpoints/last.pt`.
 
-Nothing read from the directory runs code. The summary is JSON (read up to MAX_SUMMARY_BYTES) and
+Nothing read from the directory runs code. The summary is JSON (read bounded, `dann.readback`) and
 the checkpoint is read with `weights_only=True`; the config's `_target_`s are built by Hydra, so
 before anything is imported or built the whole stored config passes `dann.stored_config`: every
 `_target_` a class (or a dann.models/dann.schedules function) defined in dann's components,
@@ -30,10 +30,9 @@ from dann.data import DomainData, DomainPair
 from dann.errors import ConfigError, DannError, RunDirError, describe_error
 from dann.methods import Method
 from dann.models import DANNNetwork
+from dann.readback import NotReadBack, read_bounded
 from dann.stored_config import TRUST_HINT, check_stored_config, safe_target
 
-# A summary is a few kilobytes (its config, a few hundred final numbers); far beyond that it is not one.
-MAX_SUMMARY_BYTES = 64 * 2**20
 # What the analysis reads of the config: groups that must be mappings, and the nodes built in them.
 GROUPS = ("dataset", "model", "method", "trainer")
 MODEL_NODES = ("feature_extractor", "label_predictor", "domain_classifier")
@@ -71,21 +70,11 @@ def read_run(run_dir: Path) -> FinishedRun:
 
 
 def read_summary(path: Path) -> Any:
-    """The JSON in `path`, read only up to MAX_SUMMARY_BYTES (a larger file is refused, never read whole)."""
+    """The JSON in `path`, read through `dann.readback` (bounded, a regular file only: never read whole)."""
     try:
-        with open(path, "rb") as f:
-            data = f.read(MAX_SUMMARY_BYTES + 1)
-    except OSError as e:
+        return json.loads(read_bounded(path))
+    except (OSError, NotReadBack, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
         raise RunDirError(f"{path}: unreadable ({describe_error(e)})") from None
-    if len(data) > MAX_SUMMARY_BYTES:
-        raise RunDirError(
-            f"{path}: larger than {MAX_SUMMARY_BYTES // 2**20} MiB, so not a run summary (one is a few kB); "
-            "it was not read"
-        )
-    try:
-        return json.loads(data)
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
-        raise RunDirError(f"{path}: unreadable ({type(e).__name__}: {' '.join(str(e).split())})") from None
 
 
 def _check_shape(config: dict[str, Any], path: Path) -> None:
