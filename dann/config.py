@@ -21,6 +21,7 @@ from omegaconf.errors import OmegaConfBaseException
 from dann.builders import LABEL_KEYS, build, build_dataset
 from dann.config_schema import SCHEMA, spec_of
 from dann.data import DomainData
+from dann.data.base import check_usable
 from dann.errors import ConfigError, DannError, describe_error
 from dann.identity import flatten
 from dann.spec import locate
@@ -160,8 +161,6 @@ def validate_against_data(cfg: DictConfig, data: DomainData) -> None:
     """The checks that need the loaded data; still before any training step. (Calling
     `validate_model_input` before the network is built also catches backbones that fail there.)"""
     validate_model_input(cfg, data.input_shape)
-    from dann.data.base import check_usable  # here: the rest of config.py is another change's
-
     check_usable(data)  # one class, or too few examples to evaluate: no result, however long it trains
     for domain, name, split in (("source", data.source, data.source_train), ("target", data.target, data.target_train)):
         if cfg.trainer.batch_size > len(split):
