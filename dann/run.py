@@ -496,7 +496,25 @@ def main() -> None:
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
+    register_sweeper()
     hydra_main()
+
+
+def register_sweeper() -> None:
+    """Make dann's Optuna sweeper (hydra_plugins/dann_sweeper, named by conf/hparams_search) known to Hydra.
+
+    Hydra finds plugins by walking the folders of the `hydra_plugins` namespace; an editable install
+    (`pip install -e .`, the README's) serves dann's modules through an import hook that walk does not
+    see, so the sweeper is registered here by name, the same under every kind of install.
+    """
+    try:
+        from hydra_plugins.dann_sweeper.optuna_sweeper import DannOptunaSweeper
+    except ImportError:  # the sweeps extra (hydra-optuna-sweeper) is not installed
+        return
+    from hydra.core.plugins import Plugins
+
+    name = f"{DannOptunaSweeper.__module__}.{DannOptunaSweeper.__qualname__}"
+    Plugins.instance().class_name_to_class.setdefault(name, DannOptunaSweeper)
 
 
 if __name__ == "__main__":

@@ -250,7 +250,7 @@ def test_a_run_naming_a_method_outside_dann_is_not_analysed(sweep: Path, tmp_pat
     with pytest.raises(SystemExit) as stopped:
         analyze_main([str(run_dir), "--device", "cpu", "--no-wandb"])
     assert stopped.value.code == 2
-    assert "method._target_: os.system is not a method of dann" in capsys.readouterr().err
+    assert "method._target_: os.system is not a component of dann" in capsys.readouterr().err
 
 
 @pytest.mark.slow
