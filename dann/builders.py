@@ -19,8 +19,10 @@ from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from dann.data import DomainPair
+from dann.engine import Engine
 from dann.methods import Method
 from dann.models import DANNNetwork, FeatureExtractor
+from dann.precision import Runtime
 
 LABEL_KEYS = ("name",)
 
@@ -75,19 +77,19 @@ def takes_final_lambda(target: str) -> bool:
 
 
 def build_method(cfg: DictConfig, network: DANNNetwork) -> Method:
-    """`method` over `network`, with `optim.optimizer` over the network's parameter groups,
-    `optim.lr_schedule`, the run's length (`trainer.steps`), and, for a method that takes a final λ
-    (`final_lambda`: the adaptive ones), the top-level `lambda`."""
-    optimizer = build(cfg.optim.optimizer)(params=network.parameter_groups())
+    """`method` over `network`, and, for a method that takes a final λ (`final_lambda`: the adaptive
+    ones), the top-level `lambda`."""
     # Decided by what the class takes, not by whether its node has a `lambda_schedule`: a method config
     # without one (`~method.lambda_schedule`, a user's own `{_target_: dann.methods.DANN}`) falls back to
     # the class's default schedule, which must still end at the λ the summary records, not at 1.
     adaptation = {"final_lambda": float(cfg["lambda"])} if takes_final_lambda(cfg.method._target_) else {}
-    return build(
-        cfg.method,
-        network=network,
-        optimizer=optimizer,
-        total_steps=cfg.trainer.steps,
-        lr_schedule=build(cfg.optim.lr_schedule),
-        **adaptation,
-    )
+    return build(cfg.method, network=network, **adaptation)
+
+
+def build_engine(cfg: DictConfig, network: DANNNetwork, runtime: Runtime = Runtime.FP32) -> Engine:
+    """The engine that trains `method` (`build_method`) over `network`: `optim.optimizer` over the
+    method's parameter groups, `optim.lr_schedule`, the run's length (`trainer.steps`) and `runtime`
+    (the network already in its layout: `dann.precision.prepare`)."""
+    method = build_method(cfg, network)
+    optimizer = build(cfg.optim.optimizer)(params=method.parameter_groups())
+    return Engine(method, optimizer, cfg.trainer.steps, build(cfg.optim.lr_schedule), runtime)

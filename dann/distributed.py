@@ -11,12 +11,11 @@ How a run on N processes trains (README, "Several GPUs"):
 
 - `trainer.batch_size` stays the global batch per domain: each rank takes its own contiguous
   1/N of every global batch (dann.data.stream), so N processes train the same recipe as one.
-- Gradients are averaged across ranks after each backward pass (`average_gradients`, called
-  in `Method._step`), not by wrapping the network in DistributedDataParallel: methods call
-  sub-networks directly, probe detached features, and freeze layers mid-run, none of which
-  DDP's wrapper sees. Averaging every gradient that exists, in the optimiser's fixed
-  parameter order, is correct for any method, at the price of not overlapping communication
-  with the backward pass.
+- Each method trains inside torch's DistributedDataParallel (`data_parallel`, wrapped around the
+  whole loss computation by `dann.engine.Engine`): gradients are averaged across ranks during the
+  backward pass, bucket by bucket, overlapping communication with computation. A method that
+  freezes layers mid-run (two_stage) is wrapped again; one whose steps leave parameters without
+  a gradient says so (`Method.leaves_parameters_unused`).
 - Rank 0 alone evaluates, writes files and talks to W&B; the others wait for its records.
 """
 
@@ -29,7 +28,7 @@ import os
 import pickle
 import re
 import sys
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 import torch
@@ -46,7 +45,6 @@ TIMEOUT = datetime.timedelta(hours=2)
 # Joining waits this long for every process of the launch (seconds; DANN_RENDEZVOUS_TIMEOUT): stray
 # RANK/WORLD_SIZE variables with no other process would otherwise hold a run silent for TIMEOUT.
 RENDEZVOUS_TIMEOUT_S = 300.0
-BUCKET_ELEMENTS = 2**24  # gradients all-reduced per collective: 64 MB of float32
 T = TypeVar("T")
 
 
@@ -208,8 +206,9 @@ def device(name: str) -> torch.device:
 
 
 def prepare_network(network: nn.Module, device: torch.device, seed: int) -> nn.Module:
-    """Make the ranks' networks one: SyncBatchNorm on CUDA, rank 0's parameters and buffers everywhere,
-    then a random stream per rank (dropout masks differ between ranks, as between examples).
+    """Prepare the ranks' networks: SyncBatchNorm on CUDA, then a random stream per rank (dropout masks
+    differ between ranks, as between examples). Rank 0's parameters and buffers reach every rank when
+    the engine wraps the method in DistributedDataParallel (`data_parallel`).
 
     SyncBatchNorm runs only on GPUs: on CPU (gloo) each rank's BatchNorm normalises its own
     1/N of the batch and keeps its own running statistics; rank 0's are the ones evaluated and saved.
@@ -217,9 +216,6 @@ def prepare_network(network: nn.Module, device: torch.device, seed: int) -> nn.M
     if world_size() == 1:
         return network
     network = sync_batchnorm(network, device)
-    with torch.no_grad():
-        for tensor in [*network.parameters(), *network.buffers()]:
-            dist.broadcast(tensor, src=0)
     torch.manual_seed(seed + (rank() << 32))  # rank 0 of world 1 would be `seed`; seeds every CUDA device too
     return network
 
@@ -235,37 +231,27 @@ def sync_batchnorm(network: nn.Module, device: torch.device) -> nn.Module:
     return nn.SyncBatchNorm.convert_sync_batchnorm(network)
 
 
-def average_gradients(parameters: Iterable[Tensor]) -> None:
-    """Replace each parameter's `.grad` by its mean over the ranks, in place; a no-op on one process.
+def data_parallel(module: nn.Module, device: torch.device, find_unused_parameters: bool = False) -> nn.Module:
+    """`module` inside `torch.nn.parallel.DistributedDataParallel`; `module` itself on one process.
 
-    Call after backward and before the optimiser step. Every rank must pass the same parameters in
-    the same order (the optimiser's) and reach this at the same step; those with no gradient are
-    skipped, and they are the same on every rank because every rank runs the same code at the same
-    progress. Gradients are flattened into buckets of at most BUCKET_ELEMENTS (per device and dtype),
-    each summed in one collective. With a GradScaler the gradients are still scaled here, which
-    is fine: `scaler.step` unscales the averages, and an inf on any rank reaches all, so all skip.
+    DDP all-reduces (averages) each bucket of gradients as soon as the backward pass has produced
+    it, overlapping communication with the rest of the backward pass. It syncs rank 0's parameters
+    at construction; the buffers (BatchNorm statistics, CDAN's random projections) are broadcast here
+    once, not at every forward (`broadcast_buffers=False`): on CUDA SyncBatchNorm keeps the statistics
+    equal, on CPU each rank keeps its own and rank 0's are the ones evaluated and saved. Parameters
+    frozen when this is called are not synced: wrap again after freezing (`dann.engine.Engine` does).
     """
-    n = world_size()
-    if n == 1:
-        return
-    grads = [p.grad for p in parameters if p.grad is not None]
-    buckets: list[list[Tensor]] = []
-    for grad in grads:
-        last = buckets[-1] if buckets else None
-        if (
-            last is None
-            or (last[0].device, last[0].dtype) != (grad.device, grad.dtype)
-            or sum(g.numel() for g in last) + grad.numel() > BUCKET_ELEMENTS
-        ):
-            buckets.append([grad])
-        else:
-            last.append(grad)
-    for bucket in buckets:
-        flat = torch.cat([g.reshape(-1) for g in bucket])
-        dist.all_reduce(flat)
-        flat.div_(n)
-        for grad, mean in zip(bucket, flat.split([g.numel() for g in bucket]), strict=True):
-            grad.copy_(mean.view_as(grad))
+    if world_size() == 1:
+        return module
+    with torch.no_grad():
+        for buffer in module.buffers():
+            dist.broadcast(buffer, src=0)
+    return nn.parallel.DistributedDataParallel(
+        module,
+        device_ids=[device.index] if device.type == "cuda" else None,
+        broadcast_buffers=False,
+        find_unused_parameters=find_unused_parameters,
+    )
 
 
 def check_same_parameters(module: nn.Module) -> None:

@@ -8,14 +8,15 @@ summary.json records (`runtime`): `auto` on a GPU is not the same computation as
 - Precision: the step's forward pass runs under `torch.autocast` (bf16 or fp16); the losses stay
   float32 because autocast computes `log_softmax`, `nll_loss` (so `cross_entropy`) and
   `binary_cross_entropy_with_logits` in float32 on both CPU and CUDA (tests/test_precision.py checks
-  it). fp16 also needs a gradient scaler (`Method.grad_scaler`), whose overflow check reads one value
+  it). fp16 also needs a gradient scaler (`Engine.grad_scaler`), whose overflow check reads one value
   back from the device per step; bf16 needs none.
 - Channels-last: convolutions run faster on tensor cores with NHWC tensors; the network and the
   image batches are converted (parameters keep their names, so checkpoints do not change).
-- Compilation: `torch.compile` of the feature extractor in place (`module.compile()`), so state_dict
-  keys are unchanged. The reversal layer and both heads stay outside the compiled region, and λ and
-  the learning rate are Python floats that never enter it: a schedule changing them every step
-  triggers no recompilation.
+- Compilation: `torch.compile` of the whole loss computation, the method's forward pass (feature
+  extractor, heads, reversal layer and losses), by the engine (`dann.engine.Engine`); the module is
+  wrapped, not changed, so state_dict keys are unchanged. λ enters it as a Python float, which
+  torch.compile traces as a symbolic input rather than a constant, and the learning rate lives in
+  the optimiser, outside it: a schedule changing them every step triggers no recompilation.
 """
 
 from __future__ import annotations
@@ -63,7 +64,7 @@ Runtime.FP32 = Runtime()
 def autocast(device: torch.device | str, precision: str) -> contextlib.AbstractContextManager:
     """`torch.autocast` for `precision` (bf16 | fp16) on `device`'s type; a no-op context for fp32.
 
-    For your own loop: `with autocast(device, "bf16"): method.update(batch, progress)`.
+    For your own loop: `with autocast(device, "bf16"): output = method(batch, method.scalars(progress))`.
     """
     if precision == "fp32":
         return contextlib.nullcontext()
@@ -88,12 +89,9 @@ def resolve_runtime(
     return Runtime(precision=precision, channels_last=bool(channels_last), compile=bool(compile))
 
 
-def prepare(method: Any, runtime: Runtime, device: torch.device) -> None:
-    """Apply `runtime` to a method (`dann.methods.Method`) whose network is already on `device`:
-    its memory layout, the compiled feature extractor, and the fp16 gradient scaler. In place."""
-    network = method.network
+def prepare(network: torch.nn.Module, runtime: Runtime) -> None:
+    """Put a network already on its device into `runtime`'s memory layout, in place (channels-last:
+    only 4-D parameters, the convolutions, change; names and state_dict keys do not). The engine
+    (`dann.engine.Engine`) applies the rest: compilation and fp16's gradient scaler."""
     if runtime.channels_last:
-        network.to(memory_format=torch.channels_last)  # only 4-D parameters (convolutions) change layout
-    if runtime.compile:
-        network.feature_extractor.compile()  # in place: the same module, the same state_dict keys
-    method.grad_scaler = torch.amp.GradScaler(device.type) if runtime.precision == "fp16" else None
+        network.to(memory_format=torch.channels_last)

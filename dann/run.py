@@ -23,7 +23,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from dann import distributed
-from dann.builders import build_dataset, build_method, build_network
+from dann.builders import build_dataset, build_engine, build_network
 from dann.checkpoint import (
     checkpoint_path,
     describe_differences,
@@ -252,15 +252,16 @@ def _train_run(
         validate_model_input(cfg, data.input_shape)  # before building a network that could not take them
         network = build_network(cfg, data.input_shape, data.num_classes).to(device)
         network = distributed.prepare_network(network, device, cfg.seed)  # one process: unchanged
-        method = build_method(cfg, network)
         trainer = cfg.trainer
         runtime = resolve_runtime(trainer.precision, trainer.channels_last, trainer.compile, device, data.input_shape)
-        prepare(method, runtime, device)
+        prepare(network, runtime)
+        engine = build_engine(cfg, network, runtime)
+        method = engine.method
         summary["runtime"] = runtime.as_dict() | {"device": str(device)}  # `auto` resolved: what actually ran
         _check_same_runtime(checkpoint, runtime, device)
         _check_same_threads(checkpoint)
         if checkpoint is not None:  # before metrics.jsonl is rewound to its step: a refused one changes nothing
-            check_resumable(checkpoint_path(run_dir), checkpoint, method)
+            check_resumable(checkpoint_path(run_dir), checkpoint, engine)
         fraction = dataset.target_labeled_fraction
         summary["target_labeled_fraction"] = fraction if method.uses_target_labels else 0.0
         if method.uses_target_labels and fraction < 1:
@@ -292,9 +293,7 @@ def _train_run(
             # The thread count too: CPU kernels reduce in another order on another count (see _check_same_threads).
             facts = {"config": identity(config), "runtime": runtime.as_dict(), "threads": torch.get_num_threads()}
             keep_record = False  # from here the run writes its files: its summary must say how it ended
-            summary |= train(
-                method, data, logger, loop, cfg.seed, device, run_dir, facts, checkpoint, started, stop, runtime
-            )
+            summary |= train(engine, data, logger, loop, cfg.seed, device, run_dir, facts, checkpoint, started, stop)
             summary["skipped_images"] = data.skipped_images
             summary["split_sizes"] = data.split_sizes
             summary["status"] = "finished"

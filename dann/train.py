@@ -1,4 +1,4 @@
-"""The step-based training loop: paired source/target streams → `method.update` → logs and evaluations."""
+"""The step-based training loop: paired source/target streams → `engine.step` → logs and evaluations."""
 
 from __future__ import annotations
 
@@ -25,11 +25,11 @@ from dann.checkpoint import (
 )
 from dann.criteria import label_free_criteria
 from dann.data import DomainData, ImageSplit, make_stream, to_device
+from dann.engine import Engine
 from dann.errors import Diverged, Interrupted
 from dann.evaluate import accuracy, predict_split
 from dann.interrupt import StopRequests
-from dann.methods import Batch, Method
-from dann.precision import Runtime
+from dann.methods import Batch
 from dann.progress import Progress
 from dann.selection import summarise
 from dann.tracking import RunLogger
@@ -54,12 +54,12 @@ class LoopSettings:
 
 
 class TrainState:
-    """Everything a checkpoint saves and a resume restores, in one place: the method (network,
-    optimiser, lr schedule), the data streams' positions, every random generator, and the loop's
-    own bookkeeping."""
+    """Everything a checkpoint saves and a resume restores, in one place: the method (network) and
+    its engine (optimiser, lr schedule, gradient scaler), the data streams' positions, every random
+    generator, and the loop's own bookkeeping."""
 
-    def __init__(self, method: Method, source: Any, target: Any):
-        self.method, self.source, self.target = method, source, target
+    def __init__(self, engine: Engine, source: Any, target: Any):
+        self.engine, self.source, self.target = engine, source, target
         self.step = 0
         self.pending: dict[str, list[Tensor]] = {}  # device tensors since the last log, read in one sync
         self.latest: dict[str, float] = {}  # schedule values (λ, lr): plain floats, logged as of the last step
@@ -74,10 +74,8 @@ class TrainState:
         """This process's state (what a one-process checkpoint holds beside the run's facts)."""
         return {
             "step": self.step,
-            "method": self.method.state_dict(),
-            "optimizer": self.method.optimizer.state_dict(),
-            "lr_scheduler": self.method.lr_scheduler.state_dict(),
-            "grad_scaler": self.method.grad_scaler.state_dict() if self.method.grad_scaler else None,  # fp16 only
+            "method": self.engine.method.state_dict(),
+            **self.engine.state_dict(),  # optimizer, lr_scheduler, grad_scaler (fp16 only)
             "streams": {"source": self.source.state_dict(), "target": self.target.state_dict()},
             "pending": self._pending_on_cpu(),
             "latest": self.latest,
@@ -108,7 +106,7 @@ class TrainState:
         missing, extra = sorted(fresh.keys() - state.keys()), sorted(state.keys() - {*fresh, *RUN_FACTS, "ranks"})
         if missing or extra:
             raise refuse(path, missing_and_extra(missing, extra))
-        steps = self.method.total_steps
+        steps = self.engine.total_steps
         if type(state["step"]) is not int or not 0 <= state["step"] <= steps:
             raise refuse(path, f"step: expected an integer in [0, {steps}] (trainer.steps), got {state['step']!r}")
         problem = None
@@ -132,7 +130,7 @@ class TrainState:
                 problem = problem or _metrics_difference(rank_state, f"ranks[{i}].")
         for where, rng in [("rng", state["rng"])] + [(f"ranks[{i}].rng", r["rng"]) for i, r in enumerate(ranks or [])]:
             problem = problem or _rng_difference(rng, fresh["rng"], where)
-        if not problem and state["step"] == self.method.total_steps and not state["evaluations"]:
+        if not problem and state["step"] == self.engine.total_steps and not state["evaluations"]:
             problem = "evaluations: a checkpoint of the last step holds its evaluation, this one none"
         if problem:
             raise refuse(path, problem)
@@ -145,7 +143,7 @@ class TrainState:
         problem = structure_difference(saved["param_groups"], fresh["param_groups"], "optimizer.param_groups")
         if problem or not isinstance(saved["state"], dict):
             return problem or "optimizer.state: expected a mapping"
-        shapes = [p.shape for group in self.method.optimizer.param_groups for p in group["params"]]
+        shapes = [p.shape for group in self.engine.optimizer.param_groups for p in group["params"]]
         for index, values in saved["state"].items():
             if type(index) is not int or not 0 <= index < len(shapes) or not isinstance(values, dict):
                 return f"optimizer.state: no parameter {index!r} in this run's optimizer"
@@ -172,11 +170,8 @@ class TrainState:
         elif distributed.world_size() > 1:
             state = state | ranks[distributed.rank()]
         self.step = state["step"]
-        self.method.load_state_dict(state["method"])
-        self.method.optimizer.load_state_dict(state["optimizer"])
-        self.method.lr_scheduler.load_state_dict(state["lr_scheduler"])
-        if self.method.grad_scaler is not None and state.get("grad_scaler"):
-            self.method.grad_scaler.load_state_dict(state["grad_scaler"])
+        self.engine.method.load_state_dict(state["method"])
+        self.engine.load_state_dict(state)
         self.source.load_state_dict(state["streams"]["source"])
         self.target.load_state_dict(state["streams"]["target"])
         self.pending = {name: list(values.to(device).unbind()) for name, values in state["pending"].items()}
@@ -235,11 +230,11 @@ def _rng_difference(saved: Any, fresh: dict[str, Any], where: str) -> str | None
     return None
 
 
-def check_resumable(path: Path, checkpoint: dict[str, Any], method: Method) -> None:
+def check_resumable(path: Path, checkpoint: dict[str, Any], engine: Engine) -> None:
     """`TrainState.check_state_dict` before the data streams exist (dann.run, before metrics.jsonl is
     rewound to the checkpoint's step): theirs are checked against the state a fresh stream has."""
     fresh_stream = _FreshStream()
-    TrainState(method, fresh_stream, fresh_stream).check_state_dict(checkpoint, path)
+    TrainState(engine, fresh_stream, fresh_stream).check_state_dict(checkpoint, path)
 
 
 class _FreshStream:
@@ -250,7 +245,7 @@ class _FreshStream:
 
 
 def train(
-    method: Method,
+    engine: Engine,
     data: DomainData,
     logger: RunLogger,
     loop: LoopSettings,
@@ -261,7 +256,6 @@ def train(
     checkpoint: dict[str, Any] | None = None,
     started: float | None = None,
     stop: StopRequests | None = None,
-    runtime: Runtime = Runtime.FP32,
 ) -> dict:
     """Run `loop.steps` updates, from `checkpoint` if given; return the final evaluation and the
     one each selection criterion picks.
@@ -272,8 +266,7 @@ def train(
     before a resume), so that checkpoints record the run's whole elapsed time.
     `stop`: when it has a request (SIGTERM, SIGINT), the loop writes a checkpoint after the
     current step and raises `Interrupted`.
-    `runtime`: the resolved precision and memory layout (`dann.precision.prepare` has applied them
-    to the method): each update runs under its autocast, on batches in its layout.
+    The engine's `runtime` (precision, memory layout, compilation): batches are put in its layout.
     Raises `Diverged` when a logged training metric is NaN or infinite (checked at log
     intervals, where the values are read anyway: no extra host sync).
     """
@@ -285,7 +278,8 @@ def train(
     target = make_stream(data.target_train, loop.batch_size, seed=2 * seed + 1, **streams)
     eval_splits = {"source": to_device(data.source_val, device), "target": to_device(data.target_test, device)}
 
-    state = TrainState(method, source, target)
+    state = TrainState(engine, source, target)
+    method, runtime = engine.method, engine.runtime
     if checkpoint is not None:
         state.load_state_dict(checkpoint, device, checkpoint_path(run_dir))
         log.info("resumed from step %d of %d", state.step, steps)
@@ -306,9 +300,8 @@ def train(
         source_x, target_x = runtime.to_input(source_x), runtime.to_input(target_x)
         batch = Batch(source_x, source_y, target_x, target_y if method.uses_target_labels else None)
         logging_step = step % loop.log_every == 0 or step == steps
-        method.diagnose = logging_step  # the update then also measures the gradients at the features
-        with runtime.autocast(device):  # the losses stay float32 (autocast's float32 ops; dann.precision)
-            metrics = method.update(batch, progress=(step - 1) / steps)
+        # On logged steps the engine also measures the gradients at the features.
+        metrics = engine.step(batch, progress=(step - 1) / steps, diagnose=logging_step)
         for name, value in metrics.items():
             if isinstance(value, Tensor):
                 pending.setdefault(name, []).append(value)

@@ -15,10 +15,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from dann.methods.base import Batch, domain_labels, step_metrics
+from dann.methods.base import Batch, StepOutput, domain_accuracy, domain_labels
 from dann.methods.dann import DANN
 from dann.models import DANNNetwork
-from dann.schedules import LambdaSchedule, LRSchedule, constant_lr_factor, ganin_lambda
+from dann.schedules import LambdaSchedule, ganin_lambda
 
 RANDOMIZED_DIM = 1024  # the paper's d for the randomized map
 RANDOMIZED_THRESHOLD = 4096  # the paper's: randomized when d_f × C exceeds it
@@ -54,6 +54,8 @@ def entropy_weights(probs: Tensor, num_source: int) -> Tensor:
 class CDAN(DANN):
     """Label loss on source + a conditional domain loss through the gradient reversal layer.
 
+        losses: label = CE(G_y(f_s), y_s),  domain = BCE(D(T(R_λ(f), g)), d)   with g = softmax(G_y(f)) detached
+
     The domain classifier D sees T(f, g): the multilinear map f ⊗ g of the features f and the
     softmax predictions g, or the randomized map when `randomized` is true, or is None (auto)
     and d_f × C > `randomized_threshold` (the paper's 4096), at width `randomized_dim`. The
@@ -70,9 +72,6 @@ class CDAN(DANN):
     def __init__(
         self,
         network: DANNNetwork,
-        optimizer: torch.optim.Optimizer,
-        total_steps: int,
-        lr_schedule: LRSchedule = constant_lr_factor,
         lambda_schedule: LambdaSchedule = ganin_lambda,
         final_lambda: float = 1.0,
         entropy_conditioning: bool = False,
@@ -80,7 +79,7 @@ class CDAN(DANN):
         randomized_dim: int = RANDOMIZED_DIM,
         randomized_threshold: int = RANDOMIZED_THRESHOLD,
     ):
-        super().__init__(network, optimizer, total_steps, lr_schedule, lambda_schedule, final_lambda)
+        super().__init__(network, lambda_schedule, final_lambda)
         self.entropy_conditioning = entropy_conditioning
         feature_dim, num_classes = network.feature_extractor.out_features, _num_classes(network)
         self.randomized = _use_randomized(feature_dim * num_classes, randomized, randomized_threshold)
@@ -104,27 +103,23 @@ class CDAN(DANN):
             return randomized_multilinear_map(features, probs, self.projection_f, self.projection_g)
         return multilinear_map(features, probs)
 
-    def update(self, batch: Batch, progress: float) -> dict[str, Tensor | float]:
-        grl_lambda = self.lambda_schedule(progress, self.final_lambda)
-        lr = self.current_lr()
+    def forward(self, batch: Batch, scalars: Mapping[str, float], phase: str = "step") -> StepOutput:
         net, num_source = self.network, len(batch.source_x)
-        with self.feature_gradients() as gradients:  # on logged steps: the two gradients at the features
-            features = net.feature_extractor(torch.cat([batch.source_x, batch.target_x]))
-            class_logits = net.label_predictor(features)
-            label_loss = F.cross_entropy(class_logits[:num_source], batch.source_y)
-            probs = class_logits.detach().softmax(dim=1)
-            conditioned = self.condition(net.gradient_reversal(features, grl_lambda), probs)
-            domain_logits = net.domain_classifier(conditioned).squeeze(1)
-            labels = domain_labels(num_source, len(batch.target_x), domain_logits.device)
-            losses = F.binary_cross_entropy_with_logits(domain_logits, labels, reduction="none")
-            if self.entropy_conditioning:
-                weights = entropy_weights(probs, num_source)
-                domain_loss = (weights * losses).sum() / weights.sum()
-            else:
-                domain_loss = losses.mean()
-            self._step(label_loss + domain_loss)
-        metrics = step_metrics(label_loss, domain_loss, domain_logits, labels, grl_lambda, lr)
-        return metrics | gradients.metrics(label_loss.device)
+        features = net.feature_extractor(torch.cat([batch.source_x, batch.target_x]))
+        class_logits = net.label_predictor(features)  # on both domains: the target's condition D's input
+        label_loss = F.cross_entropy(class_logits[:num_source], batch.source_y)
+        probs = class_logits.detach().softmax(dim=1)
+        conditioned = self.condition(net.gradient_reversal(features, scalars["lambda"]), probs)
+        domain_logits = net.domain_classifier(conditioned).squeeze(1)
+        labels = domain_labels(num_source, len(batch.target_x), domain_logits.device)
+        losses = F.binary_cross_entropy_with_logits(domain_logits, labels, reduction="none")
+        if self.entropy_conditioning:
+            weights = entropy_weights(probs, num_source)
+            domain_loss = (weights * losses).sum() / weights.sum()
+        else:
+            domain_loss = losses.mean()
+        metrics = {"train/domain_acc": domain_accuracy(domain_logits, labels)}
+        return StepOutput({"label": label_loss, "domain": domain_loss}, metrics, features)
 
 
 def _use_randomized(product_dim: int, randomized: bool | None, threshold: int) -> bool:

@@ -7,15 +7,12 @@ metrics as every other method and never adapt through a domain loss.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import ClassVar, Literal
 
-import torch
-from torch import Tensor
-
-from dann.methods.base import Batch
+from dann.methods.base import Batch, StepOutput
 from dann.methods.supervised import SourceOnly, SupervisedOnly
 from dann.models import DANNNetwork
-from dann.schedules import LRSchedule, constant_lr_factor
 
 FREEZE_IN_STAGE2 = ("feature_extractor", "none")
 
@@ -47,7 +44,8 @@ class TwoStage(SupervisedOnly):
     predictor: a linear probe on the stage-1 features. One learning-rate schedule spans
     both stages.
 
-    The stage follows from `progress` alone, so a run resumed from a checkpoint in
+    The stage follows from `progress` alone (`phases`, the engine's multi-step contract: one step
+    per iteration, named after the domain it trains on), so a run resumed from a checkpoint in
     stage 2 freezes again on its first step.
     """
 
@@ -56,13 +54,10 @@ class TwoStage(SupervisedOnly):
     def __init__(
         self,
         network: DANNNetwork,
-        optimizer: torch.optim.Optimizer,
-        total_steps: int,
-        lr_schedule: LRSchedule = constant_lr_factor,
         stage1_fraction: float = 0.5,
         freeze_in_stage2: Literal["feature_extractor", "none"] = "feature_extractor",
     ):
-        super().__init__(network, optimizer, total_steps, lr_schedule)
+        super().__init__(network)
         if not 0 <= stage1_fraction <= 1 or freeze_in_stage2 not in FREEZE_IN_STAGE2:
             raise ValueError(
                 f"TwoStage: stage1_fraction must be in [0, 1] and freeze_in_stage2 one of {FREEZE_IN_STAGE2}, "
@@ -71,11 +66,14 @@ class TwoStage(SupervisedOnly):
         self.stage1_fraction = float(stage1_fraction)
         self.freeze_in_stage2 = freeze_in_stage2
 
-    def update(self, batch: Batch, progress: float) -> dict[str, Tensor | float]:
-        in_stage2 = progress >= self.stage1_fraction
-        if in_stage2 and self.freeze_in_stage2 == "feature_extractor":
-            self.network.feature_extractor.freeze()  # idempotent; frozen parameters get no gradient, so no step
-        # SupervisedOnly reads which domain's labels to train on from here; this instance
-        # attribute shadows the class-level one, stage by stage.
-        self.labeled_domain = "target" if in_stage2 else "source"
-        return super().update(batch, progress)
+    def phases(self, progress: float) -> tuple[str, ...]:
+        """One step a iteration: `source` in stage 1, `target` in stage 2, which first freezes the shared
+        layers when asked (idempotent; the engine then stops expecting their gradients)."""
+        if progress < self.stage1_fraction:
+            return ("source",)
+        if self.freeze_in_stage2 == "feature_extractor":
+            self.network.feature_extractor.freeze()
+        return ("target",)
+
+    def forward(self, batch: Batch, scalars: Mapping[str, float], phase: str = "step") -> StepOutput:
+        return self.supervised(batch, labeled_domain=phase)

@@ -14,10 +14,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from dann.methods.base import Batch
+from dann.methods.base import Batch, StepOutput
 from dann.methods.dann import DANN
 from dann.models import DANNNetwork
-from dann.schedules import LambdaSchedule, LRSchedule, constant_lr_factor, ganin_lambda
+from dann.schedules import LambdaSchedule, ganin_lambda
 
 
 def log_one_minus_softmax(logits: Tensor, index: Tensor) -> Tensor:
@@ -35,7 +35,8 @@ class MDD(DANN):
     sized to C outputs here (`domain_classifier_shape`; it keeps `model.domain_classifier`'s
     architecture: it fills the paper's auxiliary classifier slot), sees GRL(f):
 
-        transfer = γ · CE(h'(f_s), ŷ_s) + NLL(log(1 − softmax(h'(f_t))), ŷ_t)
+        losses: label = CE(h(f_s), y_s),
+                domain (the transfer loss) = γ · CE(h'(R_λ(f_s)), ŷ_s) + NLL(log(1 − softmax(h'(R_λ(f_t)))), ŷ_t)
 
     h' minimises it: agree with h on the source, disagree on the target. The features get its
     gradient times −λ_p, so they shrink that disparity. γ = `margin` (the paper's default 4).
@@ -49,14 +50,11 @@ class MDD(DANN):
     def __init__(
         self,
         network: DANNNetwork,
-        optimizer: torch.optim.Optimizer,
-        total_steps: int,
-        lr_schedule: LRSchedule = constant_lr_factor,
         lambda_schedule: LambdaSchedule = ganin_lambda,
         final_lambda: float = 1.0,
         margin: float = 4.0,
     ):
-        super().__init__(network, optimizer, total_steps, lr_schedule, lambda_schedule, final_lambda)
+        super().__init__(network, lambda_schedule, final_lambda)
         if not margin > 0:
             raise ValueError(f"MDD: margin (γ) must be > 0, got {margin!r}")
         self.margin = float(margin)
@@ -67,27 +65,17 @@ class MDD(DANN):
     ) -> tuple[int, int]:
         return feature_dim, num_classes  # h': a second classifier over the features
 
-    def update(self, batch: Batch, progress: float) -> dict[str, Tensor | float]:
-        grl_lambda = self.lambda_schedule(progress, self.final_lambda)
-        lr = self.current_lr()
+    def forward(self, batch: Batch, scalars: Mapping[str, float], phase: str = "step") -> StepOutput:
         net, num_source = self.network, len(batch.source_x)
-        with self.feature_gradients() as gradients:  # on logged steps: the two gradients at the features
-            features = net.feature_extractor(torch.cat([batch.source_x, batch.target_x]))
-            class_logits = net.label_predictor(features)
-            adversary_logits = net.domain_classifier(net.gradient_reversal(features, grl_lambda))
-            label_loss = F.cross_entropy(class_logits[:num_source], batch.source_y)
-            pseudo = class_logits.detach().argmax(dim=1)
-            source_disparity = F.cross_entropy(adversary_logits[:num_source], pseudo[:num_source])
-            target_disparity = -log_one_minus_softmax(adversary_logits[num_source:], pseudo[num_source:]).mean()
-            transfer_loss = self.margin * source_disparity + target_disparity
-            self._step(label_loss + transfer_loss)
+        features = net.feature_extractor(torch.cat([batch.source_x, batch.target_x]))
+        class_logits = net.label_predictor(features)
+        adversary_logits = net.domain_classifier(net.gradient_reversal(features, scalars["lambda"]))
+        label_loss = F.cross_entropy(class_logits[:num_source], batch.source_y)
+        pseudo = class_logits.detach().argmax(dim=1)
+        source_disparity = F.cross_entropy(adversary_logits[:num_source], pseudo[:num_source])
+        target_disparity = -log_one_minus_softmax(adversary_logits[num_source:], pseudo[num_source:]).mean()
+        transfer_loss = self.margin * source_disparity + target_disparity
         agrees = adversary_logits.detach().argmax(dim=1) == pseudo
         tells_domain = torch.cat([agrees[:num_source], ~agrees[num_source:]])
-        metrics = {
-            "train/label_loss": label_loss.detach(),
-            "train/domain_loss": transfer_loss.detach(),
-            "train/domain_acc": tells_domain.float().mean(),
-            "train/lambda": grl_lambda,
-            "train/lr": lr,
-        }
-        return metrics | gradients.metrics(label_loss.device)
+        metrics = {"train/domain_acc": tells_domain.float().mean()}
+        return StepOutput({"label": label_loss, "domain": transfer_loss}, metrics, features)
