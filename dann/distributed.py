@@ -236,20 +236,17 @@ def data_parallel(module: nn.Module, device: torch.device, find_unused_parameter
 
     DDP all-reduces (averages) each bucket of gradients as soon as the backward pass has produced
     it, overlapping communication with the rest of the backward pass. It syncs rank 0's parameters
-    at construction; the buffers (BatchNorm statistics, CDAN's random projections) are broadcast here
-    once, not at every forward (`broadcast_buffers=False`): on CUDA SyncBatchNorm keeps the statistics
-    equal, on CPU each rank keeps its own and rank 0's are the ones evaluated and saved. Parameters
-    frozen when this is called are not synced: wrap again after freezing (`dann.engine.Engine` does).
+    and buffers (BatchNorm statistics, CDAN's random projections) at construction, and the buffers
+    not again at every forward (`forward_sync_buffers=False`): on CUDA SyncBatchNorm keeps the
+    statistics equal, on CPU each rank keeps its own and rank 0's are the ones evaluated and saved.
+    Parameters frozen when this is called are not synced: wrap again after freezing (the engine does).
     """
     if world_size() == 1:
         return module
-    with torch.no_grad():
-        for buffer in module.buffers():
-            dist.broadcast(buffer, src=0)
     return nn.parallel.DistributedDataParallel(
         module,
         device_ids=[device.index] if device.type == "cuda" else None,
-        broadcast_buffers=False,
+        forward_sync_buffers=False,
         find_unused_parameters=find_unused_parameters,
     )
 
