@@ -12,6 +12,7 @@ Each builds the method from the real composed config on the moons toy, the way `
 
 from __future__ import annotations
 
+import ast
 import functools
 import operator
 import os
@@ -24,6 +25,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from omegaconf import OmegaConf
 
+import dann.methods
 from dann import distributed
 from dann.builders import build_dataset, build_engine, build_network
 from dann.checkpoint import checkpoint_path, read_checkpoint
@@ -242,3 +244,15 @@ def test_two_gloo_processes_train_the_one_process_recipe(name: str, two_process_
 
 def test_the_contract_covers_every_method_config():
     assert len(METHODS) >= 8 and "dann" in METHODS  # an empty glob would leave every test above with no case
+
+
+def test_no_method_takes_an_optimisation_step_itself():
+    """The engine owns the step: no file in dann/methods/ calls backward(), zero_grad() or step()."""
+    calls = []
+    for path in sorted((Path(dann.methods.__file__).parent).glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
+                if node.func.attr in ("backward", "zero_grad", "step"):
+                    calls.append(f"{path.name}:{node.lineno} {node.func.attr}()")
+    assert len(list(Path(dann.methods.__file__).parent.glob("*.py"))) >= 5
+    assert calls == []
