@@ -35,6 +35,16 @@ class TorchvisionArch(Spec):
         )
 
 
+class AutoOr(Spec):
+    """`auto`, or a value of this spec (an integer for `trainer.threads`)."""
+
+    def expected(self, value: object) -> str | None:
+        return None if value == "auto" and isinstance(value, str) else super().expected(value)
+
+    def describe(self, finite: bool = True) -> str:
+        return "auto or " + super().describe(finite)
+
+
 TARGET = Spec("target")
 PARTIAL = one_of(True, means="the code supplies the other arguments")
 ANY = Spec("any")
@@ -144,6 +154,7 @@ SCHEMA: dict[str, Spec] = {
     "trainer.precision": one_of(*PRECISIONS),
     "trainer.channels_last": one_of("auto", True, False),
     "trainer.compile": boolean(),
+    "trainer.threads": AutoOr("int", 1, means="CPU threads"),
     # --- logger
     "logger.wandb.mode": one_of(*WANDB_MODES),
     "logger.wandb.project": text(),

@@ -17,7 +17,10 @@ from typing import Any
 # Keys that may differ between two runs of the same experiment: where the data lives,
 # whether to download it, how it is loaded, where the numbers are sent, how often a
 # checkpoint is written, how big the evaluation batches are, and what the run does with a
-# directory that already holds a run. `logger` is the whole group.
+# directory that already holds a run. `logger` is the whole group. The CPU thread count changes a
+# run's rounding, not its experiment (like the device under trainer.device=auto): summary.json
+# records it (`runtime.threads`), a resume under another count warns, and changing
+# trainer.threads to resume exactly must not be refused as another config.
 RESULT_NEUTRAL_KEYS = (
     "trainer.resume",
     "trainer.rerun_finished",
@@ -25,6 +28,7 @@ RESULT_NEUTRAL_KEYS = (
     "trainer.eval_batch_size",
     "trainer.objective",
     "trainer.progress",
+    "trainer.threads",
     "logger",
     "dataset.root",
     "dataset.download",

@@ -22,6 +22,9 @@ summary.json records (`runtime`): `auto` on a GPU is not the same computation as
 from __future__ import annotations
 
 import contextlib
+import logging
+import os
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any, ClassVar
 
@@ -29,6 +32,8 @@ import torch
 from torch import Tensor
 
 from dann.errors import ConfigError
+
+log = logging.getLogger(__name__)
 
 PRECISIONS = ("auto", "bf16", "fp16", "fp32")
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
@@ -94,4 +99,52 @@ def prepare(network: torch.nn.Module, runtime: Runtime) -> None:
     only 4-D parameters, the convolutions, change; names and state_dict keys do not). The engine
     (`dann.engine.Engine`) applies the rest: compilation and fp16's gradient scaler."""
     if runtime.channels_last:
-        network.to(memory_format=torch.channels_last)
+        network.to(memory_format=torch.channels_last)  # only 4-D parameters (convolutions) change layout
+
+
+def cpus_available(env: Mapping[str, str] = os.environ) -> int:
+    """The CPUs this process may use: its affinity mask (what `taskset`, cgroups' cpusets and SLURM
+    bind it to), capped by `SLURM_CPUS_PER_TASK`, shared among the processes launched on this node
+    (`LOCAL_WORLD_SIZE`, set by torchrun); at least 1. `os.cpu_count()` counts the machine's cores,
+    which a job on a shared node may not use."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    slurm = _positive_int(env.get("SLURM_CPUS_PER_TASK"))
+    if slurm is not None:
+        cpus = min(cpus, slurm)
+    return max(1, cpus // (_positive_int(env.get("LOCAL_WORLD_SIZE")) or 1))
+
+
+def cpu_threads(requested: str | int, input_shape: tuple[int, ...], env: Mapping[str, str] = os.environ) -> int:
+    """The intra-op CPU thread count for a run (`trainer.threads`), for `torch.set_num_threads`.
+
+    An integer is used as given (a warning when it exceeds `cpus_available`). `auto`: the user's
+    `OMP_NUM_THREADS` when set; else 1 for vector inputs (`input_shape` [D]: the toy datasets' MLPs),
+    whose ops are too small to gain from splitting and whose per-op thread barriers stall whenever
+    another process holds a core (issue 17: the default moons run took 7 min 48 s with 2 threads on a
+    loaded 2-core machine, 36 s with 1); else every CPU the process may use. The count changes
+    results (CPU kernels split their sums by thread), so it is chosen here, not left to torch's
+    default (every core of the machine, whatever the process may use).
+    """
+    if requested != "auto":
+        available = cpus_available(env)
+        if requested > available:
+            log.warning(
+                "trainer.threads=%d exceeds the %d CPUs this process may use: the threads will share them",
+                requested,
+                available,
+            )
+        return int(requested)
+    # Also torchrun's: it sets OMP_NUM_THREADS=1 for several processes per node unless the user set it.
+    omp = _positive_int(env.get("OMP_NUM_THREADS", "").split(",")[0])  # "4,2": OpenMP's nested levels
+    if omp is not None:
+        return omp
+    return 1 if len(input_shape) == 1 else cpus_available(env)
+
+
+def _positive_int(text: str | None) -> int | None:
+    """An environment variable's positive integer, or None when it is unset or is not one."""
+    try:
+        value = int(text)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+    return value if value >= 1 else None

@@ -36,7 +36,7 @@ from dann.data import DomainPair, labeled_subset
 from dann.errors import ConfigError, DannError, DataError, Diverged, Interrupted, RunDirError, describe_error
 from dann.identity import identity
 from dann.interrupt import StopRequests
-from dann.precision import Runtime, prepare, resolve_runtime
+from dann.precision import Runtime, cpu_threads, prepare, resolve_runtime
 from dann.rundir import (
     RunDirLock,
     check_not_a_sweep,
@@ -244,11 +244,14 @@ def _train_run(
     # Refused before its first step (this machine's device or precision, the data here, a damaged file),
     # a resumed run keeps its record as it was: still interrupted and resumable, where it can run.
     keep_record = checkpoint is not None
+    inherited_threads = torch.get_num_threads()
     try:
         stop.__enter__()
         seed_everything(cfg.seed)
         device = distributed.device(cfg.trainer.device)
         data = dataset.load()
+        threads = cpu_threads(cfg.trainer.threads, data.input_shape)
+        torch.set_num_threads(threads)  # before the network's first op: results depend on the count
         validate_model_input(cfg, data.input_shape)  # before building a network that could not take them
         network = build_network(cfg, data.input_shape, data.num_classes).to(device)
         network = distributed.prepare_network(network, device, cfg.seed)  # one process: unchanged
@@ -257,7 +260,7 @@ def _train_run(
         prepare(network, runtime)
         engine = build_engine(cfg, network, runtime)
         method = engine.method
-        summary["runtime"] = runtime.as_dict() | {"device": str(device)}  # `auto` resolved: what actually ran
+        summary["runtime"] = runtime.as_dict() | {"device": str(device), "threads": threads}  # what actually ran
         _check_same_runtime(checkpoint, runtime, device)
         _check_same_threads(checkpoint)
         if checkpoint is not None:  # before metrics.jsonl is rewound to its step: a refused one changes nothing
@@ -324,6 +327,7 @@ def _train_run(
                 _write_summary(run_dir, summary, failing=summary["status"] != "finished")
         finally:
             stop.__exit__()
+            torch.set_num_threads(inherited_threads)  # an in-process caller (a notebook) keeps its own count
     return summary
 
 
@@ -345,7 +349,7 @@ def _check_same_threads(checkpoint: dict[str, Any] | None) -> None:
     if before is not None and before != torch.get_num_threads():
         log.warning(
             "resuming with %d CPU threads a run checkpointed with %d: it continues from the same state, but "
-            "not bitwise as it would have (set OMP_NUM_THREADS=%d for an exact resume)",
+            "not bitwise as it would have (trainer.threads=%d for an exact resume)",
             torch.get_num_threads(),
             before,
             before,

@@ -1,4 +1,4 @@
-"""trainer.precision, trainer.channels_last, trainer.compile, and no host sync on the step path.
+"""trainer.precision, trainer.channels_last, trainer.compile, trainer.threads, and no host sync on the step path.
 
 CPU only: bf16 autocast runs on the CPU, fp16 too (with its gradient scaler), channels-last is a
 layout the CPU kernels take, and compilation is checked with a cheap backend. The GPU's own proof
@@ -7,6 +7,7 @@ of the no-sync claim is `python -m dann.bench --sync-check`.
 
 import functools
 import json
+import os
 from dataclasses import replace
 
 import pytest
@@ -15,11 +16,12 @@ from omegaconf import OmegaConf
 from torch import nn
 
 from dann.builders import build_method, build_network
+from dann.checkpoint import checkpoint_path, read_checkpoint
 from dann.config import validate
 from dann.data import Split, TensorStream
 from dann.errors import ConfigError
 from dann.methods import Batch
-from dann.precision import Runtime, prepare, resolve_runtime
+from dann.precision import Runtime, cpu_threads, prepare, resolve_runtime
 from dann.run import run
 from dann.tracking import RunLogger
 from dann.train import LoopSettings, TrainState, train
@@ -52,7 +54,16 @@ def test_auto_resolves_to_the_float32_path_on_the_cpu_and_explicit_values_are_ke
 
 
 @pytest.mark.parametrize(
-    "override", ["trainer.precision=fp8", "trainer.channels_last=maybe", "trainer.compile=1", "trainer.compile=auto"]
+    "override",
+    [
+        "trainer.precision=fp8",
+        "trainer.channels_last=maybe",
+        "trainer.compile=1",
+        "trainer.compile=auto",
+        "trainer.threads=0",
+        "trainer.threads=many",
+        "trainer.threads=1.5",
+    ],
 )
 def test_a_bad_value_is_refused_naming_its_key(override):
     with pytest.raises(ConfigError, match=override.split("=")[0]):
@@ -197,9 +208,11 @@ def test_the_loop_reads_device_values_only_at_log_and_evaluation_steps(tmp_path,
     assert host_reads  # the last step logs and evaluates: the recorder does see reads
 
 
-def test_a_run_records_the_resolved_precision_in_its_summary(tmp_path):
+def test_a_run_records_the_resolved_precision_in_its_summary(tmp_path, monkeypatch):
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     summary = run(compose_config(*SHORT_RUN, "trainer.precision=bf16"), tmp_path)  # dann.run's own, in process
-    assert summary["runtime"] == {"precision": "bf16", "channels_last": False, "compile": False, "device": "cpu"}
+    runtime = {"precision": "bf16", "channels_last": False, "compile": False, "device": "cpu", "threads": 1}
+    assert summary["runtime"] == runtime
     assert json.loads((tmp_path / "summary.json").read_text())["runtime"] == summary["runtime"]
     assert summary["config"]["trainer"]["precision"] == "bf16"
 
@@ -216,3 +229,60 @@ def test_a_checkpoint_resumes_only_in_the_runtime_it_was_trained_in():
     on_gpu = Runtime(precision="bf16", channels_last=True, compile=False)
     with pytest.raises(ConfigError, match=r"precision bf16 → fp32, channels_last True → False.*trainer.resume=false"):
         _check_same_runtime({"runtime": on_gpu.as_dict()}, on_cpu, cpu)
+
+
+# --- trainer.threads: how many CPU threads, chosen on purpose ------------------------------------------------
+
+IMAGES = (3, 32, 32)
+VECTORS = (2,)  # the moons
+
+
+@pytest.mark.parametrize(
+    "requested, input_shape, env, threads",
+    [
+        ("auto", IMAGES, {}, 8),  # every CPU of the affinity mask (8 of the machine's cores, below)
+        ("auto", VECTORS, {}, 1),  # a toy MLP: one thread, whatever the cores
+        ("auto", IMAGES, {"SLURM_CPUS_PER_TASK": "4"}, 4),
+        ("auto", IMAGES, {"SLURM_CPUS_PER_TASK": "16"}, 8),  # SLURM caps the mask, never raises it
+        ("auto", IMAGES, {"SLURM_CPUS_PER_TASK": "lots"}, 8),  # not a count: ignored
+        ("auto", IMAGES, {"LOCAL_WORLD_SIZE": "2"}, 4),  # torchrun's processes on this node share them
+        ("auto", IMAGES, {"LOCAL_WORLD_SIZE": "3", "SLURM_CPUS_PER_TASK": "4"}, 1),
+        ("auto", IMAGES, {"LOCAL_WORLD_SIZE": "16"}, 1),  # at least one
+        ("auto", VECTORS, {"OMP_NUM_THREADS": "3"}, 3),  # the user's own choice wins over auto
+        ("auto", IMAGES, {"OMP_NUM_THREADS": "2", "SLURM_CPUS_PER_TASK": "4"}, 2),
+        ("auto", IMAGES, {"OMP_NUM_THREADS": "4,2"}, 4),  # OpenMP's nested levels: the outer one
+        ("auto", IMAGES, {"OMP_NUM_THREADS": ""}, 8),  # set but empty: not a choice
+        (5, VECTORS, {"OMP_NUM_THREADS": "3"}, 5),  # an explicit trainer.threads is used as given
+        (2, IMAGES, {"LOCAL_WORLD_SIZE": "8"}, 2),
+    ],
+)
+def test_the_thread_count_is_what_the_process_may_use(monkeypatch, requested, input_shape, env, threads):
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {2, 3, 4, 5, 8, 9, 10, 11})  # 8 of more cores
+    monkeypatch.setattr(os, "cpu_count", lambda: 64)
+    assert cpu_threads(requested, input_shape, env) == threads
+
+
+def test_more_threads_than_cpus_are_used_as_asked_with_a_warning(monkeypatch, caplog):
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1})
+    with caplog.at_level("WARNING", logger="dann"):
+        assert cpu_threads(4, IMAGES, {}) == 4
+        assert cpu_threads(2, IMAGES, {}) == 2
+    assert [r.getMessage() for r in caplog.records] == [
+        "trainer.threads=4 exceeds the 2 CPUs this process may use: the threads will share them"
+    ]
+
+
+@pytest.mark.parametrize(
+    "override, env, threads",
+    [("trainer.threads=1", {}, 1), ("trainer.threads=2", {}, 2), (None, {}, 1), (None, {"OMP_NUM_THREADS": "2"}, 2)],
+)
+def test_a_run_trains_with_the_threads_it_chose_and_records_them(tmp_path, monkeypatch, override, env, threads):
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    before = torch.get_num_threads()
+    summary = run(compose_config(*SHORT_RUN, *([override] if override else [])), tmp_path)
+    assert summary["runtime"]["threads"] == threads
+    assert json.loads((tmp_path / "summary.json").read_text())["runtime"]["threads"] == threads
+    assert read_checkpoint(checkpoint_path(tmp_path))["threads"] == threads  # torch's count while it trained
+    assert torch.get_num_threads() == before  # an in-process caller keeps its own count
