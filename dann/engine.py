@@ -9,8 +9,8 @@ metrics (`StepOutput`). The engine owns everything else:
 - several processes: the method trains inside `torch.nn.parallel.DistributedDataParallel`, whose
   gradient all-reduce overlaps the backward pass (`dann.distributed.data_parallel`);
 - `trainer.compile`: `torch.compile` of the whole loss computation (feature extractor, heads, losses).
-  λ is a Python float computed outside it (`Method.scalars`) and the learning rate lives in the
-  optimiser, so a schedule changing them every step recompiles nothing;
+  λ is computed outside it (`Method.scalars`) and enters it as a 0-d tensor, and the learning rate
+  lives in the optimiser, so a schedule changing them every step recompiles nothing;
 - the gradient diagnostics at the features on the steps it is asked to (`feature_gradients`).
 
     engine = Engine(method, torch.optim.SGD(method.parameter_groups(), lr=0.01), total_steps=1000)
@@ -97,9 +97,10 @@ class Engine:
                 self._wrap()  # the method froze layers (two_stage): DDP must stop waiting for their gradients
             measure = diagnose and i == 0
             # A compiled graph fuses the features' autograd node away; a measured step runs the same module eagerly.
-            compute = self.loss_module if measure else self._compiled
+            compiled = self.runtime.compile and not measure
+            compute, inputs = (self._compiled, _as_tensors(scalars)) if compiled else (self.loss_module, scalars)
             with self.runtime.autocast(self.device):  # the losses stay float32 (dann.precision)
-                output: StepOutput = compute(batch, scalars, phase)
+                output: StepOutput = compute(batch, inputs, phase)
             loss = functools.reduce(operator.add, output.losses.values())
             if measure:
                 gradients = feature_gradients(output)
@@ -162,6 +163,13 @@ def feature_gradients(output: StepOutput) -> dict[str, Tensor]:
     domain = norm([loss for name, loss in output.losses.items() if name != "label"])
     ratio = torch.where(label > 0, domain / label, torch.zeros_like(label))
     return {"train/grad_norm_label": label, "train/grad_norm_domain": domain, "train/grad_ratio": ratio}
+
+
+def _as_tensors(scalars: dict[str, float]) -> dict[str, Tensor]:
+    """The scalars as 0-d CPU tensors, for the compiled loss: torch.compile bakes a float that reaches an
+    autograd Function (the reversal layer) into the graph as a constant, and would compile again for
+    every new λ; a tensor is an input of the one graph. On the CPU: no host-device copy, no sync."""
+    return {name: torch.tensor(value) for name, value in scalars.items()}
 
 
 def _trainable(module: torch.nn.Module) -> tuple[bool, ...]:

@@ -14,7 +14,7 @@ from torch import Tensor, nn
 
 class _GradientReversal(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x: Tensor, grl_lambda: float) -> Tensor:
+    def forward(ctx, x: Tensor, grl_lambda: float | Tensor) -> Tensor:
         ctx.grl_lambda = grl_lambda
         # view_as gives autograd a new node; returning x itself would skip backward().
         return x.view_as(x)
@@ -24,17 +24,19 @@ class _GradientReversal(torch.autograd.Function):
         return grad_output * -ctx.grl_lambda, None
 
 
-def grad_reverse(x: Tensor, grl_lambda: float) -> Tensor:
+def grad_reverse(x: Tensor, grl_lambda: float | Tensor) -> Tensor:
     """Identity on `x`; multiplies the gradient flowing back through it by `-grl_lambda`.
 
-    `grl_lambda` is a Python float so that changing it every step costs no
-    host-device synchronisation and rebuilds nothing.
+    `grl_lambda` is a Python float, so that changing it every step costs no host-device
+    synchronisation and rebuilds nothing; or a 0-d CPU tensor, which is what the engine passes
+    under torch.compile: the compiler would bake a float into the graph as a constant and
+    compile again for each new value, whereas a tensor is an input of the one graph.
     """
-    return _GradientReversal.apply(x, float(grl_lambda))
+    return _GradientReversal.apply(x, grl_lambda if isinstance(grl_lambda, Tensor) else float(grl_lambda))
 
 
 class GradientReversal(nn.Module):
     """Module form of `grad_reverse`; λ is passed per call, so a schedule needs no rebuild."""
 
-    def forward(self, x: Tensor, grl_lambda: float) -> Tensor:
+    def forward(self, x: Tensor, grl_lambda: float | Tensor) -> Tensor:
         return grad_reverse(x, grl_lambda)

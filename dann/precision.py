@@ -14,9 +14,9 @@ summary.json records (`runtime`): `auto` on a GPU is not the same computation as
   image batches are converted (parameters keep their names, so checkpoints do not change).
 - Compilation: `torch.compile` of the whole loss computation, the method's forward pass (feature
   extractor, heads, reversal layer and losses), by the engine (`dann.engine.Engine`); the module is
-  wrapped, not changed, so state_dict keys are unchanged. λ enters it as a Python float, which
-  torch.compile traces as a symbolic input rather than a constant, and the learning rate lives in
-  the optimiser, outside it: a schedule changing them every step triggers no recompilation.
+  wrapped, not changed, so state_dict keys are unchanged. λ enters it as a 0-d tensor, an input of
+  the graph rather than a constant, and the learning rate lives in the optimiser, outside it: a
+  schedule changing them every step triggers no recompilation.
 """
 
 from __future__ import annotations

@@ -1,3 +1,4 @@
+import pytest
 import torch
 from torch import nn
 
@@ -68,3 +69,15 @@ def test_works_under_autocast():
         loss2 = lin(x2).float().sum()
     loss2.backward()
     assert torch.allclose(x.grad, -0.5 * x2.grad)
+
+
+@pytest.mark.parametrize("grl_lambda", [0.0, 0.3, 1.7])
+def test_a_0d_tensor_lambda_reverses_exactly_as_the_float(grl_lambda: float):
+    # The engine passes λ as a 0-d tensor under torch.compile: the gradient must be bitwise the float's.
+    grads = []
+    for given in (grl_lambda, torch.tensor(grl_lambda)):
+        x = torch.linspace(-2, 3, 12).reshape(3, 4).requires_grad_()
+        (grad_reverse(x, given) * torch.arange(12.0).reshape(3, 4).sin()).sum().backward()
+        grads.append(x.grad)
+    assert torch.equal(grads[0], grads[1])
+    assert torch.equal(grads[0], -grl_lambda * torch.arange(12.0).reshape(3, 4).sin())

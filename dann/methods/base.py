@@ -56,8 +56,9 @@ class Method(nn.Module):
     The contract, for one training iteration at progress p in [0, 1]:
 
     1. `scalars(p)`: the iteration's scheduled values (λ), plain floats computed before the loss,
-       outside any compiled region, so that a value changing every step recompiles nothing; logged as
-       `train/<name>`.
+       outside any compiled region, and logged as `train/<name>`. `forward` receives them as floats,
+       or under `trainer.compile` as 0-d CPU tensors (so that a value changing every step recompiles
+       nothing): use them in tensor arithmetic or pass them to the reversal layer, which takes both.
     2. `phases(p)`: the optimisation steps the iteration takes, in order. Almost every method takes one.
     3. For each phase, `forward(batch, scalars, phase)` → `StepOutput`; the engine backpropagates the sum
        of its losses and steps the optimiser. A step updates the parameters its losses reach, no others
@@ -108,7 +109,7 @@ class Method(nn.Module):
         """
         return ("step",)
 
-    def forward(self, batch: Batch, scalars: Mapping[str, float], phase: str = "step") -> StepOutput:
+    def forward(self, batch: Batch, scalars: Mapping[str, float | Tensor], phase: str = "step") -> StepOutput:
         """The losses and metrics of one optimisation step (`phase`) on `batch`."""
         raise NotImplementedError
 
