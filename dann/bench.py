@@ -1,7 +1,8 @@
 """`python -m dann.bench`: what a DANN step costs, against the floor and against the usual eager code.
 
-For each model, in one process, with the same network, batch and device, after warm-up, with the
-device synchronised around the timed region only, it times:
+For each model, with the same network, batch and device, each variant in its own process (its own
+heap: its page faults depend on no other variant), after warm-up, the variants taking turns, with the
+device synchronised around the timed region only, it times (wall and CPU time, page faults):
 
 - `plain`: a supervised step over the combined source+target batch (2B images, one forward and one
   backward pass): the floor, since DANN cannot be cheaper;
