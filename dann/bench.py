@@ -1,12 +1,14 @@
 """`python -m dann.bench`: what a DANN step costs, against the floor and against the usual eager code.
 
-For each model, in one process, with the same network, batch and device, after warm-up, with the
-device synchronised around the timed region only, it times:
+For each model, with the same network, batch and device, each variant in its own process (its own
+heap: its page faults depend on no other variant), after warm-up, the variants taking turns, with the
+device synchronised around the timed region only, it times (wall and CPU time, page faults):
 
 - `plain`: a supervised step over the combined source+target batch (2B images, one forward and one
   backward pass): the floor, since DANN cannot be cheaper;
-- `source_only` and `dann`: the real `Method.update`, built by `dann.builders` from the config
-  `dann.run` composes, under the run's precision, memory layout and compilation (`dann.precision`);
+- `source_only` and `dann`: the real `Engine.step` of the method, built by `dann.builders` from the
+  config `dann.run` composes, under the run's precision, memory layout and compilation (`dann.precision`,
+  `--compile`: the whole loss computation, as `trainer.compile`);
 - `reference`: DANN written the straightforward way, as most public implementations do: two
   feature-extractor passes (source, then target), a `.item()` per metric per step, float32, eager.
 
@@ -25,17 +27,21 @@ The numbers are the machine's; BENCHMARKS.md holds the measured ones with their 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
-import gc
 import json
 import math
+import multiprocessing
 import os
 import platform
+import resource
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+import traceback
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
@@ -45,15 +51,16 @@ from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
 from dann import distributed
-from dann.builders import build_dataset, build_method, build_network
+from dann.builders import build_dataset, build_engine, build_network
 from dann.config import CONF_DIR, drop_unused_lambda_schedule
 from dann.data import make_stream
 from dann.data.base import Split
 from dann.data.stream import worker_count
+from dann.engine import Engine
 from dann.errors import DannError
 from dann.grl import grad_reverse
-from dann.methods import Batch, Method
-from dann.precision import PRECISIONS, Runtime, prepare, resolve_runtime
+from dann.methods import Batch, Method, StepOutput
+from dann.precision import PRECISIONS, Runtime, keep_freed_memory, prepare, resolve_runtime
 
 
 @dataclass(frozen=True)
@@ -98,34 +105,36 @@ def synchronize(device: torch.device) -> None:
 # --- the steps ---------------------------------------------------------------------------------
 
 
-def plain_step(method: Method, runtime: Runtime, device: torch.device) -> Callable[[Batch, float], Any]:
-    """A supervised step over source and target together, labels of both: the floor under a DANN step."""
+class Plain(Method):
+    """A supervised loss over source and target together, labels of both: the floor under a DANN step.
 
-    def step(batch: Batch, progress: float) -> None:
-        with runtime.autocast(device):
-            x = torch.cat([batch.source_x, batch.target_x])
-            y = torch.cat([batch.source_y, batch.target_y])
-            method._step(F.cross_entropy(method.network.predict(x), y))  # _step: the same optimiser and scaler
+    losses: label = CE(G_y(G_f([x_s; x_t])), [y_s; y_t])
+    """
 
-    return step
-
-
-def method_step(method: Method, runtime: Runtime, device: torch.device) -> Callable[[Batch, float], Any]:
-    """`method.update` as the training loop calls it, on a step it does not log."""
-
-    def step(batch: Batch, progress: float) -> dict:
-        method.diagnose = False
-        with runtime.autocast(device):
-            return method.update(batch, progress)
-
-    return step
+    def forward(self, batch: Batch, scalars: Mapping[str, Any], phase: str = "step") -> StepOutput:
+        x = torch.cat([batch.source_x, batch.target_x])
+        y = torch.cat([batch.source_y, batch.target_y])
+        return StepOutput({"label": F.cross_entropy(self.network.predict(x), y)}, {})
 
 
-def reference_step(method: Method, device: torch.device) -> Callable[[Batch, float], dict[str, float]]:
+def plain_step(engine: Engine) -> Callable[[Batch, float], Any]:
+    """`Plain` through an engine like the method's (same optimiser, precision, compile): the floor."""
+    plain = Engine(
+        Plain(engine.method.network), engine.optimizer, engine.total_steps, engine.lr_schedule, engine.runtime
+    )
+    return plain.step
+
+
+def method_step(engine: Engine) -> Callable[[Batch, float], Any]:
+    """`engine.step` as the training loop calls it, on a step it does not log."""
+    return engine.step
+
+
+def reference_step(engine: Engine, device: torch.device) -> Callable[[Batch, float], dict[str, float]]:
     """DANN the way most public implementations write it, over the same network and optimiser:
     G_f run twice (source, then target), fresh domain-label tensors per step, the lr set by hand,
     every metric read back with `.item()` each step; float32, eager, contiguous."""
-    network, optimizer = method.network, method.optimizer
+    network, optimizer = engine.method.network, engine.optimizer
     base_lrs = [group["lr"] for group in optimizer.param_groups]
 
     def step(batch: Batch, progress: float) -> dict[str, float]:
@@ -179,100 +188,181 @@ def allocated(device: torch.device) -> int:
     return torch.cuda.memory_allocated(device) if device.type == "cuda" else 0
 
 
-@dataclass
-class Variant:
-    """One variant's step, batches and counters while the variants take turns."""
-
-    step: Callable[[Batch, float], Any]
-    batches: Batches
-    resident: int = 0  # device bytes its network, optimiser state and data hold between steps
-    seconds: float = 0.0
-    steps: int = 0
-    peak: int = 0  # the most device memory its steps needed, its resident bytes included
+def process_counters() -> tuple[float, int]:
+    """This process's CPU seconds (user + system, all its threads) and page faults (minor + major) so far."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime, usage.ru_minflt + usage.ru_majflt
 
 
-def time_variants(variants: dict[str, Variant], args: argparse.Namespace, device: torch.device) -> dict[str, dict]:
-    """Steps/s and images/s of each variant over `args.steps` timed steps, after `args.warmup`.
+def build_variant(name: str, variant: str, args: argparse.Namespace, device: torch.device):
+    """The variant's step callable and its batches, built by name (inside its own process)."""
+    model, input_shape, batch_size, runtime = model_setup(name, args, device)
+    variant_runtime = Runtime.FP32 if variant == "reference" else runtime
+    engine = build(
+        model, "dann" if variant in ("dann", "reference") else "source_only", device, input_shape, variant_runtime
+    )
+    engine.method.train()
+    if variant == "reference":
+        step = reference_step(engine, device)
+    else:
+        step = (plain_step if variant == "plain" else method_step)(engine)
+    return step, Batches(model, batch_size, device, variant_runtime, input_shape)
 
-    The variants take turns, `args.rounds` rounds of steps/rounds steps each, so that a machine whose
-    load changes (a shared CPU) slows them alike. The device is synchronised around each timed turn
-    only. Peak memory: CUDA's max_memory_allocated during the variant's turns, less what the other
-    variants hold resident, i.e. what a process running this variant alone would peak at.
-    """
-    total = args.warmup + args.steps
-    rounds = max(1, min(args.rounds, args.steps))
-    done = 0
-    for r in range(rounds):
-        turn = args.steps * (r + 1) // rounds - done
-        for variant in variants.values():
-            others = allocated(device) - variant.resident
+
+def variant_process(conn: Connection, name: str, variant: str, args: argparse.Namespace) -> None:
+    """A variant's own process: its own heap, so that its page faults depend on no other variant's memory.
+
+    Builds the variant, takes `args.warmup` untimed steps, sends its thread count, then answers each
+    `(first, count, total)` with the wall seconds, CPU seconds and page faults of steps first … first+count-1
+    (progress i/total), and the peak CUDA memory they needed; `None` ends it. A failure is sent as its
+    traceback's text."""
+    try:
+        torch.set_num_threads(args.threads)
+        if args.malloc == "keep":
+            keep_freed_memory()  # as dann.run does
+        device = distributed.device(args.device)
+        step, batches = build_variant(name, variant, args, device)
+        total = args.warmup + args.steps
+        for i in range(args.warmup):  # allocations, compilation, kernel choice
+            step(next(batches), i / total)
+        synchronize(device)
+        conn.send({"threads": torch.get_num_threads(), "resident": allocated(device)})
+        while (turn := conn.recv()) is not None:
+            first, count, total = turn
             if device.type == "cuda":
                 torch.cuda.reset_peak_memory_stats(device)
             synchronize(device)
+            cpu, faults = process_counters()
             started = time.perf_counter()
-            for i in range(args.warmup + done, args.warmup + done + turn):
-                variant.step(next(variant.batches), i / total)
+            for i in range(first, first + count):
+                step(next(batches), i / total)
             synchronize(device)
-            variant.seconds += time.perf_counter() - started
-            variant.steps += turn
-            if device.type == "cuda":
-                variant.peak = max(variant.peak, torch.cuda.max_memory_allocated(device) - others)
-        done += turn
+            seconds = time.perf_counter() - started
+            cpu_after, faults_after = process_counters()
+            peak = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else None
+            conn.send(
+                {"seconds": seconds, "cpu_seconds": cpu_after - cpu, "faults": faults_after - faults, "peak": peak}
+            )
+    except BaseException:  # the parent reports it; a child's traceback would otherwise be lost in its stderr
+        conn.send({"error": traceback.format_exc()})
+    finally:
+        conn.close()
+
+
+class VariantProcess:
+    """The parent's end of one variant's process (`target`: what the process runs, `variant_process`'s protocol)."""
+
+    def __init__(self, context, name: str, variant: str, args: argparse.Namespace, target: Callable = variant_process):
+        self.name, self.variant = name, variant
+        self.conn, child = context.Pipe()
+        self.process = context.Process(target=target, args=(child, name, variant, args), daemon=True)
+        self.process.start()
+        child.close()
+
+    def ask(self, message: Any) -> dict[str, Any]:
+        self.conn.send(message)
+        return self.answer()
+
+    def answer(self) -> dict[str, Any]:
+        try:
+            reply = self.conn.recv()
+        except EOFError:  # killed (out of memory, a signal) before it could say why
+            self.process.join(5)
+            raise RuntimeError(
+                f"{self.name}/{self.variant}: its process ended with exit code {self.process.exitcode} before answering"
+            ) from None
+        if "error" in reply:
+            raise RuntimeError(f"{self.name}/{self.variant} failed in its process:\n{reply['error']}")
+        return reply
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self.conn.send(None)
+        self.process.join(30)
+        if self.process.is_alive():
+            self.process.kill()
+            self.process.join()
+
+
+def time_variants(name: str, args: argparse.Namespace, batch_size: int) -> dict[str, dict]:
+    """Per variant, over `args.steps` timed steps after `args.warmup`: steps/s, images/s, CPU ms and page
+    faults per step, peak CUDA memory.
+
+    Each variant runs in its own process (spawned: its own heap and allocator state, as a training run
+    has), so that one variant's freed memory cannot serve, or fail to serve, another's; all are built
+    and warmed up before any is timed. They take turns, `args.rounds` rounds of steps/rounds steps each,
+    so that a machine whose load changes (a shared CPU) slows them alike; only one steps at a time. The
+    device is synchronised around each timed turn only. Peak memory: CUDA's max_memory_allocated over
+    the variant's turns, its network, optimiser state and data included.
+    """
+    context = multiprocessing.get_context("spawn")  # a fork would share the parent's heap and CUDA state
+    processes = {variant: VariantProcess(context, name, variant, args) for variant in VARIANTS}
+    totals = {
+        variant: {"seconds": 0.0, "cpu_seconds": 0.0, "faults": 0, "steps": 0, "peak": None} for variant in VARIANTS
+    }
+    try:
+        threads = {variant: p.answer()["threads"] for variant, p in processes.items()}
+        total = args.warmup + args.steps
+        rounds = max(1, min(args.rounds, args.steps))
+        done = 0
+        for r in range(rounds):
+            turn = args.steps * (r + 1) // rounds - done
+            for variant, process in processes.items():
+                reply = process.ask((args.warmup + done, turn, total))
+                counts = totals[variant]
+                counts["steps"] += turn
+                for key in ("seconds", "cpu_seconds", "faults"):
+                    counts[key] += reply[key]
+                if reply["peak"] is not None:
+                    counts["peak"] = max(counts["peak"] or 0, reply["peak"])
+            done += turn
+    finally:
+        for process in processes.values():
+            process.close()
     return {
-        name: {
-            "steps_per_s": v.steps / v.seconds,
-            "images_per_s": v.steps * 2 * v.batches.source.batch_size / v.seconds,
-            "seconds": v.seconds,
-            "peak_mib": v.peak / 2**20 if device.type == "cuda" else None,
+        variant: {
+            "steps_per_s": c["steps"] / c["seconds"],
+            "images_per_s": c["steps"] * 2 * batch_size / c["seconds"],
+            "seconds": c["seconds"],
+            "cpu_seconds": c["cpu_seconds"],
+            "cpu_ms_per_step": 1000 * c["cpu_seconds"] / c["steps"],
+            "faults_per_step": c["faults"] / c["steps"],
+            "threads": threads[variant],
+            "peak_mib": None if c["peak"] is None else c["peak"] / 2**20,
         }
-        for name, v in variants.items()
+        for variant, c in totals.items()
     }
 
 
-def build(model: Model, method: str, device: torch.device, input_shape: tuple) -> Method:
-    """`method` over the model's network, as dann.run builds them (random weights, seed 0)."""
+def build(model: Model, method: str, device: torch.device, input_shape: tuple, runtime: Runtime) -> Engine:
+    """The engine of `method` over the model's network, as dann.run builds them (random weights, seed 0)."""
     cfg = compose_config(*model.overrides, f"method={method}")
     drop_unused_lambda_schedule(cfg)  # as dann.run does: the preset's λ schedule, for a method without one
     torch.manual_seed(0)
     network = build_network(cfg, input_shape, model.num_classes).to(device)
-    return build_method(cfg, network)
+    prepare(network, runtime)
+    return build_engine(cfg, network, runtime)
+
+
+def model_setup(name: str, args: argparse.Namespace, device: torch.device) -> tuple[Model, tuple, int, Runtime]:
+    """The model, its input shape (`--image-size` applied), batch size per domain, and resolved runtime."""
+    model = MODELS[name]
+    input_shape = model.input_shape if args.image_size is None else (model.input_shape[0], *(2 * [args.image_size]))
+    batch_size = args.batch_size or compose_config(*model.overrides).trainer.batch_size
+    runtime = resolve_runtime(args.precision, args.channels_last, args.compile, device, input_shape)
+    return model, input_shape, batch_size, runtime
 
 
 def bench_model(name: str, args: argparse.Namespace, device: torch.device) -> dict[str, Any]:
-    model = MODELS[name]
-    input_shape = model.input_shape if args.image_size is None else (model.input_shape[0], *(2 * [args.image_size]))
-    cfg = compose_config(*model.overrides)
-    batch_size = args.batch_size or cfg.trainer.batch_size
-    runtime = resolve_runtime(args.precision, args.channels_last, args.compile, device, input_shape)
+    _, input_shape, batch_size, runtime = model_setup(name, args, device)
     row: dict[str, Any] = {
         "model": name,
         "batch_size": batch_size,
         "images_per_step": 2 * batch_size,
         "input_shape": list(input_shape),
         "runtime": runtime.as_dict(),
-        "variants": {},
+        "variants": time_variants(name, args, batch_size),
     }
-    variants = {}
-    for variant in VARIANTS:  # built and warmed up one after the other: each one's resident memory is known
-        before = allocated(device)
-        method = build(model, "dann" if variant in ("dann", "reference") else "source_only", device, input_shape)
-        method.train()
-        if variant == "reference":
-            step, variant_runtime = reference_step(method, device), Runtime.FP32
-        else:
-            variant_runtime = runtime
-            prepare(method, runtime, device)
-            step = (plain_step if variant == "plain" else method_step)(method, runtime, device)
-        batches = Batches(model, batch_size, device, variant_runtime, input_shape)
-        for i in range(args.warmup):  # allocations, compilation, kernel choice
-            step(next(batches), i / (args.warmup + args.steps))
-        synchronize(device)
-        variants[variant] = Variant(step, batches, resident=allocated(device) - before)
-    row["variants"] = time_variants(variants, args, device)
-    del variants
-    gc.collect()
-    if device.type == "cuda":
-        torch.cuda.empty_cache()
     variants = row["variants"]
     # Time per step of DANN over that of the plain step (>= 1): what adversarial training adds.
     row["dann_over_plain"] = variants["plain"]["steps_per_s"] / variants["dann"]["steps_per_s"]
@@ -285,7 +375,7 @@ def bench_model(name: str, args: argparse.Namespace, device: torch.device) -> di
 
 
 def sync_check(names: list[str], args: argparse.Namespace, device: torch.device) -> dict[str, str]:
-    """Runs non-logging `update` steps of dann and source_only under `torch.cuda.set_sync_debug_mode("error")`:
+    """Runs non-logging engine steps of dann and source_only under `torch.cuda.set_sync_debug_mode("error")`:
     any host-device synchronisation inside them raises. Batches are drawn before (an epoch boundary
     copies a CPU permutation to the device: once per epoch, not per step)."""
     results = {}
@@ -299,10 +389,9 @@ def sync_check(names: list[str], args: argparse.Namespace, device: torch.device)
             results[name] = "not checked: fp16's gradient scaler syncs once per step; check bf16 or fp32"
             continue
         for method_name in ("dann", "source_only"):
-            method = build(model, method_name, device, input_shape)
-            method.train()
-            prepare(method, runtime, device)
-            step = method_step(method, runtime, device)
+            engine = build(model, method_name, device, input_shape, runtime)
+            engine.method.train()
+            step = method_step(engine)
             batches = Batches(model, batch_size, device, runtime, input_shape)
             drawn = [next(batches) for _ in range(args.warmup + args.steps)]
             for i in range(args.warmup):  # first steps may allocate, compile, pick kernels
@@ -381,16 +470,24 @@ def _fmt(value: float | None, digits: int = 1) -> str:
     return "n/a" if value is None else f"{value:,.{digits}f}"
 
 
+def _loads(loads: list[float]) -> str:
+    return ", ".join(f"{load:.2f}" for load in loads)
+
+
 def markdown(report: dict[str, Any]) -> str:
     lines = [
         f"device: {report['device_name']} ({report['device']}), torch {report['torch']}, {report['date']}",
         f"command: `{report['command']}`",
+        f"threads per variant: {report['settings']['threads']}, malloc: {report['settings']['malloc']}, "
+        f"load average (1, 5, 15 min) at start {_loads(report['load_average']['start'])}, "
+        f"at end {_loads(report['load_average']['end'])}",
         "",
     ]
     if report["results"]:
         lines += [
-            "| model | batch/domain | precision | channels-last | compile | variant | steps/s | images/s | peak MiB |",
-            "|:--|--:|:--|:--|:--|:--|--:|--:|--:|",
+            "| model | batch/domain | precision | channels-last | compile | variant | steps/s | images/s | "
+            "CPU ms/step | faults/step | peak MiB |",
+            "|:--|--:|:--|:--|:--|:--|--:|--:|--:|--:|--:|",
         ]
         for row in report["results"]:
             for variant, result in row["variants"].items():
@@ -398,7 +495,9 @@ def markdown(report: dict[str, Any]) -> str:
                 lines.append(
                     f"| {row['model']} | {row['batch_size']} | {runtime['precision']} | "
                     f"{str(runtime['channels_last']).lower()} | {str(runtime['compile']).lower()} | {variant} | "
-                    f"{_fmt(result['steps_per_s'], 2)} | {_fmt(result['images_per_s'])} | {_fmt(result['peak_mib'])} |"
+                    f"{_fmt(result['steps_per_s'], 2)} | {_fmt(result['images_per_s'])} | "
+                    f"{_fmt(result['cpu_ms_per_step'])} | {_fmt(result['faults_per_step'], 0)} | "
+                    f"{_fmt(result['peak_mib'])} |"
                 )
         lines += [
             "",
@@ -514,9 +613,22 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--image-size", type=integer(1), default=None, help="input side instead of the model's (small: a quick run)"
     )
     parser.add_argument("--device", type=device_name, default="auto", help="auto | cpu | cuda | cuda:N")
+    parser.add_argument(
+        "--threads",
+        type=integer(1),
+        default=torch.get_num_threads(),  # OMP_NUM_THREADS, else the cores this process may use
+        help="torch.set_num_threads in each variant's process (default: %(default)s, what this machine allows)",
+    )
+    parser.add_argument(
+        "--malloc",
+        default="keep",
+        choices=("keep", "default"),
+        help="keep: glibc keeps freed memory, as dann.run sets it (dann.precision.keep_freed_memory); "
+        "default: glibc's own settings, which return it to the kernel",
+    )
     parser.add_argument("--precision", default="auto", choices=PRECISIONS)
     parser.add_argument("--channels-last", default="auto", choices=("auto", "true", "false"))
-    parser.add_argument("--compile", action="store_true", help="torch.compile the feature extractor (trainer.compile)")
+    parser.add_argument("--compile", action="store_true", help="torch.compile the whole loss computation (trainer.compile)")
     parser.add_argument("--sync-check", action="store_true", help="CUDA only: fail on a host sync inside a step")
     parser.add_argument("--input", default=None, help="a folder of class sub-folders of images, or 'generated'")
     parser.add_argument("--input-images", type=integer(1), default=512, help="images to generate for --input generated")
@@ -563,7 +675,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "torch": torch.__version__,
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "command": " ".join(["python -m dann.bench", *(sys.argv[1:] if argv is None else argv)]),
+        "load_average": {"start": list(os.getloadavg())},
         "settings": {
+            "threads": args.threads,
+            "malloc": args.malloc,
             "steps": args.steps,
             "warmup": args.warmup,
             "rounds": args.rounds,
@@ -581,6 +696,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             sys.exit(2)
     if args.sync_check:
         report["sync_check"] = sync_check(args.model_names, args, device)
+    report["load_average"]["end"] = list(os.getloadavg())
     text = markdown(report)
     print(text, end="")
     if args.json:

@@ -36,7 +36,7 @@ from dann.data import DomainPair, labeled_subset
 from dann.errors import ConfigError, DannError, DataError, Diverged, Interrupted, RunDirError, describe_error
 from dann.identity import identity
 from dann.interrupt import StopRequests
-from dann.precision import Runtime, cpu_threads, prepare, resolve_runtime
+from dann.precision import Runtime, cpu_threads, keep_freed_memory, prepare, resolve_runtime
 from dann.rundir import (
     RunDirLock,
     check_not_a_sweep,
@@ -233,6 +233,7 @@ def _train_run(
     wandb_group: str | None,
     wandb_name: str | None,
 ) -> dict[str, Any]:
+    keep_freed_memory()  # a CPU step no longer faults its activations back in from the kernel each time
     started = time.time()
     dataset = build_dataset(cfg)  # reads no file: validate built it already
     summary = base_summary(cfg, config, dataset, status="failed")

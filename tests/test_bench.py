@@ -2,6 +2,7 @@
 
 import json
 import os
+import platform
 import subprocess
 import sys
 
@@ -22,11 +23,15 @@ def bench(*args: str, cwd) -> subprocess.CompletedProcess:
 
 def test_bench_times_every_variant_and_writes_json_and_markdown(tmp_path):
     tiny = ("--models", "mnist_cnn", "--steps", "2", "--warmup", "1", "--rounds", "2", "--batch-size", "4")
-    result = bench(*tiny, "--device", "cpu", "--json", "out.json", "--markdown", "out.md", cwd=tmp_path)
+    tiny += ("--device", "cpu", "--threads", "1")
+    result = bench(*tiny, "--json", "out.json", "--markdown", "out.md", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     report = json.loads((tmp_path / "out.json").read_text())
     assert report["device"] == "cpu" and report["torch"] == torch.__version__
-    assert report["settings"] | {"steps": 2, "warmup": 1, "rounds": 2} == report["settings"]
+    expected = {"steps": 2, "warmup": 1, "rounds": 2, "threads": 1, "malloc": "keep"}
+    assert report["settings"] | expected == report["settings"]
+    # The machine's load beside the numbers: (1, 5, 15)-minute load averages when the bench began and ended.
+    assert [len(report["load_average"][when]) for when in ("start", "end")] == [3, 3]
     (row,) = report["results"]
     assert (row["model"], row["batch_size"], row["input_shape"]) == ("mnist_cnn", 4, [3, 28, 28])
     assert row["runtime"] == {"precision": "fp32", "channels_last": False, "compile": False}  # auto, on a CPU
@@ -34,14 +39,21 @@ def test_bench_times_every_variant_and_writes_json_and_markdown(tmp_path):
     for variant in row["variants"].values():
         assert variant["steps_per_s"] > 0 and variant["peak_mib"] is None  # no CUDA: no device memory to report
         assert variant["images_per_s"] == pytest.approx(variant["steps_per_s"] * 8)
+        assert variant["threads"] == 1  # --threads, as each variant's own process set it
+        assert variant["cpu_ms_per_step"] == pytest.approx(1000 * variant["cpu_seconds"] / 2)
+        assert variant["cpu_seconds"] > 0 and variant["faults_per_step"] >= 0
     plain, dann, reference = (row["variants"][v]["steps_per_s"] for v in ("plain", "dann", "reference"))
     assert row["dann_over_plain"] == pytest.approx(plain / dann)
     assert row["speedup_over_reference"] == pytest.approx(dann / reference)
 
     markdown = (tmp_path / "out.md").read_text()
     assert markdown in result.stdout  # the same tables on stdout
+    assert "threads per variant: 1, malloc: keep, load average (1, 5, 15 min) at start " in markdown
+    assert "| variant | steps/s | images/s | CPU ms/step | faults/step | peak MiB |" in markdown
     rows = [line.split(" | ") for line in markdown.splitlines() if line.startswith("| mnist_cnn |")]
     assert sorted(cells[5] for cells in rows[:4]) == sorted(VARIANTS)
+    cpu_ms = {cells[5]: cells[8] for cells in rows[:4]}
+    assert cpu_ms == {name: f"{v['cpu_ms_per_step']:,.1f}" for name, v in row["variants"].items()}
     assert all(cells[-1] == "n/a |" for cells in rows[:4])  # peak memory on a CPU
     assert rows[4][1] == f"{row['dann_over_plain']:.3f}"  # the ratios' table
 
@@ -133,3 +145,45 @@ def test_bench_input_folder_without_class_folders_is_one_line(tmp_path):
     assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
     (line,) = result.stderr.splitlines()
     assert line.startswith("error: --input photos: ") and "has no class sub-folders" in line
+
+
+# Allocates, fills and frees a 64 MiB tensor 15 times; prints the page faults per 4 KiB page of the last five.
+# The first few may still grow the heap: PyTorch's aligned allocations leave small chunks that keep a freed
+# block from joining the heap's top at once (in this process: 3 blocks, then none, every run).
+REUSE = """
+import resource, sys, torch
+from dann.precision import keep_freed_memory
+print(keep_freed_memory() if sys.argv[1] == "keep" else {})
+def faults():
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_minflt + usage.ru_majflt
+for _ in range(10):
+    torch.ones(2**24)
+before = faults()
+for _ in range(5):
+    torch.ones(2**24)
+print((faults() - before) / 5 / 2**14)
+"""
+
+
+@pytest.mark.skipif(
+    not sys.platform.startswith("linux") or platform.libc_ver()[0] != "glibc", reason="mallopt is glibc's"
+)
+def test_keep_freed_memory_lets_a_step_reuse_its_pages_instead_of_faulting_them_in(tmp_path):
+    kept = subprocess.run(
+        [sys.executable, "-c", REUSE, "keep"], cwd=tmp_path, env=cli_env(), capture_output=True, text=True, timeout=300
+    )
+    assert kept.returncode == 0, kept.stderr
+    settings, faults_per_page = kept.stdout.splitlines()
+    assert settings == str({"M_TRIM_THRESHOLD": 2**31 - 1, "M_MMAP_MAX": 0})
+    # glibc as it comes maps a block this size afresh each time (one fault per page); kept, none is faulted in.
+    assert float(faults_per_page) < 0.01
+
+
+def test_keep_freed_memory_is_a_no_op_without_glibc(monkeypatch):
+    from dann.precision import keep_freed_memory
+
+    monkeypatch.setattr(platform, "libc_ver", lambda: ("", ""))  # musl (Alpine): its mallopt does nothing
+    assert keep_freed_memory() == {}
+    monkeypatch.setattr(sys, "platform", "darwin")  # macOS: no mallopt
+    assert keep_freed_memory() == {}
