@@ -2,10 +2,12 @@
 
 `engine.step(..., diagnose=True)` measures them (`dann.engine.feature_gradients`). Each is checked
 against the same gradient computed by hand with torch.autograd.grad on a copy of the network;
-measuring must not change the step; and the loop asks for them on logged steps only.
+measuring must not change the step; a compiled engine measures what an eager one does; and the loop
+asks for them on logged steps only.
 """
 
 import copy
+import functools
 import json
 
 import pytest
@@ -17,6 +19,7 @@ from dann.builders import build_engine, build_network
 from dann.grl import grad_reverse
 from dann.methods import Batch
 from dann.methods.base import domain_labels
+from dann.precision import Runtime
 from dann.tracking import RunLogger
 from dann.train import LoopSettings, train
 from tests.helpers import compose_config, moons_batch, moons_dann_with_quick_evaluation
@@ -25,11 +28,11 @@ DIAGNOSTICS = {"train/grad_norm_label", "train/grad_norm_domain", "train/grad_ra
 SUPERVISED = ["source_only", "target_only", "two_stage"]  # finetune is source_only's step (needs a ResNet)
 
 
-def make(method: str, *overrides: str):
+def make(method: str, *overrides: str, runtime: Runtime = Runtime.FP32):
     """The engine training `method` over the moons network, from seed 0."""
     torch.manual_seed(0)
     cfg = compose_config(f"method={method}", "trainer.steps=100", *overrides)
-    return build_engine(cfg, build_network(cfg, (2,), num_classes=2))
+    return build_engine(cfg, build_network(cfg, (2,), num_classes=2), runtime)
 
 
 def make_batch(with_target_labels: bool = True) -> Batch:
@@ -98,6 +101,24 @@ def test_measuring_changes_nothing_in_the_step(name):
     for (key, p), m in zip(plain.method.named_parameters(), measured.method.parameters(), strict=True):
         assert (p.grad is None) == (m.grad is None), key
         assert p.grad is None or torch.equal(p.grad, m.grad), key
+
+
+@pytest.mark.parametrize("name", ["dann", "source_only"])
+def test_a_compiled_engine_measures_what_an_eager_one_does(name, monkeypatch):
+    # trainer.compile=true: the gradients at the features must still be measured, and be the eager ones.
+    monkeypatch.setattr(torch, "compile", functools.partial(torch.compile, backend="aot_eager"))  # seconds on a CPU
+    torch._dynamo.reset()
+    try:
+        compiled, eager = make(name, runtime=Runtime(compile=True)), make(name)
+        batch = make_batch()
+        for progress in (0.3, 0.6):  # an unmeasured compiled step between the measured ones
+            a, b = diagnosed_step(compiled, batch, progress), diagnosed_step(eager, batch, progress)
+            compiled.step(batch, progress + 0.1), eager.step(batch, progress + 0.1)
+            assert a["train/grad_norm_label"].item() > 0
+            for metric in DIAGNOSTICS:
+                assert a[metric].item() == pytest.approx(b[metric].item(), rel=1e-5, abs=1e-7), metric
+    finally:
+        torch._dynamo.reset()
 
 
 @pytest.mark.parametrize("name", ["dann", *SUPERVISED])
