@@ -3,7 +3,7 @@
 The command is `python -m dann.run`; the library is these names, for a training loop of your own
 (README, "Use it in your own training loop"):
 
-    from dann import DANN, Batch, DANNNetwork, FeatureExtractor, grad_reverse, mlp
+    from dann import DANN, Batch, DANNNetwork, Engine, FeatureExtractor, grad_reverse, mlp
 
 They are imported on first use, so that `import dann.report` does not load torch.
 """
@@ -24,6 +24,8 @@ _EXPORTS = {
     "mlp": "dann.models.heads",
     "Batch": "dann.methods.base",
     "Method": "dann.methods.base",
+    "StepOutput": "dann.methods.base",
+    "Engine": "dann.engine",
     "DANN": "dann.methods.dann",
     "SourceOnly": "dann.methods.supervised",
     "TargetOnly": "dann.methods.supervised",

@@ -628,7 +628,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--precision", default="auto", choices=PRECISIONS)
     parser.add_argument("--channels-last", default="auto", choices=("auto", "true", "false"))
-    parser.add_argument("--compile", action="store_true", help="torch.compile the whole loss computation (trainer.compile)")
+    parser.add_argument(
+        "--compile", action="store_true", help="torch.compile the whole loss computation (trainer.compile)"
+    )
     parser.add_argument("--sync-check", action="store_true", help="CUDA only: fail on a host sync inside a step")
     parser.add_argument("--input", default=None, help="a folder of class sub-folders of images, or 'generated'")
     parser.add_argument("--input-images", type=integer(1), default=512, help="images to generate for --input generated")

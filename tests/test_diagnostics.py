@@ -1,10 +1,13 @@
 """Gradient diagnostics: the norms of the label and reversed domain gradients at the shared features.
 
-Each is checked against the same gradient computed by hand with torch.autograd.grad on a copy of the
-network; measuring must not change the update; and the loop asks for them on logged steps only.
+`engine.step(..., diagnose=True)` measures them (`dann.engine.feature_gradients`). Each is checked
+against the same gradient computed by hand with torch.autograd.grad on a copy of the network;
+measuring must not change the step; a compiled engine measures what an eager one does; and the loop
+asks for them on logged steps only.
 """
 
 import copy
+import functools
 import json
 
 import pytest
@@ -12,42 +15,40 @@ import torch
 import torch.nn.functional as F
 from omegaconf import OmegaConf
 
-from dann.builders import build_method, build_network
+from dann.builders import build_engine, build_network
 from dann.grl import grad_reverse
 from dann.methods import Batch
 from dann.methods.base import domain_labels
+from dann.precision import Runtime
 from dann.tracking import RunLogger
 from dann.train import LoopSettings, train
 from tests.helpers import compose_config, moons_batch, moons_dann_with_quick_evaluation
 
 DIAGNOSTICS = {"train/grad_norm_label", "train/grad_norm_domain", "train/grad_ratio"}
-SUPERVISED = ["source_only", "target_only", "two_stage"]  # finetune is source_only's update (needs a ResNet)
+SUPERVISED = ["source_only", "target_only", "two_stage"]  # finetune is source_only's step (needs a ResNet)
 
 
-def make(method: str, *overrides: str):
+def make(method: str, *overrides: str, runtime: Runtime = Runtime.FP32):
+    """The engine training `method` over the moons network, from seed 0."""
     torch.manual_seed(0)
     cfg = compose_config(f"method={method}", "trainer.steps=100", *overrides)
-    return build_method(cfg, build_network(cfg, (2,), num_classes=2))
+    return build_engine(cfg, build_network(cfg, (2,), num_classes=2), runtime)
 
 
 def make_batch(with_target_labels: bool = True) -> Batch:
     return moons_batch(with_target_labels)
 
 
-def diagnosed_update(method, batch, progress):
-    method.diagnose = True
-    try:
-        return method.update(batch, progress=progress)
-    finally:
-        method.diagnose = False
+def diagnosed_step(engine, batch, progress):
+    return engine.step(batch, progress=progress, diagnose=True)
 
 
 @pytest.mark.parametrize("progress", [0.0, 0.3, 1.0])
 def test_dann_gradient_norms_are_those_autograd_gives_at_the_features(progress):
-    method = make("dann", "lambda=0.7")
-    reference = copy.deepcopy(method.network)  # the network before the step
+    engine = make("dann", "lambda=0.7")
+    reference = copy.deepcopy(engine.method.network)  # the network before the step
     batch = make_batch(with_target_labels=False)
-    metrics = diagnosed_update(method, batch, progress)
+    metrics = diagnosed_step(engine, batch, progress)
     assert DIAGNOSTICS <= set(metrics)
 
     grl_lambda = metrics["train/lambda"]
@@ -75,43 +76,63 @@ def test_the_domain_gradient_is_the_reversed_one_times_lambda():
     # The same step at two λ: the domain gradient at the features scales with λ (before the step, the
     # domain loss does not depend on λ), the label gradient does not.
     one, two = make("dann", "lambda=0.5", "method/lambda_schedule=constant"), make("dann", "lambda=1.0")
-    two.load_state_dict(one.state_dict())
-    two.lambda_schedule = one.lambda_schedule
-    a = diagnosed_update(one, make_batch(False), 0.5)
-    b = diagnosed_update(two, make_batch(False), 0.5)
+    two.method.load_state_dict(one.method.state_dict())
+    two.method.lambda_schedule = one.method.lambda_schedule
+    a = diagnosed_step(one, make_batch(False), 0.5)
+    b = diagnosed_step(two, make_batch(False), 0.5)
     assert b["train/grad_norm_label"].item() == pytest.approx(a["train/grad_norm_label"].item(), rel=1e-6)
     assert b["train/grad_norm_domain"].item() == pytest.approx(2 * a["train/grad_norm_domain"].item(), rel=1e-5)
 
 
 @pytest.mark.parametrize("name", ["dann", *SUPERVISED])
-def test_measuring_changes_nothing_in_the_update(name):
+def test_measuring_changes_nothing_in_the_step(name):
     measured, plain = make(name), make(name)  # the same seed: the same start
     batch = make_batch()
     for progress in (0.2, 0.4, 0.6, 0.8):
-        diagnosed_update(measured, batch, progress)
-        plain.update(batch, progress)
-    for key, value in plain.state_dict().items():
-        assert torch.equal(value, measured.state_dict()[key]), key
+        diagnosed_step(measured, batch, progress)
+        plain.step(batch, progress)
+    for key, value in plain.method.state_dict().items():
+        assert torch.equal(value, measured.method.state_dict()[key]), key
     plain_momentum = [s["momentum_buffer"] for s in plain.optimizer.state.values()]
     measured_momentum = [s["momentum_buffer"] for s in measured.optimizer.state.values()]
     assert all(torch.equal(p, m) for p, m in zip(plain_momentum, measured_momentum, strict=True))
-    # No hook is left behind on the network.
-    assert not measured.network.label_predictor._forward_pre_hooks
-    assert not measured.network.gradient_reversal._forward_hooks
+    # The measurement (torch.autograd.grad at the features) adds nothing to the parameters' gradients:
+    # those of the last step are the plain step's, none accumulated, none missing.
+    for (key, p), m in zip(plain.method.named_parameters(), measured.method.parameters(), strict=True):
+        assert (p.grad is None) == (m.grad is None), key
+        assert p.grad is None or torch.equal(p.grad, m.grad), key
+
+
+@pytest.mark.parametrize("name", ["dann", "source_only"])
+def test_a_compiled_engine_measures_what_an_eager_one_does(name, monkeypatch):
+    # trainer.compile=true: the gradients at the features must still be measured, and be the eager ones.
+    monkeypatch.setattr(torch, "compile", functools.partial(torch.compile, backend="aot_eager"))  # seconds on a CPU
+    torch._dynamo.reset()
+    try:
+        compiled, eager = make(name, runtime=Runtime(compile=True)), make(name)
+        batch = make_batch()
+        for progress in (0.3, 0.6):  # an unmeasured compiled step between the measured ones
+            a, b = diagnosed_step(compiled, batch, progress), diagnosed_step(eager, batch, progress)
+            compiled.step(batch, progress + 0.1), eager.step(batch, progress + 0.1)
+            assert a["train/grad_norm_label"].item() > 0
+            for metric in DIAGNOSTICS:
+                assert a[metric].item() == pytest.approx(b[metric].item(), rel=1e-5, abs=1e-7), metric
+    finally:
+        torch._dynamo.reset()
 
 
 @pytest.mark.parametrize("name", ["dann", *SUPERVISED])
-def test_without_the_flag_an_update_returns_no_diagnostics(name):
-    method = make(name)
-    assert not DIAGNOSTICS & set(method.update(make_batch(), progress=0.5))
+def test_without_the_flag_a_step_returns_no_diagnostics(name):
+    engine = make(name)
+    assert not DIAGNOSTICS & set(engine.step(make_batch(), progress=0.5))
 
 
 @pytest.mark.parametrize("name", ["source_only", "target_only"])
 def test_supervised_baselines_log_the_label_gradient_and_a_zero_domain_gradient(name):
-    method = make(name)
-    reference = copy.deepcopy(method.network)
+    engine = make(name)
+    reference = copy.deepcopy(engine.method.network)
     batch = make_batch()
-    metrics = diagnosed_update(method, batch, 0.5)
+    metrics = diagnosed_step(engine, batch, 0.5)
     x, y = (batch.source_x, batch.source_y) if name == "source_only" else (batch.target_x, batch.target_y)
     features = reference.feature_extractor(x)
     (label_grad,) = torch.autograd.grad(F.cross_entropy(reference.label_predictor(features), y), features)
@@ -121,26 +142,26 @@ def test_supervised_baselines_log_the_label_gradient_and_a_zero_domain_gradient(
 
 
 def test_two_stage_logs_zero_gradients_once_its_features_are_frozen():
-    method = make("two_stage")  # freeze_in_stage2=feature_extractor by default
-    assert diagnosed_update(method, make_batch(), 0.2)["train/grad_norm_label"].item() > 0
-    frozen = diagnosed_update(method, make_batch(), 0.8)
+    engine = make("two_stage")  # freeze_in_stage2=feature_extractor by default
+    assert diagnosed_step(engine, make_batch(), 0.2)["train/grad_norm_label"].item() > 0
+    frozen = diagnosed_step(engine, make_batch(), 0.8)
     assert {name: frozen[name].item() for name in DIAGNOSTICS} == dict.fromkeys(DIAGNOSTICS, 0.0)
 
 
 def test_the_loop_measures_on_logged_steps_only_and_logs_the_three_metrics(tmp_path):
-    cfg, data, method = moons_dann_with_quick_evaluation()
+    cfg, data, engine = moons_dann_with_quick_evaluation()
     flags = []
-    update = method.update
+    step = engine.step
 
-    def spy(batch, progress):
-        flags.append(method.diagnose)
-        return update(batch, progress)
+    def spy(batch, progress, diagnose=False):
+        flags.append(diagnose)
+        return step(batch, progress, diagnose)
 
-    method.update = spy
+    engine.step = spy
     loop = LoopSettings(steps=7, batch_size=16, log_every=3, eval_every=7, checkpoint_every=7, progress="off")
     wandb = OmegaConf.to_container(cfg.logger.wandb)
     with RunLogger(tmp_path, wandb=wandb, config={}, job_type="dann") as logger:
-        train(method, data, logger, loop, seed=0, device=torch.device("cpu"), run_dir=tmp_path, run_facts={})
+        train(engine, data, logger, loop, seed=0, device=torch.device("cpu"), run_dir=tmp_path, run_facts={})
     assert flags == [False, False, True, False, False, True, True]  # steps 3, 6 and the last, 7
 
     records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 import torchvision
 from omegaconf import OmegaConf
 
-from dann.builders import build_dataset, build_method, build_network
+from dann.builders import build_dataset, build_engine, build_network
 from dann.config import validate
 from dann.errors import ConfigError
 from dann.methods import Batch, FineTune, TwoStage
@@ -40,9 +40,9 @@ def make(method: str, *overrides: str):
         "trainer.steps=10",
         *overrides,
     )
-    method = build_method(cfg, build_network(cfg, INPUT, NUM_CLASSES))
-    method.train()
-    return method
+    engine = build_engine(cfg, build_network(cfg, INPUT, NUM_CLASSES))
+    engine.method.train()
+    return engine
 
 
 def make_batch() -> Batch:
@@ -80,10 +80,11 @@ def test_finetune_refuses_to_start_without_pretrained_weights(overrides):
 
 
 def test_finetune_takes_the_source_only_step_with_a_slower_backbone(weights_file):
-    method = make("finetune", f"model.feature_extractor.weights={weights_file}")
+    engine = make("finetune", f"model.feature_extractor.weights={weights_file}")
+    method = engine.method
     reference = copy.deepcopy(method.network)
     batch = make_batch()
-    metrics = method.update(batch, progress=0.0)
+    metrics = engine.step(batch, progress=0.0)
     assert set(metrics) == METRICS and metrics["train/lambda"] == 0.0
     # The first SGD step (momentum is inert) on the source label loss alone, the backbone at 0.1 × lr.
     label_loss = F.cross_entropy(reference.predict(batch.source_x), batch.source_y)
@@ -99,11 +100,12 @@ def test_finetune_takes_the_source_only_step_with_a_slower_backbone(weights_file
 
 
 def test_finetune_with_a_frozen_backbone_trains_only_the_new_layers(weights_file):
-    method = make("finetune", f"model.feature_extractor.weights={weights_file}", "model.freeze_backbone=true")
+    engine = make("finetune", f"model.feature_extractor.weights={weights_file}", "model.freeze_backbone=true")
+    method = engine.method
     backbone = method.network.feature_extractor.backbone
     before_backbone, before_head = state(backbone), state(method.network.label_predictor)
     for _ in range(2):
-        method.update(make_batch(), progress=0.0)
+        engine.step(make_batch(), progress=0.0)
     assert unchanged(backbone, before_backbone)
     assert not unchanged(method.network.label_predictor, before_head)
 
@@ -112,54 +114,60 @@ def test_finetune_with_a_frozen_backbone_trains_only_the_new_layers(weights_file
 
 
 def test_two_stage_trains_on_source_then_on_target_labels():
-    method = make("two_stage", "method.stage1_fraction=0.5")
+    engine = make("two_stage", "method.stage1_fraction=0.5")
+    method = engine.method
     batch = make_batch()
     # A stage's label loss is the cross-entropy on that stage's domain, before the step.
     expected_source = F.cross_entropy(copy.deepcopy(method.network).predict(batch.source_x), batch.source_y)
-    assert method.update(batch, progress=0.4)["train/label_loss"].item() == pytest.approx(expected_source.item())
+    assert engine.step(batch, progress=0.4)["train/label_loss"].item() == pytest.approx(expected_source.item())
     # Stage 2 freezes the feature extractor (the default), whose BatchNorm then uses its running statistics.
     frozen = copy.deepcopy(method.network)
     frozen.feature_extractor.freeze()
     expected_target = F.cross_entropy(frozen.predict(batch.target_x), batch.target_y)
-    metrics = method.update(batch, progress=0.5)
+    metrics = engine.step(batch, progress=0.5)
     assert set(metrics) == METRICS
     assert metrics["train/label_loss"].item() == pytest.approx(expected_target.item())
 
 
 def test_two_stage_ignores_target_labels_in_stage_one():
-    method = make("two_stage")
+    engine = make("two_stage")
+    method = engine.method
     batch = make_batch()
     other_labels = Batch(batch.source_x, batch.source_y, batch.target_x, (batch.target_y + 1) % NUM_CLASSES)
-    twin = make("two_stage")  # the same seed: the same initial weights
-    method.update(batch, progress=0.1)
-    twin.update(other_labels, progress=0.1)
+    twin_engine = make("two_stage")  # the same seed: the same initial weights
+    twin = twin_engine.method
+    engine.step(batch, progress=0.1)
+    twin_engine.step(other_labels, progress=0.1)
     assert all(torch.equal(a, b) for a, b in zip(method.state_dict().values(), twin.state_dict().values()))
 
 
 def test_two_stage_freezes_the_feature_extractor_in_stage_two():
-    method = make("two_stage", "method.freeze_in_stage2=feature_extractor")
+    engine = make("two_stage", "method.freeze_in_stage2=feature_extractor")
+    method = engine.method
     extractor = method.network.feature_extractor
-    method.update(make_batch(), progress=0.1)  # stage 1 trains everything
+    engine.step(make_batch(), progress=0.1)  # stage 1 trains everything
     assert all(p.requires_grad for p in extractor.parameters())
     before_extractor, before_head = state(extractor), state(method.network.label_predictor)
     for progress in (0.6, 0.7):
-        method.update(make_batch(), progress=progress)
+        engine.step(make_batch(), progress=progress)
     assert unchanged(extractor, before_extractor)  # BatchNorm running statistics included
     assert not unchanged(method.network.label_predictor, before_head)
     assert not any(m.training for m in extractor.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm))
 
 
 def test_two_stage_resumed_in_stage_two_freezes_on_its_first_step():
-    method = make("two_stage")  # a fresh method, as after a resume: it never saw stage 1
+    engine = make("two_stage")  # a fresh method, as after a resume: it never saw stage 1
+    method = engine.method
     before = state(method.network.feature_extractor)
-    method.update(make_batch(), progress=0.9)
+    engine.step(make_batch(), progress=0.9)
     assert unchanged(method.network.feature_extractor, before)
 
 
 def test_two_stage_without_freezing_fine_tunes_everything_on_target():
-    method = make("two_stage", "method.freeze_in_stage2=none")
+    engine = make("two_stage", "method.freeze_in_stage2=none")
+    method = engine.method
     before = state(method.network.feature_extractor.backbone)
-    method.update(make_batch(), progress=0.5)
+    engine.step(make_batch(), progress=0.5)
     assert not unchanged(method.network.feature_extractor.backbone, before)
 
 

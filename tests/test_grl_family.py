@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from dann.analyze import main as analyze_main
-from dann.builders import build_method, build_network
+from dann.builders import build_engine, build_method, build_network
 from dann.checkpoint import checkpoint_path, read_checkpoint
 from dann.config import validate
 from dann.errors import ConfigError
@@ -26,10 +26,21 @@ from tests.helpers import SHORT_RUN, compose_config, moons_batch, read_jsonl, ru
 LAMBDA = 0.7
 
 
-def make(method: str, *overrides: str):
+def config(method: str, *overrides: str):
     torch.manual_seed(0)
-    cfg = compose_config(f"method={method}", "trainer.steps=100", *overrides)
+    return compose_config(f"method={method}", "trainer.steps=100", *overrides)
+
+
+def make(method: str, *overrides: str):
+    """The method alone, over the moons network (seed 0)."""
+    cfg = config(method, *overrides)
     return build_method(cfg, build_network(cfg, (2,), num_classes=2))
+
+
+def make_engine(method: str, *overrides: str):
+    """The engine that trains it: the run's optimiser and schedules (seed 0, the same network as `make`)."""
+    cfg = config(method, *overrides)
+    return build_engine(cfg, build_network(cfg, (2,), num_classes=2))
 
 
 # --- The pieces, with known answers ---------------------------------------------------------------
@@ -121,14 +132,14 @@ def adversary_loss(method: str, network, features, probs, num_source, projection
     ],
 )
 def test_features_get_the_adversarys_gradient_reversed_and_the_adversary_gets_it_as_is(method, overrides):
-    trained = make(method, f"lambda={LAMBDA}", "method/lambda_schedule=constant", *overrides)
+    engine = make_engine(method, f"lambda={LAMBDA}", "method/lambda_schedule=constant", *overrides)
+    trained = engine.method
     reference = copy.deepcopy(trained.network)
     projections = (trained.projection_f, trained.projection_g) if method.startswith("cdan") else None
     if projections is not None and projections[0] is None:
         projections = None
     batch = moons_batch(with_target_labels=False)
-    trained.diagnose = True
-    metrics = trained.update(batch, progress=0.3)
+    metrics = engine.step(batch, progress=0.3, diagnose=True)
 
     n = len(batch.source_x)
     features = reference.feature_extractor(torch.cat([batch.source_x, batch.target_x]))
@@ -155,14 +166,14 @@ def test_features_get_the_adversarys_gradient_reversed_and_the_adversary_gets_it
 
 
 def test_mdd_domain_acc_is_the_adversarys_success_at_the_disparity_game():
-    mdd = make("mdd")
+    engine = make_engine("mdd")
     batch = moons_batch(with_target_labels=False)
-    network = copy.deepcopy(mdd.network)
+    network = copy.deepcopy(engine.method.network)
     with torch.no_grad():
         features = network.feature_extractor(torch.cat([batch.source_x, batch.target_x]))
         agrees = network.domain_classifier(features).argmax(1) == network.label_predictor(features).argmax(1)
     expected = (agrees[:8].sum() + (~agrees[8:]).sum()) / 16
-    assert mdd.update(batch, progress=0.5)["train/domain_acc"] == pytest.approx(expected.item())
+    assert engine.step(batch, progress=0.5)["train/domain_acc"] == pytest.approx(expected.item())
 
 
 # --- The config -----------------------------------------------------------------------------------

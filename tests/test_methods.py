@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from dann.builders import build_method, build_network
+from dann.builders import build_engine, build_network
 from dann.config import CONF_DIR
 from dann.methods import Batch, SourceOnly
 from tests.helpers import compose_config, moons_batch
@@ -15,10 +15,11 @@ METRICS = {"train/label_loss", "train/domain_loss", "train/domain_acc", "train/l
 
 
 def make(method: str, *overrides: str):
+    """The engine the composed config builds (method, optimiser, schedules) over the moons network, and the config."""
     torch.manual_seed(0)
     cfg = compose_config(f"method={method}", "trainer.steps=100", *overrides)
     network = build_network(cfg, (2,), num_classes=2)
-    return build_method(cfg, network), cfg
+    return build_engine(cfg, network), cfg
 
 
 def make_batch(with_target_labels: bool = False) -> Batch:
@@ -28,9 +29,10 @@ def make_batch(with_target_labels: bool = False) -> Batch:
 # finetune needs a pretrained backbone, so tests/test_finetune.py checks its metrics on a ResNet.
 @pytest.mark.parametrize("name", sorted(set(METHODS) - {"finetune"}))
 def test_every_method_logs_the_same_metrics_and_learns(name):
-    method, _ = make(name)
+    engine, _ = make(name)
+    method = engine.method
     before = copy.deepcopy(method.network.state_dict())
-    metrics = method.update(make_batch(with_target_labels=method.uses_target_labels), progress=0.5)
+    metrics = engine.step(make_batch(with_target_labels=method.uses_target_labels), progress=0.5)
     assert set(metrics) == METRICS
     assert all(torch.isfinite(torch.as_tensor(v)) for v in metrics.values())
     after = method.network.state_dict()
@@ -38,18 +40,19 @@ def test_every_method_logs_the_same_metrics_and_learns(name):
 
 
 def test_dann_lambda_follows_its_schedule():
-    method, _ = make("dann", "lambda=0.1")
-    assert method.update(make_batch(), progress=0.0)["train/lambda"] == 0.0
-    assert method.update(make_batch(), progress=1.0)["train/lambda"] == pytest.approx(0.1, rel=1e-4)
+    engine, _ = make("dann", "lambda=0.1")
+    assert engine.step(make_batch(), progress=0.0)["train/lambda"] == 0.0
+    assert engine.step(make_batch(), progress=1.0)["train/lambda"] == pytest.approx(0.1, rel=1e-4)
     constant, _ = make("dann", "lambda=0.1", "method/lambda_schedule=constant")
-    assert constant.update(make_batch(), progress=0.0)["train/lambda"] == 0.1
+    assert constant.step(make_batch(), progress=0.0)["train/lambda"] == 0.1
 
 
 def test_source_only_features_learn_from_source_labels_alone():
-    method, cfg = make("source_only")
+    engine, cfg = make("source_only")
+    method = engine.method
     reference = copy.deepcopy(method.network)
     batch = make_batch()
-    method.update(batch, progress=0.0)
+    engine.step(batch, progress=0.0)
     # The same first SGD step on the label loss only: momentum is inert on step one.
     loss = F.cross_entropy(reference.predict(batch.source_x), batch.source_y)
     loss.backward()
@@ -65,10 +68,11 @@ def test_source_only_features_learn_from_source_labels_alone():
 def test_dann_features_do_feel_the_domain_loss():
     # Counterpart of the test above: with λ > 0 the feature extractor's step differs from
     # the label-loss-only step, so the check above is not trivially true.
-    method, cfg = make("dann", "method/lambda_schedule=constant")
+    engine, cfg = make("dann", "method/lambda_schedule=constant")
+    method = engine.method
     reference = copy.deepcopy(method.network)
     batch = make_batch()
-    method.update(batch, progress=0.0)
+    engine.step(batch, progress=0.0)
     F.cross_entropy(reference.predict(batch.source_x), batch.source_y).backward()
     with torch.no_grad():
         for p in reference.feature_extractor.parameters():
@@ -81,11 +85,12 @@ def test_dann_features_do_feel_the_domain_loss():
 
 
 def test_target_only_trains_on_target_labels():
-    method, _ = make("target_only")
+    engine, _ = make("target_only")
+    method = engine.method
     assert method.uses_target_labels and not SourceOnly.uses_target_labels
     batch = make_batch(with_target_labels=True)
     expected = F.cross_entropy(copy.deepcopy(method.network).predict(batch.target_x), batch.target_y)
-    assert method.update(batch, progress=0.0)["train/label_loss"].item() == pytest.approx(expected.item())
+    assert engine.step(batch, progress=0.0)["train/label_loss"].item() == pytest.approx(expected.item())
 
 
 # A run must train with the λ its summary states: the method's default schedule (no lambda_schedule node,
@@ -122,5 +127,5 @@ def test_final_lambda_in_the_method_node_is_refused():
 
 @pytest.mark.parametrize("name", ["dann", "cdan", "mdd"])
 def test_every_adaptive_method_ends_at_the_top_level_lambda_whatever_its_schedule_node(name):
-    method, _ = make(name, "lambda=0.25", "~method.lambda_schedule")
-    assert method.final_lambda == 0.25
+    engine, _ = make(name, "lambda=0.25", "~method.lambda_schedule")
+    assert engine.method.final_lambda == 0.25

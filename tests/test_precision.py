@@ -15,7 +15,7 @@ import torch
 from omegaconf import OmegaConf
 from torch import nn
 
-from dann.builders import build_method, build_network
+from dann.builders import build_engine, build_network
 from dann.checkpoint import checkpoint_path, read_checkpoint
 from dann.config import validate
 from dann.data import Split, TensorStream
@@ -31,14 +31,17 @@ CPU = torch.device("cpu")
 DIGITS = (3, 28, 28)
 
 
-def make(method: str, *overrides: str, input_shape=(2,), num_classes=2, seed=0):
+def make(method: str, *overrides: str, input_shape=(2,), num_classes=2, seed=0, runtime=Runtime.FP32):
+    """The engine training `method` in `runtime`, as dann.run builds it: the network in its layout first."""
     torch.manual_seed(seed)
     cfg = compose_config(f"method={method}", "trainer.steps=100", *overrides)
-    return build_method(cfg, build_network(cfg, input_shape, num_classes))
+    network = build_network(cfg, input_shape, num_classes)
+    prepare(network, runtime)
+    return build_engine(cfg, network, runtime)
 
 
-def make_digits(method: str = "dann"):
-    return make(method, "model=mnist_cnn", "optim=sgd", input_shape=DIGITS, num_classes=10)
+def make_digits(method: str = "dann", runtime=Runtime.FP32):
+    return make(method, "model=mnist_cnn", "optim=sgd", input_shape=DIGITS, num_classes=10, runtime=runtime)
 
 
 def digits_batch(n: int = 8) -> Batch:
@@ -71,11 +74,11 @@ def test_a_bad_value_is_refused_naming_its_key(override):
 
 
 def test_bf16_autocast_runs_the_network_in_bf16_and_the_losses_in_float32():
-    method = make_digits()
+    engine = make_digits(runtime=Runtime("bf16"))
+    method = engine.method
     seen = []
     method.network.feature_extractor.register_forward_hook(lambda module, args, out: seen.append(out.dtype))
-    with Runtime("bf16").autocast(CPU):
-        metrics = method.update(digits_batch(), progress=0.5)
+    metrics = engine.step(digits_batch(), progress=0.5)  # the engine autocasts the step to its runtime's precision
     assert seen == [torch.bfloat16]  # autocast is on: the convolutions ran in bf16
     # ... and the losses did not: autocast computes cross-entropy and BCE-with-logits in float32.
     assert metrics["train/label_loss"].dtype == metrics["train/domain_loss"].dtype == torch.float32
@@ -83,64 +86,64 @@ def test_bf16_autocast_runs_the_network_in_bf16_and_the_losses_in_float32():
 
 
 def test_fp16_uses_a_gradient_scaler_whose_state_a_checkpoint_restores():
-    method = make("dann")
-    prepare(method, Runtime("fp16"), CPU)
-    assert isinstance(method.grad_scaler, torch.amp.GradScaler)
-    before = {name: p.detach().clone() for name, p in method.network.named_parameters()}
-    with Runtime("fp16").autocast(CPU):
-        metrics = method.update(moons_batch(False), progress=0.1)
+    engine = make("dann", runtime=Runtime("fp16"))
+    network = engine.method.network
+    assert isinstance(engine.grad_scaler, torch.amp.GradScaler)
+    before = {name: p.detach().clone() for name, p in network.named_parameters()}
+    metrics = engine.step(moons_batch(False), progress=0.1)
     assert metrics["train/label_loss"].dtype == torch.float32
-    assert any(not torch.equal(before[n], p) for n, p in method.network.named_parameters())  # it stepped
+    assert any(not torch.equal(before[n], p) for n, p in network.named_parameters())  # it stepped
 
-    method.grad_scaler.update(1234.0)  # a scale no fresh scaler has
+    engine.grad_scaler.update(1234.0)  # a scale no fresh scaler has
     data = Split(torch.randn(32, 2), torch.randint(0, 2, (32,)))
     streams = [TensorStream(data, 8, seed, CPU) for seed in (0, 1)]
-    saved = TrainState(method, *streams).state_dict()
+    saved = TrainState(engine, *streams).state_dict()
     assert saved["grad_scaler"]["scale"] == 1234.0
 
-    resumed = make("dann")
-    prepare(resumed, Runtime("fp16"), CPU)
+    resumed = make("dann", runtime=Runtime("fp16"))
     TrainState(resumed, *streams).load_state_dict(saved, CPU)
     assert resumed.grad_scaler.get_scale() == 1234.0
-    assert make("dann").grad_scaler is None  # bf16 and fp32 have none, and their checkpoints save None
+    # bf16 and fp32 have no scaler, and their checkpoints save None.
+    assert make("dann", runtime=Runtime("bf16")).grad_scaler is None and make("dann").grad_scaler is None
     assert TrainState(make("dann"), *streams).state_dict()["grad_scaler"] is None
 
 
 def test_channels_last_converts_the_network_and_the_image_batches_and_computes_the_same():
-    plain, nhwc = make_digits(), make_digits()
-    prepare(nhwc, Runtime(channels_last=True), CPU)
-    convs = [m for m in nhwc.network.modules() if isinstance(m, nn.Conv2d)]
+    plain, nhwc = make_digits(), make_digits(runtime=Runtime(channels_last=True))
+    convs = [m for m in nhwc.method.network.modules() if isinstance(m, nn.Conv2d)]
     assert convs and all(m.weight.is_contiguous(memory_format=torch.channels_last) for m in convs)
-    assert nhwc.state_dict().keys() == plain.state_dict().keys()
+    assert nhwc.method.state_dict().keys() == plain.method.state_dict().keys()
 
     batch = digits_batch()
     runtime = Runtime(channels_last=True)
     converted = replace(batch, source_x=runtime.to_input(batch.source_x), target_x=runtime.to_input(batch.target_x))
     assert converted.source_x.is_contiguous(memory_format=torch.channels_last)
     assert runtime.to_input(torch.ones(4, 2)).is_contiguous()  # vectors pass through
-    a, b = plain.update(batch, 0.3), nhwc.update(converted, 0.3)
+    a, b = plain.step(batch, 0.3), nhwc.step(converted, 0.3)
     for name in ("train/label_loss", "train/domain_loss"):
         assert torch.allclose(a[name], b[name], atol=1e-5)
 
 
 def test_compiling_keeps_the_checkpoint_keys_and_lambda_and_lr_changes_do_not_recompile(monkeypatch):
-    # The production path (`prepare` → module.compile()), with a backend that compiles in a second on a CPU.
-    monkeypatch.setattr(nn.Module, "compile", functools.partialmethod(nn.Module.compile, backend="aot_eager"))
+    # The production path (the engine's torch.compile of the whole loss computation), with a backend that
+    # compiles in a second on a CPU.
+    monkeypatch.setattr(torch, "compile", functools.partial(torch.compile, backend="aot_eager"))
     torch._dynamo.reset()
     counters = torch._dynamo.utils.counters
     for name in ("dann", "source_only"):  # source_only also runs its extractor in eval mode: two graphs
-        method = make(name, "optim=sgd")  # annealed lr: it changes every step
-        keys = method.state_dict().keys()
-        prepare(method, Runtime(compile=True), CPU)
-        assert method.state_dict().keys() == keys  # checkpoints unchanged
+        engine = make(name, "optim=sgd", runtime=Runtime(compile=True))  # annealed lr: it changes every step
+        data = Split(torch.randn(32, 2), torch.randint(0, 2, (32,)))
+        streams = [TensorStream(data, 8, seed, CPU) for seed in (0, 1)]
+        keys = make(name, "optim=sgd").method.state_dict().keys()  # the same method, not compiled
+        assert TrainState(engine, *streams).state_dict()["method"].keys() == keys  # checkpoints unchanged
         for step in range(2):  # the first steps compile
-            method.update(moons_batch(False), progress=step / 10)
+            engine.step(moons_batch(False), progress=step / 10)
         graphs = counters["stats"]["unique_graphs"]
-        assert graphs > 0  # the extractor is compiled
+        assert graphs > 0  # the loss computation is compiled
         lambdas, lrs = set(), set()
         with torch._dynamo.config.patch(error_on_recompile=True):
             for step in range(2, 6):
-                metrics = method.update(moons_batch(False), progress=step / 10)
+                metrics = engine.step(moons_batch(False), progress=step / 10)
                 lambdas.add(metrics["train/lambda"])
                 lrs.add(metrics["train/lr"])
         assert len(lrs) == 4 and (name == "source_only" or len(lambdas) == 4)  # they did change
@@ -176,33 +179,31 @@ def host_reads(monkeypatch):
 
 
 @pytest.mark.parametrize("name", ["dann", "source_only"])
-def test_an_update_reads_nothing_back_from_the_device(name, host_reads):
-    method = make_digits(name)
-    for step in range(3):
-        method.diagnose = False  # as on the loop's non-logging steps
-        with Runtime("bf16").autocast(CPU):
-            method.update(digits_batch(), progress=step / 3)
+def test_a_step_reads_nothing_back_from_the_device(name, host_reads):
+    engine = make_digits(name, runtime=Runtime("bf16"))
+    for step in range(3):  # as on the loop's non-logging steps: no diagnostics
+        engine.step(digits_batch(), progress=step / 3, diagnose=False)
     assert host_reads == []
 
 
 def test_the_loop_reads_device_values_only_at_log_and_evaluation_steps(tmp_path, host_reads):
-    cfg, data, method = moons_dann_with_quick_evaluation()
-    steps, update = 6, method.update
+    cfg, data, engine = moons_dann_with_quick_evaluation(Runtime("bf16"))
+    steps, engine_step = 6, engine.step
     reads_by_step: dict[int, list[str]] = {}
 
-    def counted(batch, progress):
+    def counted(batch, progress, diagnose=False):
         step = round(progress * steps) + 1
-        reads_by_step[step - 1] = list(host_reads)  # what the loop read after the previous step's update
+        reads_by_step[step - 1] = list(host_reads)  # what the loop read after the previous step
         host_reads.clear()
-        return update(batch, progress)
+        return engine_step(batch, progress, diagnose)
 
-    method.update = counted
+    engine.step = counted
     # 6 * 16 examples per domain, under one epoch: no epoch boundary (a CPU permutation copied over) inside.
     assert steps * 16 < min(len(data.source_train), len(data.target_train))
     loop = LoopSettings(steps=steps, batch_size=16, log_every=100, eval_every=100, checkpoint_every=100, progress="off")
     wandb = OmegaConf.to_container(cfg.logger.wandb)
     with RunLogger(tmp_path, wandb=wandb, config={}, job_type="dann") as logger:
-        train(method, data, logger, loop, seed=0, device=CPU, run_dir=tmp_path, run_facts={}, runtime=Runtime("bf16"))
+        train(engine, data, logger, loop, seed=0, device=CPU, run_dir=tmp_path, run_facts={})
     assert sorted(reads_by_step) == list(range(steps))
     assert {step: reads for step, reads in reads_by_step.items() if step >= 1 and reads} == {}  # steps 1-5
     assert host_reads  # the last step logs and evaluates: the recorder does see reads

@@ -92,7 +92,7 @@ def test_the_own_training_loop_block_runs_as_it_stands_without_hydra(tmp_path):
     epilogue = (
         "\nimport json, sys\n"
         "print(json.dumps({'hydra': sorted(m for m in sys.modules if m.split('.')[0] in ('hydra', 'omegaconf')),"
-        " 'metrics': sorted(metrics), 'predictions': predictions.tolist()}))\n"
+        " 'metrics': sorted(metrics), 'predictions': predictions.tolist(), 'losses': sorted(output.losses)}))\n"
     )
     result = subprocess.run(
         [sys.executable, "-c", code + epilogue],
@@ -113,3 +113,4 @@ def test_the_own_training_loop_block_runs_as_it_stands_without_hydra(tmp_path):
         "train/lr",
     ]
     assert len(report["predictions"]) == 5 and set(report["predictions"]) <= {0, 1}
+    assert report["losses"] == ["domain", "label"]  # the block's own step, from the method's named losses

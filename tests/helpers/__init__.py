@@ -83,7 +83,7 @@ def read_jsonl(path: Path) -> list[dict]:
 
 
 def moons_batch(with_target_labels: bool):
-    """One fixed training batch of 2-d points, 8 per domain (target shifted by +1): for methods' update tests."""
+    """One fixed training batch of 2-d points, 8 per domain (target shifted by +1): for methods' step tests."""
     import torch
 
     from dann.methods import Batch
@@ -97,19 +97,23 @@ def moons_batch(with_target_labels: bool):
     )
 
 
-def moons_dann_with_quick_evaluation():
+def moons_dann_with_quick_evaluation(runtime=None):
     """The default moons config, its data with 64-example evaluation splits (quick evaluations), and
-    DANN built over it from seed 0: (cfg, data, method), for tests that run the real training loop."""
+    the engine training DANN over it from seed 0 (`build_engine`) in `runtime` (a `dann.precision.Runtime`;
+    float32 by default): (cfg, data, engine), for tests that run the real training loop."""
     from dataclasses import replace
 
     import torch
 
-    from dann.builders import build_dataset, build_method, build_network
+    from dann.builders import build_dataset, build_engine, build_network
     from dann.data import Split
+    from dann.precision import Runtime, prepare
 
     cfg = compose_config("logger=none", "method=dann")
     data = build_dataset(cfg).load()
     few = {name: getattr(data, name) for name in ("source_val", "target_test")}
     data = replace(data, **{name: Split(split.inputs[:64], split.labels[:64]) for name, split in few.items()})
     torch.manual_seed(0)
-    return cfg, data, build_method(cfg, build_network(cfg, data.input_shape, data.num_classes))
+    network, runtime = build_network(cfg, data.input_shape, data.num_classes), runtime or Runtime.FP32
+    prepare(network, runtime)
+    return cfg, data, build_engine(cfg, network, runtime)
