@@ -33,3 +33,33 @@ def network(monkeypatch):
 def _no_wandb_env(monkeypatch):
     """In-process runs must not pick up the developer's WANDB_MODE."""
     monkeypatch.delenv("WANDB_MODE", raising=False)
+
+
+SYNCS = ("item", "cpu", "tolist", "numpy", "__bool__", "__float__", "__int__", "__index__")
+
+
+@pytest.fixture
+def host_reads(monkeypatch):
+    """Every way a tensor's value reaches the host (a device sync on a GPU), recorded as it happens: the
+    CPU proof that a step syncs nothing (`python -m dann.bench --sync-check` is the CUDA one)."""
+    import torch  # here: most tests never need it
+
+    events = []
+    for name in SYNCS:
+        original = getattr(torch.Tensor, name)
+
+        def spy(self, *args, _name=name, _original=original, **kwargs):
+            events.append(_name)
+            return _original(self, *args, **kwargs)
+
+        monkeypatch.setattr(torch.Tensor, name, spy)
+    original_to = torch.Tensor.to
+
+    def to(self, *args, **kwargs):
+        target = kwargs.get("device", args[0] if args else None)
+        if isinstance(target, (str, torch.device)) and torch.device(target).type == "cpu":
+            events.append("to(cpu)")
+        return original_to(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.Tensor, "to", to)
+    return events

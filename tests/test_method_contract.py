@@ -82,24 +82,6 @@ def test_every_method_logs_the_metrics_reports_read(name: str):
                 assert isinstance(value, float), key
 
 
-SYNCS = ("item", "cpu", "tolist", "numpy", "__bool__", "__float__", "__int__", "__index__")
-
-
-@pytest.fixture
-def host_reads(monkeypatch):
-    """Every way a tensor's value reaches the host (a device sync on a GPU), recorded as it happens."""
-    events = []
-    for attribute in SYNCS:
-        original = getattr(torch.Tensor, attribute)
-
-        def spy(self, *args, _name=attribute, _original=original, **kwargs):
-            events.append(_name)
-            return _original(self, *args, **kwargs)
-
-        monkeypatch.setattr(torch.Tensor, attribute, spy)
-    return events
-
-
 @pytest.mark.parametrize("name", METHODS)
 def test_no_step_the_loop_does_not_log_reads_a_value_back(name: str, host_reads: list[str]):
     _, data, engine = build(name)

@@ -151,33 +151,6 @@ def test_compiling_keeps_the_checkpoint_keys_and_lambda_and_lr_changes_do_not_re
     torch._dynamo.reset()
 
 
-SYNCS = ("item", "cpu", "tolist", "numpy", "__bool__", "__float__", "__int__", "__index__")
-
-
-@pytest.fixture
-def host_reads(monkeypatch):
-    """Every way a tensor's value reaches the host (a device sync on a GPU), recorded as it happens."""
-    events = []
-    for name in SYNCS:
-        original = getattr(torch.Tensor, name)
-
-        def spy(self, *args, _name=name, _original=original, **kwargs):
-            events.append(_name)
-            return _original(self, *args, **kwargs)
-
-        monkeypatch.setattr(torch.Tensor, name, spy)
-    original_to = torch.Tensor.to
-
-    def to(self, *args, **kwargs):
-        target = kwargs.get("device", args[0] if args else None)
-        if isinstance(target, (str, torch.device)) and torch.device(target).type == "cpu":
-            events.append("to(cpu)")
-        return original_to(self, *args, **kwargs)
-
-    monkeypatch.setattr(torch.Tensor, "to", to)
-    return events
-
-
 @pytest.mark.parametrize("name", ["dann", "source_only"])
 def test_a_step_reads_nothing_back_from_the_device(name, host_reads):
     engine = make_digits(name, runtime=Runtime("bf16"))
