@@ -14,7 +14,7 @@ import torch
 import torchvision
 from torch import nn
 
-from dann.builders import build_method, build_network
+from dann.builders import build_engine, build_network
 from dann.config import validate, validate_model_input
 from dann.errors import ConfigError, DataError
 from dann.methods import Batch
@@ -191,8 +191,8 @@ def test_digit_and_moons_nets_train_their_feature_extractor_at_the_base_lr():
 
 def test_group_lrs_are_base_times_multiplier_times_schedule():
     cfg = resnet18_cfg("optim=sgd_inv", "trainer.steps=100")
-    method = build_method(cfg, build_network(cfg, INPUT, 5))
-    optimizer, scheduler = method.optimizer, method.lr_scheduler
+    engine = build_engine(cfg, build_network(cfg, INPUT, 5))
+    optimizer, scheduler = engine.optimizer, engine.lr_scheduler
     seen = {}
     for step in range(1001):
         seen[step] = {g["name"]: g["lr"] for g in optimizer.param_groups}
@@ -207,12 +207,12 @@ def test_group_lrs_are_base_times_multiplier_times_schedule():
 def test_train_lr_reports_the_base_rate_and_the_backbone_moves_at_a_tenth(tmp_path):
     torch.manual_seed(0)
     cfg = resnet18_cfg("method=source_only", "optim=sgd", "trainer.steps=10")
-    method = build_method(cfg, build_network(cfg, INPUT, 5))
-    lrs = [method.update(image_batch(), progress=step / 10)["train/lr"] for step in range(3)]
+    engine = build_engine(cfg, build_network(cfg, INPUT, 5))
+    lrs = [engine.step(image_batch(), progress=step / 10)["train/lr"] for step in range(3)]
     assert lrs == pytest.approx([0.01 / (1 + 10 * step / 10) ** 0.75 for step in range(3)])  # base lr: no 0.1
-    backbone, new_layers = method.optimizer.param_groups
+    backbone, new_layers = engine.optimizer.param_groups
     assert backbone["lr"] == pytest.approx(0.1 * new_layers["lr"])
-    assert new_layers["lr"] == pytest.approx(method.current_lr())
+    assert new_layers["lr"] == pytest.approx(engine.current_lr())
 
 
 def test_backbone_lr_mult_must_be_a_non_negative_number():
@@ -224,15 +224,15 @@ def test_backbone_lr_mult_must_be_a_non_negative_number():
 
 
 def source_only_steps(*overrides: str, steps: int = 2):
-    """A source_only method after `steps` updates, and its network's state before them."""
+    """The engine of a source_only method after `steps` training steps, and its network's state before them."""
     torch.manual_seed(0)
     cfg = resnet18_cfg("method=source_only", *overrides)
-    method = build_method(cfg, build_network(cfg, INPUT, 5))
-    method.train()
-    before = {k: v.clone() for k, v in method.network.state_dict().items()}
+    engine = build_engine(cfg, build_network(cfg, INPUT, 5))
+    engine.method.train()
+    before = {k: v.clone() for k, v in engine.method.network.state_dict().items()}
     for _ in range(steps):
-        method.update(image_batch(), progress=0.0)
-    return method, before
+        engine.step(image_batch(), progress=0.0)
+    return engine, before
 
 
 def changed(method, before, prefix: str) -> bool:
@@ -244,7 +244,8 @@ def changed(method, before, prefix: str) -> bool:
 
 
 def test_frozen_backbone_gets_no_gradient_and_does_not_change():
-    method, before = source_only_steps("model.freeze_backbone=true")
+    engine, before = source_only_steps("model.freeze_backbone=true")
+    method = engine.method
     backbone = method.network.feature_extractor.backbone
     assert all(not p.requires_grad and p.grad is None for p in backbone.parameters())
     # Weights and BatchNorm running statistics alike: the source_only probe's own
@@ -252,7 +253,7 @@ def test_frozen_backbone_gets_no_gradient_and_does_not_change():
     assert not changed(method, before, "feature_extractor.backbone.")
     assert changed(method, before, "feature_extractor.bottleneck.")
     assert changed(method, before, "label_predictor.")
-    assert [g["name"] for g in method.optimizer.param_groups] == ["new_layers"]
+    assert [g["name"] for g in engine.optimizer.param_groups] == ["new_layers"]
 
 
 def test_frozen_batchnorm_stays_in_eval_mode_in_train_mode():
@@ -266,7 +267,8 @@ def test_frozen_batchnorm_stays_in_eval_mode_in_train_mode():
 
 
 def test_unfreeze_last_one_trains_layer4_only():
-    method, before = source_only_steps("model.freeze_backbone=true", "model.unfreeze_last=1")
+    engine, before = source_only_steps("model.freeze_backbone=true", "model.unfreeze_last=1")
+    method = engine.method
     resnet = method.network.feature_extractor.backbone.model
     assert all(p.requires_grad for p in resnet.layer4.parameters())
     assert not any(p.requires_grad for m in (resnet.conv1, resnet.layer1, resnet.layer3) for p in m.parameters())
@@ -274,7 +276,7 @@ def test_unfreeze_last_one_trains_layer4_only():
     assert not changed(method, before, "feature_extractor.backbone.model.layer3.")
     assert all(bn.training for bn in batch_norms(resnet.layer4))
     assert not any(bn.training for bn in batch_norms(resnet.layer3))
-    backbone_group = method.optimizer.param_groups[0]
+    backbone_group = engine.optimizer.param_groups[0]
     assert backbone_group["name"] == "backbone" and backbone_group["lr_mult"] == 0.1
     assert {id(p) for p in backbone_group["params"]} == {id(p) for p in resnet.layer4.parameters()}
 

@@ -135,30 +135,44 @@ def test_a_batch_that_does_not_split_over_the_processes_is_one_clear_error(tmp_p
     assert not (run_dir / "metrics.jsonl").exists()
 
 
+class _PartlyUsed(nn.Module):
+    """A network whose last layer no loss reaches (as a frozen or probe-only layer in a method's step),
+    with a buffer that differs between ranks until they are made one."""
+
+    def __init__(self, rank: int):
+        super().__init__()
+        self.used = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2))
+        self.unused = nn.Linear(2, 2)
+        self.register_buffer("statistic", torch.full((2,), float(rank)))
+
+    def forward(self, x):
+        return self.used(x)
+
+
 def _collectives(rank: int, store: str, results: str) -> None:
-    """One of 2 spawned processes: the functions dann.run uses, on real gloo collectives."""
+    """One of 2 spawned processes: the functions dann.run and dann.engine use, on real gloo collectives."""
     dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=2)
     torch.manual_seed(rank)  # different initial weights on each rank
-    network = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2), nn.Linear(2, 2))
-    network = distributed.prepare_network(network, torch.device("cpu"), seed=0)
-    same_start = torch.cat([p.detach().flatten() for p in network.parameters()])
+    network = distributed.prepare_network(_PartlyUsed(rank), torch.device("cpu"), seed=0)
+    # What the engine wraps each method in; rank 0's parameters and buffers reach every rank here.
+    wrapped = distributed.data_parallel(network, torch.device("cpu"), find_unused_parameters=True)
+    same_start = torch.cat([t.detach().flatten() for t in [*network.parameters(), *network.buffers()]])
 
-    # A full batch of 8: each rank backpropagates its half, then the gradients are averaged.
+    # A full batch of 8: each rank backpropagates its half through DDP, which averages the gradients.
     g = torch.Generator().manual_seed(5)
     x, y = torch.randn(8, 3, generator=g), torch.randint(0, 2, (8,), generator=g)
-    head = network[:3]  # the last layer is unused: its parameters get no gradient, and are skipped
-    nn.functional.cross_entropy(head(x[4 * rank : 4 * rank + 4]), y[4 * rank : 4 * rank + 4]).backward()
-    distributed.average_gradients(network.parameters())
-    averaged = [p.grad.clone() for p in head.parameters()]
-    head.zero_grad()
-    nn.functional.cross_entropy(head(x), y).backward()
-    full = [p.grad for p in head.parameters()]
+    nn.functional.cross_entropy(wrapped(x[4 * rank : 4 * rank + 4]), y[4 * rank : 4 * rank + 4]).backward()
+    averaged = [p.grad.clone() for p in network.used.parameters()]
+    network.zero_grad()
+    nn.functional.cross_entropy(network(x), y).backward()  # the unwrapped network: no collective
+    full = [p.grad for p in network.used.parameters()]
 
     torch.save(
         {
+            "wrapped": isinstance(wrapped, nn.parallel.DistributedDataParallel),
             "start": same_start,
             "max_difference": max((a - f).abs().max().item() for a, f in zip(averaged, full, strict=True)),
-            "unused_grad": network[3].weight.grad,
+            "unused_grad": network.unused.weight.grad,
             "mean": distributed.all_reduce_mean({"a": torch.tensor(float(rank)), "b": torch.tensor(2.0)}),
             "signal": distributed.agreed_signal(signal.SIGTERM if rank == 1 else None),
             "broadcast": distributed.broadcast_object(f"from {rank}"),
@@ -173,10 +187,11 @@ def _collectives(rank: int, store: str, results: str) -> None:
 def test_the_collectives_make_two_processes_one_model(tmp_path: Path):
     mp.spawn(_collectives, args=(str(tmp_path / "store"), str(tmp_path / "result")), nprocs=2)
     zero, one = (torch.load(f"{tmp_path / 'result'}.{r}", weights_only=False) for r in (0, 1))
-    assert torch.equal(zero["start"], one["start"])  # rank 0's initial weights everywhere
+    assert zero["wrapped"] and one["wrapped"]
+    assert torch.equal(zero["start"], one["start"])  # rank 0's initial weights and buffers everywhere
     for result in (zero, one):
         assert result["max_difference"] < 1e-6  # the mean of the half-batch gradients is the full batch's
-        assert result["unused_grad"] is None
+        assert result["unused_grad"] is None  # no loss reached it on any rank: the optimiser skips it
         assert {k: v.item() for k, v in result["mean"].items()} == {"a": 0.5, "b": 2.0}
         assert result["signal"] == signal.SIGTERM  # a signal seen by one rank stops both
         assert result["broadcast"] == "from 0"
@@ -191,6 +206,7 @@ def test_one_process_is_left_as_it_was(monkeypatch):
     assert (distributed.world_size(), distributed.rank(), distributed.is_main()) == (1, 0, True)
     network = nn.Linear(2, 2)
     assert distributed.prepare_network(network, torch.device("cpu"), seed=0) is network
+    assert distributed.data_parallel(network, torch.device("cpu"), find_unused_parameters=True) is network
     values = {"a": torch.tensor(1.0)}
     assert distributed.all_reduce_mean(values) is values
     assert distributed.agreed_signal(None) is None and distributed.agreed_signal(15) == 15

@@ -117,18 +117,18 @@ def test_wandb_failing_mid_run_is_switched_off(tmp_path: Path, monkeypatch):
 def test_a_failing_job_finishes_its_wandb_run_and_records_the_failure(tmp_path: Path, monkeypatch):
     import wandb
 
-    from dann.methods.dann import DANN
+    from dann.engine import Engine
 
     calls = {"n": 0}
-    real_update = DANN.update
+    real_step = Engine.step
 
-    def update_then_crash(self, batch, progress):
+    def step_then_crash(self, batch, progress, diagnose=False):
         calls["n"] += 1
         if calls["n"] == 7:
             raise RuntimeError("CUDA out of memory (simulated)")
-        return real_update(self, batch, progress)
+        return real_step(self, batch, progress, diagnose)
 
-    monkeypatch.setattr(DANN, "update", update_then_crash)
+    monkeypatch.setattr(Engine, "step", step_then_crash)
     with pytest.raises(RuntimeError, match="simulated"):
         run(compose_config("trainer.steps=20", "trainer.log_every=5"), tmp_path)
     assert wandb.run is None  # finished, so the next job of a multirun starts a fresh run

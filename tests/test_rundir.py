@@ -233,19 +233,19 @@ def test_a_diverged_run_exits_non_zero_and_a_sweep_goes_on_and_flags_it(tmp_path
 # --- faults lose nothing and never block ----------------------------------------------------------
 
 
-def sigterm_at_update(monkeypatch, n: int) -> None:
-    """Make the n-th DANN update of this process send SIGTERM to itself, as SLURM does before preemption."""
-    from dann.methods.dann import DANN
+def sigterm_at_step(monkeypatch, n: int) -> None:
+    """Make the n-th training step of this process send SIGTERM to itself, as SLURM does before preemption."""
+    from dann.engine import Engine
 
-    real_update, calls = DANN.update, {"n": 0}
+    real_step, calls = Engine.step, {"n": 0}
 
-    def update(self, batch, progress):
+    def step(self, batch, progress, diagnose=False):
         calls["n"] += 1
         if calls["n"] == n:
             os.kill(os.getpid(), signal.SIGTERM)
-        return real_update(self, batch, progress)
+        return real_step(self, batch, progress, diagnose)
 
-    monkeypatch.setattr(DANN, "update", update)
+    monkeypatch.setattr(Engine, "step", step)
 
 
 def test_a_truncated_last_metrics_line_is_dropped_on_resume(tmp_path: Path, monkeypatch):
@@ -255,7 +255,7 @@ def test_a_truncated_last_metrics_line_is_dropped_on_resume(tmp_path: Path, monk
 
     run_dir = tmp_path / "run"
     with monkeypatch.context() as patch:
-        sigterm_at_update(patch, 20)
+        sigterm_at_step(patch, 20)
         with pytest.raises(Interrupted):
             run(compose_config(*args), run_dir)
     with open(run_dir / "metrics.jsonl", "a") as f:
@@ -332,7 +332,7 @@ def test_a_signal_flushes_and_finishes_the_wandb_run(tmp_path: Path, monkeypatch
         return wb_run
 
     monkeypatch.setattr(wandb, "init", recording_init)
-    sigterm_at_update(monkeypatch, 13)
+    sigterm_at_step(monkeypatch, 13)
     with pytest.raises(Interrupted) as stopped:
         run(compose_config("trainer.steps=40", "trainer.log_every=5", "trainer.eval_every=20"), tmp_path)
     assert stopped.value.step == 13
@@ -356,9 +356,9 @@ def test_job_directory_names_are_safe_and_distinct():
 
 
 def interrupted_run(run_dir: Path, monkeypatch, *args: str, at: int = 13) -> dict:
-    """A QUICK run stopped by SIGTERM at update `at`: a checkpoint there and an `interrupted` summary."""
+    """A QUICK run stopped by SIGTERM at step `at`: a checkpoint there and an `interrupted` summary."""
     with monkeypatch.context() as patch:
-        sigterm_at_update(patch, at)
+        sigterm_at_step(patch, at)
         with pytest.raises(Interrupted):
             run(compose_config(*QUICK, "trainer.checkpoint_every=5", *args), run_dir, hydra_files={"x.yaml": "[]\n"})
     summary = json.loads((run_dir / "summary.json").read_text())
@@ -398,14 +398,14 @@ def test_a_link_where_a_file_is_appended_or_locked_is_refused_in_one_line(tmp_pa
 
 
 def test_rerun_finished_trains_again_from_step_zero(tmp_path: Path, monkeypatch):
-    from dann.methods.dann import DANN
+    from dann.engine import Engine
 
     first = run(compose_config(*QUICK), tmp_path)
     (tmp_path / "metrics.jsonl").write_text("{oops\n" + (tmp_path / "metrics.jsonl").read_text())
-    updates, real_update = [], DANN.update
-    monkeypatch.setattr(DANN, "update", lambda self, *a, **k: (updates.append(1), real_update(self, *a, **k))[1])
+    steps, real_step = [], Engine.step
+    monkeypatch.setattr(Engine, "step", lambda self, *a, **k: (steps.append(1), real_step(self, *a, **k))[1])
     again = run(compose_config(*QUICK, "trainer.rerun_finished=true"), tmp_path)
-    assert len(updates) == 20  # trained every step again, not "resumed from step 20 of 20"
+    assert len(steps) == 20  # trained every step again, not "resumed from step 20 of 20"
     assert again["final"] == first["final"]  # the same code and config: the same numbers
     assert [r["step"] for r in read_jsonl(tmp_path / "metrics.jsonl")] == [10, 10, 20, 20]  # the old file replaced
     # A rerun repeats the same config; replacing it by another one takes trainer.resume=false.
@@ -499,23 +499,23 @@ def test_a_full_disk_gives_one_line_on_the_command_line(tmp_path: Path):
 
 
 def test_a_second_ctrl_c_during_the_checkpoint_write_completes_it_then_stops(tmp_path: Path, monkeypatch):
-    from dann.methods.dann import DANN
+    from dann.engine import Engine
 
-    real_update, real_save, calls = DANN.update, torch.save, {"n": 0, "stopping": False}
+    real_step, real_save, calls = Engine.step, torch.save, {"n": 0, "stopping": False}
 
-    def update(self, batch, progress):
+    def step(self, batch, progress, diagnose=False):
         calls["n"] += 1
         if calls["n"] == 13:
             calls["stopping"] = True
             os.kill(os.getpid(), signal.SIGINT)
-        return real_update(self, batch, progress)
+        return real_step(self, batch, progress, diagnose)
 
     def save(*args, **kwargs):
         if calls["stopping"]:
             os.kill(os.getpid(), signal.SIGINT)  # lands in the middle of the write
         return real_save(*args, **kwargs)
 
-    monkeypatch.setattr(DANN, "update", update)
+    monkeypatch.setattr(Engine, "step", step)
     monkeypatch.setattr(torch, "save", save)
     with pytest.raises((Interrupted, KeyboardInterrupt)) as stopped:
         run(compose_config(*QUICK), tmp_path)
