@@ -103,7 +103,7 @@ class CDAN(DANN):
             return randomized_multilinear_map(features, probs, self.projection_f, self.projection_g)
         return multilinear_map(features, probs)
 
-    def forward(self, batch: Batch, scalars: Mapping[str, float], phase: str = "step") -> StepOutput:
+    def forward(self, batch: Batch, scalars: Mapping[str, float | Tensor], phase: str = "step") -> StepOutput:
         net, num_source = self.network, len(batch.source_x)
         features = net.feature_extractor(torch.cat([batch.source_x, batch.target_x]))
         class_logits = net.label_predictor(features)  # on both domains: the target's condition D's input

@@ -6,6 +6,7 @@ from collections.abc import Mapping
 
 import torch
 import torch.nn.functional as F
+from torch import Tensor
 
 from dann.methods.base import Batch, Method, StepOutput, domain_accuracy, domain_labels
 from dann.models import DANNNetwork
@@ -31,7 +32,7 @@ class DANN(Method):
     def scalars(self, progress: float) -> dict[str, float]:
         return {"lambda": self.lambda_schedule(progress, self.final_lambda)}
 
-    def forward(self, batch: Batch, scalars: Mapping[str, float], phase: str = "step") -> StepOutput:
+    def forward(self, batch: Batch, scalars: Mapping[str, float | Tensor], phase: str = "step") -> StepOutput:
         net, num_source = self.network, len(batch.source_x)
         # One feature-extractor pass over both domains: half the launches of two passes,
         # and BatchNorm (where the backbone has it) sees both domains, as in the paper.

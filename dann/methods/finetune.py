@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import ClassVar, Literal
 
+from torch import Tensor
+
 from dann.methods.base import Batch, StepOutput
 from dann.methods.supervised import SourceOnly, SupervisedOnly
 from dann.models import DANNNetwork
@@ -75,5 +77,5 @@ class TwoStage(SupervisedOnly):
             self.network.feature_extractor.freeze()
         return ("target",)
 
-    def forward(self, batch: Batch, scalars: Mapping[str, float], phase: str = "step") -> StepOutput:
+    def forward(self, batch: Batch, scalars: Mapping[str, float | Tensor], phase: str = "step") -> StepOutput:
         return self.supervised(batch, labeled_domain=phase)

@@ -65,7 +65,7 @@ class MDD(DANN):
     ) -> tuple[int, int]:
         return feature_dim, num_classes  # h': a second classifier over the features
 
-    def forward(self, batch: Batch, scalars: Mapping[str, float], phase: str = "step") -> StepOutput:
+    def forward(self, batch: Batch, scalars: Mapping[str, float | Tensor], phase: str = "step") -> StepOutput:
         net, num_source = self.network, len(batch.source_x)
         features = net.feature_extractor(torch.cat([batch.source_x, batch.target_x]))
         class_logits = net.label_predictor(features)

@@ -41,7 +41,7 @@ class SupervisedOnly(Method):
     def scalars(self, progress: float) -> dict[str, float]:
         return {"lambda": 0.0}  # logged as train/lambda, so that the baselines' charts line up with DANN's
 
-    def forward(self, batch: Batch, scalars: Mapping[str, float], phase: str = "step") -> StepOutput:
+    def forward(self, batch: Batch, scalars: Mapping[str, float | Tensor], phase: str = "step") -> StepOutput:
         return self.supervised(batch, self.labeled_domain)
 
     def supervised(self, batch: Batch, labeled_domain: str) -> StepOutput:
