@@ -184,10 +184,6 @@ class Batches:
         return Batch(self.runtime.to_input(sx), sy, self.runtime.to_input(tx), ty)
 
 
-def allocated(device: torch.device) -> int:
-    return torch.cuda.memory_allocated(device) if device.type == "cuda" else 0
-
-
 def process_counters() -> tuple[float, int]:
     """This process's CPU seconds (user + system, all its threads) and page faults (minor + major) so far."""
     usage = resource.getrusage(resource.RUSAGE_SELF)
@@ -226,7 +222,7 @@ def variant_process(conn: Connection, name: str, variant: str, args: argparse.Na
         for i in range(args.warmup):  # allocations, compilation, kernel choice
             step(next(batches), i / total)
         synchronize(device)
-        conn.send({"threads": torch.get_num_threads(), "resident": allocated(device)})
+        conn.send({"threads": torch.get_num_threads()})
         while (turn := conn.recv()) is not None:
             first, count, total = turn
             if device.type == "cuda":

@@ -153,8 +153,8 @@ def _positive_int(text: str | None) -> int | None:
 # --- the CPU allocator ---------------------------------------------------------------------------
 
 # glibc's mallopt parameters (malloc.h).
-_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD, _M_MMAP_MAX = -1, -3, -4
-_MALLOPT = {"M_TRIM_THRESHOLD": (_M_TRIM_THRESHOLD, 2**31 - 1), "M_MMAP_MAX": (_M_MMAP_MAX, 0)}
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD, M_MMAP_MAX = -1, -3, -4
+_MALLOPT = {"M_TRIM_THRESHOLD": (M_TRIM_THRESHOLD, 2**31 - 1), "M_MMAP_MAX": (M_MMAP_MAX, 0)}
 
 
 def keep_freed_memory() -> dict[str, int]:

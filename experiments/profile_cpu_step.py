@@ -35,7 +35,7 @@ import torch
 
 from dann import distributed
 from dann.bench import Batches, VariantProcess, build, method_step, model_setup, process_counters, synchronize
-from dann.precision import Runtime, keep_freed_memory
+from dann.precision import M_MMAP_THRESHOLD, M_TRIM_THRESHOLD, Runtime, keep_freed_memory
 
 MALLOC = ("default", "trim", "keep")
 PARTS = ("forward", "backward", "optimizer")
@@ -46,8 +46,8 @@ def set_malloc(mode: str) -> None:
         keep_freed_memory()
     elif mode == "trim":
         libc = ctypes.CDLL("libc.so.6")
-        libc.mallopt(-1, 2**31 - 1)  # M_TRIM_THRESHOLD
-        libc.mallopt(-3, 32 * 2**20)  # M_MMAP_THRESHOLD: glibc's ceiling (HEAP_MAX / DEFAULT_MMAP_THRESHOLD_MAX)
+        libc.mallopt(M_TRIM_THRESHOLD, 2**31 - 1)
+        libc.mallopt(M_MMAP_THRESHOLD, 32 * 2**20)  # glibc's ceiling (HEAP_MAX / DEFAULT_MMAP_THRESHOLD_MAX)
 
 
 class Meter:
