@@ -25,7 +25,7 @@ _EXPORTS = {
     "Batch": "dann.methods.base",
     "Method": "dann.methods.base",
     "StepOutput": "dann.methods.base",
-    "Engine": "dann.engine",
+    "Engine": "dann.training.engine",
     "DANN": "dann.methods.dann",
     "SourceOnly": "dann.methods.supervised",
     "TargetOnly": "dann.methods.supervised",

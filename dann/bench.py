@@ -7,7 +7,7 @@ device synchronised around the timed region only, it times (wall and CPU time, p
 - `plain`: a supervised step over the combined source+target batch (2B images, one forward and one
   backward pass): the floor, since DANN cannot be cheaper;
 - `source_only` and `dann`: the real `Engine.step` of the method, built by `dann.builders` from the
-  config `dann.run` composes, under the run's precision, memory layout and compilation (`dann.precision`,
+  config `dann.run` composes, under the run's precision, memory layout and compilation (`dann.training.precision`,
   `--compile`: the whole loss computation, as `trainer.compile`);
 - `reference`: DANN written the straightforward way, as most public implementations do: two
   feature-extractor passes (source, then target), a `.item()` per metric per step, float32, eager.
@@ -50,17 +50,17 @@ import torch.nn.functional as F
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
-from dann import distributed
 from dann.builders import build_dataset, build_engine, build_network
-from dann.config import CONF_DIR, drop_unused_lambda_schedule
+from dann.config.validate import CONF_DIR, drop_unused_lambda_schedule
 from dann.data import make_stream
 from dann.data.base import Split
 from dann.data.stream import worker_count
-from dann.engine import Engine
 from dann.errors import DannError
 from dann.grl import grad_reverse
 from dann.methods import Batch, Method, StepOutput
-from dann.precision import PRECISIONS, Runtime, keep_freed_memory, prepare, resolve_runtime
+from dann.training import distributed
+from dann.training.engine import Engine
+from dann.training.precision import PRECISIONS, Runtime, keep_freed_memory, prepare, resolve_runtime
 
 
 @dataclass(frozen=True)
@@ -619,7 +619,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--malloc",
         default="keep",
         choices=("keep", "default"),
-        help="keep: glibc keeps freed memory, as dann.run sets it (dann.precision.keep_freed_memory); "
+        help="keep: glibc keeps freed memory, as dann.run sets it (dann.training.precision.keep_freed_memory); "
         "default: glibc's own settings, which return it to the kernel",
     )
     parser.add_argument("--precision", default="auto", choices=PRECISIONS)
@@ -650,7 +650,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if args.sync_check and distributed.device(args.device).type != "cuda":
         parser.error(
             "--sync-check needs a CUDA device (torch.cuda.set_sync_debug_mode); "
-            "tests/test_precision.py has the CPU proof"
+            "tests/training/test_precision.py has the CPU proof"
         )
     if args.input not in (None, "generated") and not Path(args.input).is_dir():
         parser.error(

@@ -1,6 +1,6 @@
 """Config → components: every swappable part is built by `hydra.utils.instantiate` from its `_target_`.
 
-With the entry points (`dann.run`, and `dann.config`, which checks the config first), this is the
+With the entry points (`dann.run`, and `dann.config.validate`, which checks the config first), this is the
 only module that reads the composed config. What it builds takes plain, typed arguments, so the
 same classes serve a user's own training loop (README, "Use it in your own training loop").
 
@@ -19,10 +19,10 @@ from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from dann.data import DomainPair
-from dann.engine import Engine
 from dann.methods import Method
 from dann.models import DANNNetwork, FeatureExtractor
-from dann.precision import Runtime
+from dann.training.engine import Engine
+from dann.training.precision import Runtime
 
 LABEL_KEYS = ("name",)
 
@@ -89,7 +89,7 @@ def build_method(cfg: DictConfig, network: DANNNetwork) -> Method:
 def build_engine(cfg: DictConfig, network: DANNNetwork, runtime: Runtime = Runtime.FP32) -> Engine:
     """The engine that trains `method` (`build_method`) over `network`: `optim.optimizer` over the
     method's parameter groups, `optim.lr_schedule`, the run's length (`trainer.steps`) and `runtime`
-    (the network already in its layout: `dann.precision.prepare`)."""
+    (the network already in its layout: `dann.training.precision.prepare`)."""
     method = build_method(cfg, network)
     optimizer = build(cfg.optim.optimizer)(params=method.parameter_groups())
     return Engine(method, optimizer, cfg.trainer.steps, build(cfg.optim.lr_schedule), runtime)

@@ -22,22 +22,19 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from dann import distributed
 from dann.builders import build_dataset, build_engine, build_network
-from dann.checkpoint import (
+from dann.config.user_dirs import check_user_configs
+from dann.config.validate import drop_unused_lambda_schedule, validate, validate_against_data, validate_model_input
+from dann.data import DomainPair, labeled_subset
+from dann.errors import ConfigError, DannError, DataError, Diverged, Interrupted, RunDirError, describe_error
+from dann.runs.checkpoint import (
     checkpoint_path,
     describe_differences,
     discard_checkpoint,
     load_checkpoint,
     read_checkpoint,
 )
-from dann.config import drop_unused_lambda_schedule, validate, validate_against_data, validate_model_input
-from dann.data import DomainPair, labeled_subset
-from dann.errors import ConfigError, DannError, DataError, Diverged, Interrupted, RunDirError, describe_error
-from dann.identity import identity
-from dann.interrupt import StopRequests
-from dann.precision import Runtime, cpu_threads, keep_freed_memory, prepare, resolve_runtime
-from dann.rundir import (
+from dann.runs.directory import (
     RunDirLock,
     check_not_a_sweep,
     hydra_job_files,
@@ -45,10 +42,13 @@ from dann.rundir import (
     unwritable,
     write_hydra_files,
 )
-from dann.selection import CRITERIA
-from dann.tracking import RunLogger, write_json_atomic
-from dann.train import LoopSettings, check_resumable, train
-from dann.user_configs import check_user_configs
+from dann.runs.identity import identity
+from dann.runs.signals import StopRequests
+from dann.runs.tracking import RunLogger, write_json_atomic
+from dann.selection.pick import CRITERIA
+from dann.training import distributed
+from dann.training.loop import LoopSettings, check_resumable, train
+from dann.training.precision import Runtime, cpu_threads, keep_freed_memory, prepare, resolve_runtime
 
 log = logging.getLogger("dann")
 
@@ -77,7 +77,7 @@ def run(
     """
     drop_unused_lambda_schedule(cfg)  # a preset's λ-schedule settings, switched to a method without one
     with ExitStack() as held:
-        # On several processes (dann.distributed) rank 0 alone locks, checks and writes the directory;
+        # On several processes (dann.training.distributed) rank 0 alone locks, checks and writes the directory;
         # the others follow its decision, and read the checkpoint it chose themselves.
         finished, checkpoint = distributed.main_decides(
             lambda: _claim(cfg, run_dir, hydra_files, held), for_others=lambda claim: (claim[0], claim[1] is not None)
@@ -220,7 +220,7 @@ def base_summary(cfg: DictConfig, config: dict[str, Any], dataset: DomainPair, s
         "steps": cfg.trainer.steps,
         "protocol": cfg.dataset.protocol,
         "status": status,
-        # The whole resolved config: what `dann.report` and reruns identify this run by (dann.identity).
+        # The whole resolved config: what `dann.report` and reruns identify this run by (dann.runs.identity).
         "config": config,
     }
 
@@ -494,7 +494,7 @@ def _mark_skipped(run_dir: Path) -> None:
 
 def main() -> None:
     """`python -m dann.run` and the `dann-run` script. The user's config folders named on the command line
-    are checked first (`dann.user_configs`): Hydra reads them while composing, before any code of ours runs."""
+    are checked first (`dann.config.user_dirs`): Hydra reads them while composing, before any code of ours runs."""
     try:
         check_user_configs(sys.argv[1:])
     except ConfigError as e:

@@ -13,7 +13,7 @@ malloc settings (`mallopt`, glibc only):
 
 - default: glibc as it comes (mmap above a dynamic threshold of 128 KiB … 32 MiB, heap trimmed);
 - trim: M_TRIM_THRESHOLD = 2**31-1 and M_MMAP_THRESHOLD = 32 MiB (the largest glibc accepts);
-- keep: `dann.precision.keep_freed_memory()` (M_TRIM_THRESHOLD = 2**31-1, M_MMAP_MAX = 0), what dann.run sets.
+- keep: `dann.training.precision.keep_freed_memory()` (M_TRIM_THRESHOLD = 2**31-1, M_MMAP_MAX = 0), what dann.run sets.
 
     uptime; python experiments/profile_cpu_step.py --models mnist_cnn,svhn_cnn --steps 30 --warmup 5 --rounds 3
 
@@ -33,9 +33,9 @@ from multiprocessing.connection import Connection
 
 import torch
 
-from dann import distributed
 from dann.bench import Batches, VariantProcess, build, method_step, model_setup, process_counters, synchronize
-from dann.precision import M_MMAP_THRESHOLD, M_TRIM_THRESHOLD, Runtime, keep_freed_memory
+from dann.training import distributed
+from dann.training.precision import M_MMAP_THRESHOLD, M_TRIM_THRESHOLD, Runtime, keep_freed_memory
 
 MALLOC = ("default", "trim", "keep")
 PARTS = ("forward", "backward", "optimizer")

@@ -152,7 +152,7 @@ def test_bench_input_folder_without_class_folders_is_one_line(tmp_path):
 # block from joining the heap's top at once (in this process: 3 blocks, then none, every run).
 REUSE = """
 import resource, sys, torch
-from dann.precision import keep_freed_memory
+from dann.training.precision import keep_freed_memory
 print(keep_freed_memory() if sys.argv[1] == "keep" else {})
 def faults():
     usage = resource.getrusage(resource.RUSAGE_SELF)
@@ -181,7 +181,7 @@ def test_keep_freed_memory_lets_a_step_reuse_its_pages_instead_of_faulting_them_
 
 
 def test_keep_freed_memory_is_a_no_op_without_glibc(monkeypatch):
-    from dann.precision import keep_freed_memory
+    from dann.training.precision import keep_freed_memory
 
     monkeypatch.setattr(platform, "libc_ver", lambda: ("", ""))  # musl (Alpine): its mallopt does nothing
     assert keep_freed_memory() == {}

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from dann.run import run
-from dann.selection import CRITERIA
+from dann.selection.pick import CRITERIA
 from tests.helpers import compose_config, only, read_jsonl, run_cli
 
 QUICK = ["trainer.steps=200", "trainer.eval_every=100", "trainer.log_every=50"]
@@ -117,7 +117,7 @@ def test_wandb_failing_mid_run_is_switched_off(tmp_path: Path, monkeypatch):
 def test_a_failing_job_finishes_its_wandb_run_and_records_the_failure(tmp_path: Path, monkeypatch):
     import wandb
 
-    from dann.engine import Engine
+    from dann.training.engine import Engine
 
     calls = {"n": 0}
     real_step = Engine.step

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from dann.builders import build_engine, build_network
-from dann.config import validate
+from dann.config.validate import validate
 from dann.errors import ConfigError
 from dann.schedules import annealed_lr_factor, ganin_lambda, inv_lr_factor
 from tests.helpers import compose_config

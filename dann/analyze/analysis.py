@@ -16,15 +16,15 @@ from typing import Any
 import numpy as np
 import torch
 
-from dann import distributed
 from dann.analyze.features import SplitFeatures, extract, sample_positions
 from dann.analyze.pad import proxy_a_distance
 from dann.analyze.plots import confusion_png, decision_boundary_png, tsne_png
 from dann.analyze.restore import read_run, rebuild
 from dann.analyze.wandb_log import log_analysis
 from dann.errors import RunDirError, describe_error
-from dann.rundir import atomic_write, make_subdir
-from dann.tracking import write_json_atomic
+from dann.runs.directory import atomic_write, make_subdir
+from dann.runs.tracking import write_json_atomic
+from dann.training import distributed
 
 log = logging.getLogger(__name__)
 

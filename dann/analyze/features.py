@@ -50,7 +50,7 @@ def extract(
     std: Sequence[float] | None = None,
     num_workers: int = 0,
 ) -> SplitFeatures:
-    """One pass over `split` (batched and normalised as `dann.evaluate` does) with `network` in eval mode."""
+    """One pass over `split` (batched and normalised as `dann.training.evaluate` does) with `network` in eval mode."""
     network.eval()
     keep = np.zeros(len(split), dtype=bool)
     keep[sample] = True

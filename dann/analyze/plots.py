@@ -15,7 +15,7 @@ from matplotlib.figure import Figure
 from sklearn.decomposition import PCA
 from sklearn.manifold import TSNE
 
-from dann.rundir import atomic_write
+from dann.runs.directory import atomic_write
 
 DOMAIN_COLOURS = ("tab:blue", "tab:orange")  # source, target
 MOST_ANNOTATED_CLASSES = 20  # confusion matrices larger than this are drawn without numbers in the cells

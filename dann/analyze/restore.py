@@ -1,8 +1,8 @@
 """A finished run's data and network, rebuilt from its directory: `summary.json`'s config and `checkpoints/last.pt`.
 
-Nothing read from the directory runs code. The summary is JSON (read bounded, `dann.readback`) and
+Nothing read from the directory runs code. The summary is JSON (read bounded, `dann.runs.readback`) and
 the checkpoint is read with `weights_only=True`; the config's `_target_`s are built by Hydra, so
-before anything is imported or built the whole stored config passes `dann.stored_config`: every
+before anything is imported or built the whole stored config passes `dann.config.stored`: every
 `_target_` a class (or a dann.models/dann.schedules function) defined in dann's components,
 torch.nn, torch.optim or torchvision.transforms, no interpolation, no `weights_only`; and
 `dataset._target_` a dataset pair and `method._target_` a method of dann (its class sizes the
@@ -24,14 +24,14 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from dann.builders import build_dataset, build_network
-from dann.checkpoint import checkpoint_path, read_checkpoint
-from dann.config import check_value
+from dann.config.stored import TRUST_HINT, check_stored_config, safe_target
+from dann.config.validate import check_value
 from dann.data import DomainData, DomainPair
 from dann.errors import ConfigError, DannError, RunDirError, describe_error
 from dann.methods import Method
 from dann.models import DANNNetwork
-from dann.readback import NotReadBack, read_bounded
-from dann.stored_config import TRUST_HINT, check_stored_config, safe_target
+from dann.runs.checkpoint import checkpoint_path, read_checkpoint
+from dann.runs.readback import NotReadBack, read_bounded
 
 # What the analysis reads of the config: groups that must be mappings, and the nodes built in them.
 GROUPS = ("dataset", "model", "method", "trainer")
@@ -70,7 +70,7 @@ def read_run(run_dir: Path) -> FinishedRun:
 
 
 def read_summary(path: Path) -> Any:
-    """The JSON in `path`, read through `dann.readback` (bounded, a regular file only: never read whole)."""
+    """The JSON in `path`, read through `dann.runs.readback` (bounded, a regular file only: never read whole)."""
     try:
         return json.loads(read_bounded(path))
     except (OSError, NotReadBack, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:

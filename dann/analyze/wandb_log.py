@@ -14,7 +14,7 @@ from typing import Any
 from omegaconf import OmegaConf
 
 from dann.analyze.restore import FinishedRun
-from dann.tracking import wandb_mode
+from dann.runs.tracking import wandb_mode
 
 log = logging.getLogger(__name__)
 

@@ -288,7 +288,7 @@ def data_root(root: str | os.PathLike | None) -> Path:
 class DomainPair:
     """A task: a source and a target domain of one benchmark, named by name or alias.
 
-    Building one is cheap (Hydra does it from `dataset._target_`, and `dann.config.validate`
+    Building one is cheap (Hydra does it from `dataset._target_`, and `dann.config.validate.validate`
     to check the config): the domains are resolved to their `DomainSpec`s and checked to
     make a task, and no file is read. `load()` reads the four splits.
 

@@ -32,9 +32,9 @@ from torchvision.datasets import MNIST, SVHN, USPS
 from torchvision.datasets.utils import download_url
 
 from dann.data.base import DomainPair, DomainSpec, Split, per_channel, register_domain
+from dann.data.download import download_file, extract_tar
 from dann.data.fetch import Release, ensure_files
 from dann.data.files import ListedPaths
-from dann.download import download_file, extract_tar
 from dann.errors import DataError, describe_error
 
 NUM_CLASSES = 10

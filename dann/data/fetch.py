@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from dann.download import network_timeout
+from dann.data.download import network_timeout
 from dann.errors import DataError, describe_error
 
 ELSEWHERE = "or point dataset.root= (or the DANN_DATA environment variable) at a directory that already holds it"

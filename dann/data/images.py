@@ -2,7 +2,7 @@
 
 A benchmark class (office.py, visda.py, domainnet.py, folder.py) finds a split's files and
 labels (files.py) and makes them an `ImageSplit` with `ImageDataset.image_split`; the streams
-(stream.py) and `dann.evaluate` decode them batch by batch in DataLoader workers (decode.py).
+(stream.py) and `dann.training.evaluate` decode them batch by batch in DataLoader workers (decode.py).
 """
 
 from __future__ import annotations

@@ -27,9 +27,9 @@ from dataclasses import dataclass
 
 from dann.data.base import DomainSpec, ImageSplit, register_domain
 from dann.data.class_names import OFFICE31_CLASSES, OFFICE_HOME_CLASSES
+from dann.data.download import download_file, extract_tar
 from dann.data.fetch import Release, ensure_files
 from dann.data.images import ImageDataset
-from dann.download import download_file, extract_tar
 
 # Office-31: the mirror and checksum pytorch-adapt uses (its archive unpacks to office31/<domain>/images/).
 OFFICE31_URLS = ["https://cornell.box.com/shared/static/3v2ftdkdhpz1lbbr4uhu0135w7m79p7q"]

@@ -55,7 +55,7 @@ def make_stream(
     (int64 [batch_size]) on `device`; incomplete last batches dropped; each epoch's order a
     permutation drawn from (seed, epoch), so `state_dict()` is {"epoch", "position"} and
     `load_state_dict` resumes exactly. `num_workers` is used by image splits only.
-    `shard`: (rank, world size) of a multi-process run (dann.distributed): `batch_size` is then the
+    `shard`: (rank, world size) of a multi-process run (dann.training.distributed): `batch_size` is then the
     global batch, and this stream serves the rank's contiguous 1/world of each, so the ranks' shards
     are disjoint, together are the one-process batch, and the state is the same on every rank.
     """

@@ -7,7 +7,7 @@ To add a method: subclass `Method`, implement `forward()` (its named losses and 
 for a schedule such as λ, `phases()` for several optimisation steps per iteration, and
 `domain_classifier_shape()` if its adversary is not one logit from the features), and write
 `conf/method/<name>.yaml` with its `_target_` and settings; nothing else needs an edit. The engine
-(`dann.engine.Engine`) takes the steps; tests/test_method_contract.py checks every method's config.
+(`dann.training.engine.Engine`) takes the steps; tests/methods/test_method_contract.py checks every method's config.
 """
 
 from __future__ import annotations

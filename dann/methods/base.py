@@ -1,7 +1,7 @@
 """What every training method provides: its losses for a batch (`forward`), and `predict`.
 
 A method is a loss module over the shared `DANNNetwork`: it says what it computes for a batch,
-its named losses and its metrics, and nothing else. The engine (`dann.engine.Engine`) does the
+its named losses and its metrics, and nothing else. The engine (`dann.training.engine.Engine`) does the
 rest the same way for every method: zero_grad, autocast, backward (with fp16's gradient scaler),
 the optimiser and learning-rate steps, DistributedDataParallel, compile, and the gradient
 diagnostics at the features.
@@ -121,7 +121,7 @@ class Method(nn.Module):
     @torch.no_grad()
     def features_and_logits(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """The shared features [B, D] and the class logits [B, num_classes] of one pass: what an
-        evaluation keeps for the selection criteria (dann.criteria). The logits are `predict`'s."""
+        evaluation keeps for the selection criteria (dann.selection.criteria). The logits are `predict`'s."""
         features = self.network.feature_extractor(x)
         return features, self.network.label_predictor(features)
 

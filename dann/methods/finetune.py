@@ -31,7 +31,7 @@ class FineTune(SourceOnly):
     `model.freeze_backbone` and `model.unfreeze_last` choose how much of the backbone trains.
     """
 
-    # Checked before the run starts (dann.config): without pretrained weights this is source_only.
+    # Checked before the run starts (dann.config.validate): without pretrained weights this is source_only.
     needs_pretrained_backbone: ClassVar[bool] = True
 
 

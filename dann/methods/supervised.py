@@ -9,7 +9,7 @@ separable the domains are without adaptation. The probe never changes the
 features, and the other domain's batch goes through the feature extractor in
 eval mode without gradients, so the baseline learns nothing from it (not even
 BatchNorm statistics). For the same reason, of the gradient diagnostics logged at each
-log interval (`dann.engine`) only `train/grad_norm_label` can be non-zero:
+log interval (`dann.training.engine`) only `train/grad_norm_label` can be non-zero:
 `train/grad_norm_domain` and `train/grad_ratio` are logged as 0, the true value, so that the
 baselines' charts line up with DANN's. Their `train/lambda` is 0: no reversal layer.
 """

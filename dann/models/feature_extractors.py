@@ -11,7 +11,7 @@ import torchvision
 from torch import Tensor, nn
 from torchvision.models import WeightsEnum
 
-from dann.download import network_timeout
+from dann.data.download import network_timeout
 from dann.errors import ConfigError, DataError, describe_error
 
 
@@ -167,7 +167,7 @@ def _build(arch: str, pretrained: bool) -> nn.Module:
         return torchvision.models.get_model(arch, weights=None, **kwargs)
     except NotImplementedError:
         # RegNet computes its widths with tensors, which the meta device of the config's dry run
-        # (dann.config.validate_model_input) cannot read back: build it on the CPU, then move it.
+        # (dann.config.validate.validate_model_input) cannot read back: build it on the CPU, then move it.
         with torch.device("cpu"):
             model = torchvision.models.get_model(arch, weights=None, **kwargs)
         return model.to(torch.get_default_device())

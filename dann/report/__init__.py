@@ -9,7 +9,7 @@ did not finish are flagged in their cell and listed under the table; they are ne
 
 collect (run directories → a DataFrame, one row per run) → table (cells, averages) → render.
 
-`--select all` compares the model-selection criteria instead (dann.selection): per task, the
+`--select all` compares the model-selection criteria instead (dann.selection.pick): per task, the
 configuration (λ, …) each criterion picks, as the DANN paper picks λ, that configuration's number
 and its regret against the oracle; collect_selections → build_selection_table → format_selection_*.
 """

@@ -1,6 +1,6 @@
 """Collect: run directories → one DataFrame row per run: where, status, seed, value, identity.
 
-A run's identity is its resolved config less result-neutral keys (dann.identity) and `seed`,
+A run's identity is its resolved config less result-neutral keys (dann.runs.identity) and `seed`,
 one column per dotted key. The task (canonical source→target) stands in for dataset.source and
 dataset.target, which may be aliases (`M`). Runs of one identity are seeds of one experiment.
 """
@@ -17,11 +17,11 @@ from typing import Any
 
 import pandas as pd
 
-from dann.identity import flatten, identity
-from dann.readback import NotReadBack
-from dann.readback import read_bounded as read_back
-from dann.selection import CRITERIA
-from dann.spec import Spec, boolean, integer, is_real_number, number, one_of, text
+from dann.config.spec import Spec, boolean, integer, is_real_number, number, one_of, text
+from dann.runs.identity import flatten, identity
+from dann.runs.readback import NotReadBack
+from dann.runs.readback import read_bounded as read_back
+from dann.selection.pick import CRITERIA
 
 # The columns every run has; every other column of the runs DataFrame is an identity key. `inside`: the
 # run directory that holds this one (a run launched into a sweep's directory), else None.
@@ -47,7 +47,7 @@ ANALYSIS_METRICS = {
 }
 
 
-# The specs dann.run checks these keys with (dann.config_schema.SCHEMA, which imports torch; a test checks
+# The specs dann.run checks these keys with (dann.config.schema.SCHEMA, which imports torch; a test checks
 # that they are the same): the report reads them back and a value no run could have had is no result.
 READ_BACK: dict[str, Spec] = {
     "seed": integer(0, 2**32 - 1, means="numpy seeds must be < 2**32"),
@@ -57,7 +57,7 @@ READ_BACK: dict[str, Spec] = {
     "dataset.target": text(noun="a domain name"),
     "method.name": text(noun="a name", means="what results are recorded under"),
 }
-# What summary.json's `runtime` holds (dann.precision.Runtime, resolved, and the device): runs that
+# What summary.json's `runtime` holds (dann.training.precision.Runtime, resolved, and the device): runs that
 # ran another computation (bf16 on a GPU, fp32 on a CPU, for one trainer.precision=auto) never share a cell.
 RUNTIME: dict[str, Spec] = {
     "precision": one_of("bf16", "fp16", "fp32"),
@@ -258,7 +258,7 @@ def read_summary(path: Path) -> dict:
     return summary
 
 
-# What dann.selection.summarise records beside `selection`, each {criterion: …}: what a value must be.
+# What dann.selection.pick.summarise records beside `selection`, each {criterion: …}: what a value must be.
 SELECTION_NOTES = {
     "selection_unavailable": ("reason", lambda reason: isinstance(reason, str)),
     "selection_nonfinite_steps": (
@@ -269,7 +269,7 @@ SELECTION_NOTES = {
 
 
 def read_bounded(path: Path) -> str:
-    """The text of a file the report reads (dann.readback: bounded, a regular file); else a ReportError."""
+    """The text of a file the report reads (dann.runs.readback: bounded, a regular file); else a ReportError."""
     try:
         return read_back(path)
     except NotReadBack as e:
@@ -355,7 +355,7 @@ def finished(summary: dict, where: Path, metric: str, select: str) -> dict[str, 
     field = "final" if select == "final" else f"selection.{select}"
     unavailable = (summary.get("selection_unavailable") or {}).get(select)
     if select != "final" and unavailable is not None:
-        # dann.selection found no finite value of this criterion in the run: no evaluation was picked.
+        # dann.selection.pick found no finite value of this criterion in the run: no evaluation was picked.
         return {"status": "unavailable", "error": f"selection.{select} unavailable: {' '.join(unavailable.split())}"}
     record = summary.get("final") if select == "final" else (summary.get("selection") or {}).get(select)
     if not isinstance(record, dict):

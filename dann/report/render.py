@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 
 from dann.report.table import CELL, FLAGGED, PARTLY, SelectionTable, Table
-from dann.selection import CRITERIA
+from dann.selection.pick import CRITERIA
 
 METRICS = {
     "target/acc": "Target accuracy",

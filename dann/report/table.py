@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from dann.report.collect import ABSENT, RUN_FIELDS, ReportError
-from dann.selection import CRITERIA
+from dann.selection.pick import CRITERIA
 
 # Lower bound, the method, upper bound (the paper's order); other methods follow alphabetically.
 METHOD_ORDER = ("source_only", "dann", "target_only")

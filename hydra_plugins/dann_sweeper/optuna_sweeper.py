@@ -1,7 +1,7 @@
 """dann's Optuna sweeper: Hydra's, which ends in one line and a sweep_summary.json when no trial succeeded.
 
 A Hydra plugin, since Hydra instantiates a sweeper only from the `hydra_plugins` namespace; the
-hparams_search configs name it (`hydra.sweeper._target_`). The logic is `dann.sweep.optuna_sweep`.
+hparams_search configs name it (`hydra.sweeper._target_`). The logic is `dann.runs.sweep.optuna_sweep`.
 Hydra imports this module at every start: without the Optuna sweeper (dann's `sweeps` extra) it defines
 nothing, rather than warn.
 """
@@ -19,6 +19,6 @@ else:
 
     class DannOptunaSweeper(OptunaSweeper):
         def sweep(self, arguments: list[str]) -> Any:
-            from dann.sweep import optuna_sweep
+            from dann.runs.sweep import optuna_sweep
 
             return optuna_sweep(super().sweep, arguments, Path(self.sweeper.config.hydra.sweep.dir))

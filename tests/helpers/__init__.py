@@ -15,7 +15,7 @@ from pathlib import Path
 
 from hydra import compose, initialize_config_dir
 
-from dann.config import CONF_DIR  # the configs dann.run reads (dann.conf): tests compose exactly those
+from dann.config.validate import CONF_DIR  # the configs dann.run reads (dann.conf): tests compose exactly those
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -99,7 +99,7 @@ def moons_batch(with_target_labels: bool):
 
 def moons_dann_with_quick_evaluation(runtime=None):
     """The default moons config, its data with 64-example evaluation splits (quick evaluations), and
-    the engine training DANN over it from seed 0 (`build_engine`) in `runtime` (a `dann.precision.Runtime`;
+    the engine training DANN over it from seed 0 (`build_engine`) in `runtime` (a `dann.training.precision.Runtime`;
     float32 by default): (cfg, data, engine), for tests that run the real training loop."""
     from dataclasses import replace
 
@@ -107,7 +107,7 @@ def moons_dann_with_quick_evaluation(runtime=None):
 
     from dann.builders import build_dataset, build_engine, build_network
     from dann.data import Split
-    from dann.precision import Runtime, prepare
+    from dann.training.precision import Runtime, prepare
 
     cfg = compose_config("logger=none", "method=dann")
     data = build_dataset(cfg).load()

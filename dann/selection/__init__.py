@@ -1,0 +1,2 @@
+"""Label-free model selection: the criteria computed at each evaluation, and how each picks one
+evaluation of a run."""
