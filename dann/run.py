@@ -11,7 +11,7 @@ import signal
 import sys
 import time
 from contextlib import ExitStack
-from dataclasses import fields, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -47,8 +47,9 @@ from dann.runs.signals import StopRequests
 from dann.runs.tracking import RunLogger, write_json_atomic
 from dann.selection.pick import CRITERIA
 from dann.training import distributed
-from dann.training.loop import LoopSettings, check_resumable, train
+from dann.training.loop import check_resumable, train
 from dann.training.precision import Runtime, cpu_threads, keep_freed_memory, prepare, resolve_runtime
+from dann.training.settings import TrainerSettings
 
 log = logging.getLogger("dann")
 
@@ -281,7 +282,7 @@ def _train_run(
             cfg.trainer.steps,
             device,
         )
-        loop = LoopSettings(**{field.name: cfg.trainer[field.name] for field in fields(LoopSettings)})
+        loop = TrainerSettings.from_config(cfg.trainer)
         with RunLogger(
             run_dir,
             wandb=config["logger"]["wandb"],

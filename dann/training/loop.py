@@ -6,7 +6,6 @@ import logging
 import math
 import signal
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,24 +32,9 @@ from dann.training import distributed
 from dann.training.engine import Engine
 from dann.training.evaluate import accuracy, predict_split
 from dann.training.progress import Progress
+from dann.training.settings import TrainerSettings
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class LoopSettings:
-    """How long to train and how often to log, evaluate and checkpoint (the `trainer` config). Units: steps,
-    except the batch sizes (examples per domain per step; per evaluation batch)."""
-
-    steps: int
-    batch_size: int
-    eval_batch_size: int = 256
-    log_every: int = 100
-    eval_every: int = 1000
-    checkpoint_every: int = 1000
-    progress: str = "auto"  # the console progress line: auto | bar | lines | off (dann.training.progress)
-    # Reverse validation (the costly criterion) at every Nth evaluation; 0: never.
-    reverse_validation_every: int = 1
 
 
 class TrainState:
@@ -248,7 +232,7 @@ def train(
     engine: Engine,
     data: DomainData,
     logger: RunLogger,
-    loop: LoopSettings,
+    loop: TrainerSettings,
     seed: int,
     device: torch.device,
     run_dir: Path,

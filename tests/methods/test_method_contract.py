@@ -36,7 +36,8 @@ from dann.runs.signals import StopRequests
 from dann.runs.tracking import RunLogger
 from dann.training import distributed
 from dann.training.engine import Engine
-from dann.training.loop import LoopSettings, train
+from dann.training.loop import train
+from dann.training.settings import TrainerSettings
 from tests.helpers import compose_config, read_jsonl
 
 METHODS = sorted(path.stem for path in (CONF_DIR / "method").glob("*.yaml"))
@@ -125,7 +126,7 @@ def test_the_diagnostics_are_the_gradients_at_the_features(name: str, progress: 
 
 # --- exact resume after SIGTERM ------------------------------------------------------------------
 
-LOOP = LoopSettings(
+LOOP = TrainerSettings(
     steps=16,
     batch_size=BATCH,
     log_every=4,

@@ -20,8 +20,9 @@ from dann.grl import grad_reverse
 from dann.methods import Batch
 from dann.methods.base import domain_labels
 from dann.runs.tracking import RunLogger
-from dann.training.loop import LoopSettings, train
+from dann.training.loop import train
 from dann.training.precision import Runtime
+from dann.training.settings import TrainerSettings
 from tests.helpers import compose_config, moons_batch, moons_dann_with_quick_evaluation
 
 DIAGNOSTICS = {"train/grad_norm_label", "train/grad_norm_domain", "train/grad_ratio"}
@@ -158,7 +159,7 @@ def test_the_loop_measures_on_logged_steps_only_and_logs_the_three_metrics(tmp_p
         return step(batch, progress, diagnose)
 
     engine.step = spy
-    loop = LoopSettings(steps=7, batch_size=16, log_every=3, eval_every=7, checkpoint_every=7, progress="off")
+    loop = TrainerSettings(steps=7, batch_size=16, log_every=3, eval_every=7, checkpoint_every=7, progress="off")
     wandb = OmegaConf.to_container(cfg.logger.wandb)
     with RunLogger(tmp_path, wandb=wandb, config={}, job_type="dann") as logger:
         train(engine, data, logger, loop, seed=0, device=torch.device("cpu"), run_dir=tmp_path, run_facts={})

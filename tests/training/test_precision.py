@@ -23,8 +23,9 @@ from dann.methods import Batch
 from dann.run import run
 from dann.runs.checkpoint import checkpoint_path, read_checkpoint
 from dann.runs.tracking import RunLogger
-from dann.training.loop import LoopSettings, TrainState, train
+from dann.training.loop import TrainState, train
 from dann.training.precision import Runtime, cpu_threads, prepare, resolve_runtime
+from dann.training.settings import TrainerSettings
 from tests.helpers import SHORT_RUN, compose_config, moons_batch, moons_dann_with_quick_evaluation
 
 CPU = torch.device("cpu")
@@ -173,7 +174,9 @@ def test_the_loop_reads_device_values_only_at_log_and_evaluation_steps(tmp_path,
     engine.step = counted
     # 6 * 16 examples per domain, under one epoch: no epoch boundary (a CPU permutation copied over) inside.
     assert steps * 16 < min(len(data.source_train), len(data.target_train))
-    loop = LoopSettings(steps=steps, batch_size=16, log_every=100, eval_every=100, checkpoint_every=100, progress="off")
+    loop = TrainerSettings(
+        steps=steps, batch_size=16, log_every=100, eval_every=100, checkpoint_every=100, progress="off"
+    )
     wandb = OmegaConf.to_container(cfg.logger.wandb)
     with RunLogger(tmp_path, wandb=wandb, config={}, job_type="dann") as logger:
         train(engine, data, logger, loop, seed=0, device=CPU, run_dir=tmp_path, run_facts={})
