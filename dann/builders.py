@@ -12,19 +12,61 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Sequence
-from typing import Any
+from dataclasses import dataclass
+from typing import Annotated, Any
 
 from hydra.errors import InstantiationException
 from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from dann.config.spec import Setting
 from dann.data import DomainPair
 from dann.methods import Method
 from dann.models import DANNNetwork, FeatureExtractor
 from dann.training.engine import Engine
 from dann.training.precision import Runtime
+from dann.training.settings import LABELS
 
-LABEL_KEYS = ("name",)
+LABEL_KEYS = tuple(LABELS)
+# What dann.run's config checks refuse beyond what a torch optimiser refuses itself (tried on a dummy parameter,
+# dann.config.validate): its signature gives the types; these add the ranges, for the settings `optim.optimizer` has.
+TARGET_RANGES = {
+    "torch.optim.SGD": {
+        "lr": Setting("μ0, the base learning rate (each group: × its lr multiplier)", gt=0, noun="a learning rate"),
+        "momentum": Setting("the momentum factor", ge=0, lt=1),
+        "weight_decay": Setting("L2 penalty", ge=0),
+    }
+}
+
+
+@dataclass(frozen=True)
+class ModelSettings:
+    """`model`: the three networks (each a node with its `_target_`), and how the backbone trains (`build_network`)."""
+
+    feature_extractor: Annotated[Any, Setting("G_f, the backbone: inputs → features (given input_shape)", node=True)]
+    label_predictor: Annotated[Any, Setting("G_y: features → class logits (given in/out_features)", node=True)]
+    domain_classifier: Annotated[
+        Any, Setting("G_d: features → domain logit, sized as the method asks (given in/out_features)", node=True)
+    ]
+    bottleneck_dim: Annotated[
+        int | None, Setting("width of a Linear-BN-ReLU layer after the backbone; null: none", ge=1)
+    ]
+    backbone_lr_mult: Annotated[
+        float, Setting("the backbone's lr as a fraction of optim.optimizer.lr (new layers: 1)", ge=0, hint="e.g. 0.1")
+    ]
+    freeze_backbone: Annotated[bool, Setting("train only the new layers (bottleneck and heads)")]
+    # At most the backbone's stage count, which depends on the arch: the network checks that.
+    unfreeze_last: Annotated[
+        int, Setting("with freeze_backbone: the backbone's last N stages still train, counted from the output", ge=0)
+    ] = 0
+
+
+@dataclass(frozen=True)
+class OptimSettings:
+    """`optim`: the optimiser and its learning-rate schedule (`build_engine`)."""
+
+    optimizer: Annotated[Any, Setting("a torch optimiser; the run supplies the parameter groups", node=True)]
+    lr_schedule: Annotated[Any, Setting("the lr factor, called as factor(step, total_steps)", node=True)]
 
 
 def build(node: DictConfig, **supplied: Any) -> Any:

@@ -219,7 +219,7 @@ def base_summary(cfg: DictConfig, config: dict[str, Any], dataset: DomainPair, s
         "target": target.name,
         "seed": cfg.seed,
         "steps": cfg.trainer.steps,
-        "protocol": cfg.dataset.protocol,
+        "protocol": dataset.protocol,
         "status": status,
         # The whole resolved config: what `dann.report` and reruns identify this run by (dann.runs.identity).
         "config": config,

@@ -13,12 +13,19 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Callable
+from typing import Annotated
+
+from dann.config.spec import Setting
 
 LambdaSchedule = Callable[[float, float], float]  # (progress, final_lambda) -> λ_p
 LRSchedule = Callable[[int, int], float]  # (step, total_steps) -> factor of the base learning rate
 
 
-def ganin_lambda(progress: float, final_lambda: float, gamma: float = 10.0) -> float:
+def ganin_lambda(
+    progress: float,
+    final_lambda: float,
+    gamma: Annotated[float, Setting("γ of the warm-up", gt=0, hint="e.g. 10")] = 10.0,
+) -> float:
     """λ_p = final_lambda · (2 / (1 + exp(-γ·p)) - 1): 0 at the start, → final_lambda at the end.
 
     Starting at 0 keeps the domain classifier's noisy early gradients from
@@ -32,7 +39,12 @@ def constant_lambda(progress: float, final_lambda: float) -> float:
     return final_lambda
 
 
-def annealed_lr_factor(step: int, total_steps: int, alpha: float = 10.0, beta: float = 0.75) -> float:
+def annealed_lr_factor(
+    step: int,
+    total_steps: int,
+    alpha: Annotated[float, Setting("α of the annealing", ge=0)] = 10.0,
+    beta: Annotated[float, Setting("β of the annealing", ge=0)] = 0.75,
+) -> float:
     """μ_p / μ0 = 1 / (1 + α·p)^β with p = step / total_steps (Ganin et al., JMLR 2016, §5.2.2).
 
     p is capped at 1, so steps past `total_steps` keep the final rate.
@@ -41,7 +53,12 @@ def annealed_lr_factor(step: int, total_steps: int, alpha: float = 10.0, beta: f
     return 1.0 / (1.0 + alpha * progress) ** beta
 
 
-def inv_lr_factor(step: int, total_steps: int, gamma: float = 0.001, power: float = 0.75) -> float:
+def inv_lr_factor(
+    step: int,
+    total_steps: int,
+    gamma: Annotated[float, Setting("γ of the inv schedule", ge=0)] = 0.001,
+    power: Annotated[float, Setting("power of the inv schedule", ge=0)] = 0.75,
+) -> float:
     """μ_t / μ0 = (1 + γ·t)^(-power): Caffe's "inv" policy, as in the Transfer-Learning-Library.
 
     Depends on the step alone, not on the run's length: 1 at step 0, 0.59 at step 1000

@@ -1,18 +1,29 @@
-"""What one config value may be: a `Spec` (type and range) and the one-line description of it.
+"""What one config value may be: a `Setting` declares it, a `Spec` checks it and describes it.
+
+A setting is declared once, where it is taken, in its annotation:
+
+    margin: Annotated[float, Setting("γ, the weight of the source disparity", gt=0, hint="e.g. 4")] = 4.0
+
+The type gives the kind (int, float, bool, str, Literal[…], list[…], `| None`), the `Setting` the range,
+the one-line description and a hint. `spec_of_type` turns the two into the `Spec` the config is
+checked with; the configuration reference (`python -m dann.config.reference`) is written from them too:
 
     Spec("number", 0, 1, open_hi=True).expected(1.5)  →  "a number in [0, 1)"   (None when fine)
 
 Numbers must be real (booleans are not numbers) and finite; integers real integers (1e3 is a
-float). Light on purpose (no torch): `dann.report` checks the numbers it reads with it too.
+float). Light on purpose (no torch): every component imports `Setting`, and `dann.report` checks the
+numbers it reads with `Spec` too.
 """
 
 from __future__ import annotations
 
+import collections.abc
 import math
 import pydoc
 import re
-from dataclasses import dataclass
-from typing import Any
+import types
+from dataclasses import dataclass, replace
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 
 def is_real_number(value: Any) -> bool:
@@ -35,9 +46,12 @@ class Spec:
     noun: str = ""  # "a fraction" instead of "a number", …
     means: str = ""  # what the value is, in parentheses after the expectation
     hint: str = ""  # how to fix it, after the message
+    also: tuple = ()  # literal values accepted beside the kind (`auto` for trainer.threads)
 
     def expected(self, value: Any) -> str | None:
         if value is None and self.null:
+            return None
+        if any(value == a and type(value) is type(a) for a in self.also):
             return None
         if self.list:
             ok = isinstance(value, list) and all(_ok(self, item) for item in value)
@@ -49,6 +63,8 @@ class Spec:
         text = _describe(self, finite)
         if self.list:  # "a positive integer" → "a list of positive integers"
             text = "a list of " + _plural(text.removeprefix("an ").removeprefix("a "))
+        if self.also:
+            text = " or ".join(map(_show, self.also)) + " or " + text
         if self.null:
             text = "null or " + text
         return text + (f" ({self.means})" if self.means else "")
@@ -183,3 +199,88 @@ def one_of(*choices: Any, **kw: Any) -> Spec:
 
 def text(**kw: Any) -> Spec:
     return Spec("str", **kw)
+
+
+# --- Declarations: Annotated[type, Setting(…)] ----------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Setting:
+    """A setting's declaration, in its annotation: `Annotated[float, Setting("what it is", ge=0)]`.
+
+    `doc`: one line, what the value is (the configuration reference, and the parenthesis of the check's
+    message). `ge`/`gt`/`le`/`lt`: the range of a number. `noun`: "a fraction" instead of "a number".
+    `hint`: how to fix a wrong value, after the message. `spec`: a `Spec` for a value no type says (a
+    device name, a list of transforms), used instead of the annotation's. `node`: the value is a config
+    node with its own `_target_` (a backbone, a schedule), checked against what that names.
+    """
+
+    doc: str
+    ge: float | None = None
+    gt: float | None = None
+    le: float | None = None
+    lt: float | None = None
+    noun: str = ""
+    hint: str = ""
+    spec: Spec | None = None
+    node: bool = False
+
+
+def setting_of(annotation: Any) -> Setting | None:
+    """The `Setting` in an `Annotated[…]` annotation, or None."""
+    if get_origin(annotation) is Annotated:
+        return next((m for m in annotation.__metadata__ if isinstance(m, Setting)), None)
+    return None
+
+
+def spec_of_type(annotation: Any) -> Spec:
+    """The `Spec` an annotation declares: its type's kind, the `Setting`'s range, description and hint.
+    An annotation this cannot read (a class, a callable, none at all) accepts any finite value."""
+    setting = setting_of(annotation)
+    if setting is not None and setting.spec is not None:
+        return replace(setting.spec, means=setting.spec.means or setting.doc, hint=setting.spec.hint or setting.hint)
+    spec = _kind_of(annotation.__origin__ if get_origin(annotation) is Annotated else annotation)
+    if setting is None:
+        return spec
+    lo, hi = _first(setting.ge, setting.gt), _first(setting.le, setting.lt)
+    return replace(
+        spec,
+        lo=lo,
+        hi=hi,
+        open_lo=setting.gt is not None,
+        open_hi=setting.lt is not None,
+        noun=setting.noun,
+        means=setting.doc,
+        hint=setting.hint,
+    )
+
+
+def _first(*values: float | None) -> float | None:
+    return next((v for v in values if v is not None), None)
+
+
+_KINDS = {bool: "bool", int: "int", float: "number", str: "str"}  # bool first: it is an int too
+_SEQUENCES = (list, tuple, collections.abc.Sequence)
+
+
+def _kind_of(tp: Any) -> Spec:
+    origin, args = get_origin(tp), get_args(tp)
+    if origin in (Union, types.UnionType):
+        options = [a for a in args if a is not type(None)]
+        literals = tuple(v for a in options if get_origin(a) is Literal for v in get_args(a))
+        others = [_kind_of(a) for a in options if get_origin(a) is not Literal]
+        known = [spec for spec in others if spec.kind != "any"]
+        if not known:
+            spec = Spec("choice", choices=literals) if literals else Spec("any")
+        elif known[0].kind == "bool" and literals:  # Literal["auto"] | bool: one of the three
+            spec = Spec("choice", choices=(*literals, True, False))
+        else:
+            spec = replace(known[0], also=literals)
+        return replace(spec, null=len(options) < len(args))
+    if origin is Literal:
+        return Spec("choice", choices=args)
+    if origin in _SEQUENCES and args:
+        return replace(_kind_of(args[0]), list=True)
+    if tp in _KINDS:
+        return Spec(_KINDS[tp])
+    return Spec("any")

@@ -1,35 +1,53 @@
 """Checks on the composed config, run before any data is loaded or any step is taken.
 
-Each failure is one `ConfigError` of one line that starts with the key at fault. Every value
-is checked against its spec in `dann.config.schema.SCHEMA` (type and range; no nan or inf);
-then the rules no single key can check: the settings a `_target_` takes (its signature),
-the optimiser's own checks, the device this machine has, the two domains.
+Each failure is one `ConfigError` of one line that starts with the key at fault. Every value is
+checked against its declaration, written once where the setting is taken (`dann.config.declared`):
+a `_target_`'s signature, or the framework's own nodes below (`CONFIG`). Then the rules no single key
+can check: the optimiser's own checks, the device this machine has, the two domains.
 """
 
 from __future__ import annotations
 
-import inspect
+import difflib
+from collections.abc import Mapping
 from functools import cache
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import torch
 from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 
-from dann.builders import LABEL_KEYS, build, build_dataset
-from dann.config.schema import SCHEMA, spec_of
-from dann.config.spec import locate
+from dann.builders import ModelSettings, OptimSettings, build, build_dataset
+from dann.config.declared import Declared, node_settings, settings_of_target
+from dann.config.spec import Setting, Spec, locate, one_of
 from dann.data import DomainData
 from dann.data.base import check_usable
 from dann.errors import ConfigError, DannError, describe_error
-from dann.runs.identity import flatten
-from dann.runs.tracking import WANDB_MODES, wandb_mode
+from dann.runs.tracking import WANDB_MODES, LoggerSettings, wandb_mode
+from dann.training.settings import LABELS, RUN_SETTINGS, TrainerSettings
 
 # What dann.run's @hydra.main reads (pkg://dann.conf): the clone's conf/ in an editable install, the
 # installed copy in a wheel's. A directory on disk either way (dann.conf is a regular package).
 CONF_DIR = Path(str(resources.files("dann.conf")))
+
+# The config, node by node: the run's own settings, then one node per part, each declared by what takes it.
+# `dataset` and `method` are nodes with a `_target_`: their settings are what it takes, and their `name`
+# (`LABELS`) is what results are recorded under.
+CONFIG: dict[str, Any] = {
+    **RUN_SETTINGS,
+    "dataset": Annotated[Any, Setting("the benchmark and its two domains: a DomainPair", node=True)],
+    "model": ModelSettings,
+    "method": Annotated[Any, Setting("the adaptation method: its losses and their weights", node=True)],
+    "optim": OptimSettings,
+    "trainer": TrainerSettings,
+    "logger": LoggerSettings,
+}
+LABELLED = ("dataset", "method")
+TARGET = Spec("target")
+PARTIAL = one_of(True, means="the code supplies the other arguments")
+ANY = Declared(Spec("any"), doc="", required=False)  # a setting of a target that takes **kwargs
 
 
 def drop_unused_lambda_schedule(cfg: DictConfig) -> None:
@@ -47,51 +65,37 @@ def drop_unused_lambda_schedule(cfg: DictConfig) -> None:
             del cfg.method["lambda_schedule"]
 
 
-# The config groups a run needs, each with the key that says one was chosen: `~dataset` leaves
-# config.yaml's own `dataset.target_labeled_fraction`, so the group's node exists, without a dataset.
-GROUPS: dict[str, str | None] = {
-    "model": "feature_extractor",
-    "optim": "optimizer",
-    "dataset": "_target_",
-    "method": "_target_",
-    "trainer": None,
-    "logger": "wandb",
-}
-# The keys the code reads from every config (beyond what a `_target_`'s own signature defaults):
-# deleted (`~trainer.steps`), each is one ConfigError naming it, not an attribute error mid-run.
-REQUIRED = (
-    "seed",
-    "lambda",
-    "method.name",
-    "dataset.name",
-    "dataset.protocol",
-    "model.feature_extractor._target_",
-    "model.label_predictor._target_",
-    "model.domain_classifier._target_",
-    "model.bottleneck_dim",
-    "model.backbone_lr_mult",
-    "model.freeze_backbone",
-    "optim.optimizer._target_",
-    "optim.lr_schedule._target_",
-    *(key for key in SCHEMA if key.startswith(("trainer.", "logger."))),
-)
+def required_keys(settings: Mapping[str, Declared] | None = None, prefix: str = "") -> list[str]:
+    """The keys every config must hold (the declared settings without a default, a node's `_target_`, a
+    result's `name`), in the order `CONFIG` declares them: what `check_complete` asks for."""
+    keys = []
+    for name, declared in (settings if settings is not None else node_settings(CONFIG)).items():
+        key = f"{prefix}{name}"
+        if declared.fields is not None:
+            keys += [key, *required_keys(node_settings(declared.fields), f"{key}.")]
+        elif declared.node:
+            keys += [key, f"{key}._target_"] + ([f"{key}.name"] if key in LABELLED else [])
+        elif declared.required:
+            keys.append(key)
+    return keys
 
 
 def check_complete(cfg: DictConfig) -> None:
     """Every group and key the run reads is there: one `ConfigError` naming the first missing one.
     Reads only the config's structure (no interpolation is resolved)."""
-    for group, anchor in GROUPS.items():
-        node = cfg.get(group) if isinstance(cfg, DictConfig) else None
-        if not isinstance(node, DictConfig) or (anchor is not None and anchor not in node):
+    for key in required_keys():
+        parent, _, name = key.rpartition(".")
+        node = OmegaConf.select(cfg, parent, throw_on_resolution_failure=False) if parent else cfg
+        present = isinstance(node, DictConfig) and name in node
+        group = key.split(".")[0]
+        if not present and (key == group or (key == f"{group}._target_" and group in LABELLED)):
+            # `~dataset` leaves config.yaml's own dataset.target_labeled_fraction: a node without its _target_.
             options = " | ".join(sorted(file.stem for file in (CONF_DIR / group).glob("*.yaml")))
             raise ConfigError(
                 f"{group}: missing from the config (removed with ~{group}?); a run needs one: "
                 f"drop that override, or choose one with {group}=… ({options})"
             )
-    for key in REQUIRED:
-        parent, _, name = key.rpartition(".")
-        node = OmegaConf.select(cfg, parent, throw_on_resolution_failure=False) if parent else cfg
-        if not isinstance(node, DictConfig) or name not in node:
+        if not present:
             raise ConfigError(
                 f"{key}: missing from the config (removed with ~{key}?); a run needs it: "
                 f"drop that override, or set it again (+{key}=…)"
@@ -103,9 +107,7 @@ def validate(cfg: DictConfig) -> None:
     check_complete(cfg)
     resolved = _resolved(cfg)
     resolved.pop("hydra", None)  # Hydra's own business
-    for key, value in flatten(resolved).items():
-        check_value(key, value)
-    _check_targets(resolved)
+    check_settings(resolved)
     _check_device(cfg.trainer.device)
     _check_optimizer(cfg.optim.optimizer)
     mode = wandb_mode(cfg.logger.wandb.mode)
@@ -191,14 +193,85 @@ def validate_model_input(cfg: DictConfig, input_shape: tuple[int, ...]) -> None:
         ) from None
 
 
-# --- One value against its spec ------------------------------------------------------------------
+# --- Every value against its declaration ----------------------------------------------------------
 
 
-def check_value(key: str, value: Any) -> None:
-    """Raise the one-line `ConfigError` for `key` if `value` is not what its spec accepts."""
-    spec = spec_of(key)
-    if spec is None:
-        raise ConfigError(_unknown_key(key))
+def check_settings(config: Mapping[str, Any]) -> None:
+    """Every value of the resolved `config` against its declaration: the first failure is one `ConfigError`."""
+    _check_node(config, "", node_settings(CONFIG), target=None)
+
+
+def _check_node(node: Mapping[str, Any], prefix: str, settings: Mapping[str, Declared] | None, target: str | None):
+    """The settings of one node: a framework node's (`target` None) or a `_target_`'s (`settings` None: any)."""
+    for name, value in node.items():
+        key = f"{prefix}{name}"
+        if target is not None and name in ("_target_", "_partial_"):
+            continue  # checked before the target was read
+        declared = _declared_in(name, settings, target)
+        if declared is None:
+            raise ConfigError(unknown_setting(key, node))
+        _check_value(key, value, declared)
+
+
+def _declared_in(name: str, settings: Mapping[str, Declared] | None, target: str | None) -> Declared | None:
+    if target is not None and name in LABELS:
+        return node_settings(LABELS)[name]
+    return ANY if settings is None else settings.get(name)
+
+
+def _check_value(key: str, value: Any, declared: Declared) -> None:
+    if declared.fields is not None:  # a framework node (`trainer`, `logger.wandb`)
+        if not isinstance(value, dict):
+            raise ConfigError(
+                f"{key}: expected a node of settings ({', '.join(node_settings(declared.fields))}), got {value!r}"
+            )
+        _check_node(value, f"{key}.", node_settings(declared.fields), target=None)
+    elif isinstance(value, dict) and ("_target_" in value or declared.node):
+        _check_target_node(key, value)
+    elif declared.node:
+        raise ConfigError(f"{key}: expected a node with a _target_ ({declared.doc}), got {value!r}")
+    elif isinstance(value, dict) and declared.spec.kind != "any":  # a mapping of such values (dataset.transforms)
+        for item, item_value in value.items():
+            _check_spec(f"{key}.{item}", item_value, declared.spec)
+    else:
+        _check_spec(key, value, declared.spec)
+
+
+def _check_target_node(key: str, node: Mapping[str, Any]) -> None:
+    """A node that names what takes its settings: its `_target_` must be importable, then its settings are
+    checked against that callable's declarations (`dann.config.declared.settings_of`)."""
+    if "_target_" not in node:
+        raise ConfigError(f"{key}._target_: missing from the config; a run needs it: set it (+{key}._target_=…)")
+    _check_spec(f"{key}._target_", node["_target_"], TARGET)
+    if "_partial_" in node:
+        _check_spec(f"{key}._partial_", node["_partial_"], PARTIAL)
+    _check_node(node, f"{key}.", settings_of_target(node["_target_"]), target=node["_target_"])
+
+
+def declaration_of(config: Mapping[str, Any], key: str) -> Declared | None:
+    """The declaration the value at dotted `key` of the resolved `config` is checked against; None: none."""
+    settings, target, node = node_settings(CONFIG), None, config
+    declared = None
+    for part in key.split("."):
+        if target is not None and part in ("_target_", "_partial_"):
+            return Declared(TARGET if part == "_target_" else PARTIAL, doc="", required=True)
+        declared = _declared_in(part, settings, target)
+        value = node.get(part) if isinstance(node, Mapping) else None
+        if declared is None or not isinstance(value, dict):
+            continue
+        if declared.fields is not None:
+            settings, target = node_settings(declared.fields), None
+        elif "_target_" in value:
+            target = value["_target_"]
+            settings = settings_of_target(target)
+        else:  # a mapping of such values (dataset.transforms): each item is checked against `declared`
+            return declared
+        node = value
+    return declared
+
+
+def _check_spec(key: str, value: Any, spec: Spec) -> None:
+    """The one-line `ConfigError` for `key` if `value` is not what `spec` accepts."""
     expected = spec.expected(value)
     if expected is not None:
         raise ConfigError(f"{key}: expected {expected}, got {value!r}" + (f"; {spec.hint}" if spec.hint else ""))
@@ -212,70 +285,71 @@ def _resolved(cfg: DictConfig) -> dict[str, Any]:
         raise ConfigError(f"{e.full_key}: {' '.join(message.split())}") from None
 
 
-def _unknown_key(key: str) -> str:
-    parent = key.rpartition(".")[0]
-    prefix = f"{parent}." if parent else ""
-    known = sorted({k.removeprefix(prefix).split(".")[0] for k in SCHEMA if k.startswith(prefix)})
+# --- A key its node does not have ---------------------------------------------------------------------
+
+
+def unknown_setting(key: str, node: Mapping[str, Any]) -> str:
+    """The one line for `key`, which its node (`node`, a mapping) does not have: the node's real settings, the
+    closest to the name given, and the fix. The same for `+trainer.stpes=5` (met by `validate`) and
+    `trainer.stpes=5` (met by Hydra while composing: `dann.run` asks this for its message)."""
+    parent, _, name = key.rpartition(".")
+    target = node.get("_target_") if isinstance(node.get("_target_"), str) else None
+    if target is not None and callable(locate(target)):
+        settings = settings_of_target(target) or {}
+        return _not_taken(f"{parent}.", target, name, tuple(settings))
+    known = tuple(_framework_settings(parent))
     where = f"{parent} has" if parent else "the top-level keys are"
-    return f"{key}: no such setting (a typo?); {where} {', '.join(known) or 'no settings'}"
+    return f"{key}: no such setting (a typo?);{_closest(name, known)} {where} {', '.join(known) or 'no settings'}"
 
 
-# --- Rules that involve several keys or the machine ---------------------------------------------
+def _framework_settings(path: str) -> dict[str, Declared]:
+    """The settings of the framework node at dotted `path` ("" the top level, "logger.wandb", …)."""
+    settings = node_settings(CONFIG)
+    for part in filter(None, path.split(".")):
+        declared = settings.get(part)
+        if declared is None or declared.fields is None:
+            return {}
+        settings = node_settings(declared.fields)
+    return settings
 
 
-def _check_targets(container: dict[str, Any], prefix: str = "") -> None:
-    """Every setting of a `_target_` node must be a parameter of what it names: a backbone
-    given a setting another backbone takes (`weights` on an MLP) is refused, naming the key."""
-    if isinstance(container.get("_target_"), str):
-        settings = _settings_of(container["_target_"])
-        for name in container:
-            if settings is not None and not name.startswith("_") and name not in (*settings, *LABEL_KEYS):
-                raise ConfigError(_not_taken(prefix, container["_target_"], name, settings))
-    for name, value in container.items():
-        if isinstance(value, dict) and f"{prefix}{name}" != "hydra":
-            _check_targets(value, f"{prefix}{name}.")
-
-
-@cache
-def _settings_of(target: str) -> tuple[str, ...] | None:
-    """The parameters `target` takes from the config: those with defaults, and keyword-only ones
-    (a dataset class's fields). The others, such as a backbone's input_shape or an optimiser's
-    params, the code supplies. None: any (it takes **kwargs)."""
-    parameters = inspect.signature(locate(target)).parameters.values()
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters):
-        return None
-    return tuple(
-        p.name
-        for p in parameters
-        if p.default is not inspect.Parameter.empty or p.kind is inspect.Parameter.KEYWORD_ONLY
-    )
+def _closest(name: str, known: tuple[str, ...]) -> str:
+    match = difflib.get_close_matches(name, known, n=1)
+    return f" did you mean {match[0]}?" if match else ""
 
 
 def _not_taken(prefix: str, target: str, name: str, settings: tuple[str, ...]) -> str:
     key = f"{prefix}{name}"
     message = (
         f"{key}: {target} ({prefix}_target_) takes no setting '{name}' "
-        f"(it takes {', '.join(settings) or 'none'}); drop it with ~{key}"
+        f"(it takes {', '.join(settings) or 'none'});{_closest(name, settings)} drop it with ~{key}"
     )
     group, _, path = prefix.rstrip(".").partition(".")
-    options = [
-        option
-        for option, other in _group_targets(group, path)
-        if _settings_of(other) is None or name in _settings_of(other)
-    ]
+    options = [option for option, other in _group_targets(group, path) if _takes(other, name)]
     if options:
         message += f", or choose a {group} that takes it: {' or '.join(f'{group}={o}' for o in options)}"
     return message
 
 
+def _takes(target: str, name: str) -> bool:
+    settings = settings_of_target(target)
+    return settings is None or name in settings
+
+
+@cache
 def _group_targets(group: str, path: str) -> list[tuple[str, str]]:
     """(option, _target_ at `path`) for each config file of conf/<group>/ that has one there."""
     found = []
     for file in sorted((CONF_DIR / group).glob("*.yaml")):
-        node = OmegaConf.select(OmegaConf.load(file), f"{path}._target_") if path else None
+        node = (
+            OmegaConf.select(OmegaConf.load(file), f"{path}._target_") if path else OmegaConf.load(file).get("_target_")
+        )
         if isinstance(node, str):
             found.append((file.stem, node))
     return found
+
+
+# --- Rules that involve several keys or the machine ---------------------------------------------
 
 
 def _check_device(device: str) -> None:

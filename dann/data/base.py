@@ -7,12 +7,13 @@ import os
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import ClassVar
+from typing import Annotated, ClassVar, Literal, get_args
 
 import numpy as np
 import torch
 from torch import Tensor
 
+from dann.config.spec import Setting
 from dann.data.files import check_same_classes
 from dann.errors import ConfigError, DataError
 
@@ -21,7 +22,8 @@ log = logging.getLogger(__name__)
 # What a dataset's splits mean (`dataset.protocol`). inductive: report on a target test split never
 # trained on; transductive: adapt on all target examples (unlabeled) and report on the same ones;
 # heldout: `load` holds out a fixed part of the target's training split and reports on it alone.
-PROTOCOLS = ("inductive", "transductive", "heldout")
+EvaluationProtocol = Literal["inductive", "transductive", "heldout"]
+PROTOCOLS = get_args(EvaluationProtocol)
 # The generator seed of the held-out part: fixed, not the run's, so that every seed and method
 # is measured on the same held-out examples and never trains on them.
 HELDOUT_SEED = 0
@@ -300,19 +302,26 @@ class DomainPair:
     benchmark: ClassVar[str | None] = None
     loads: ClassVar[tuple[str, ...]] = ()
 
-    source: str | DomainSpec  # a domain name or alias; the resolved DomainSpec once built
-    target: str | DomainSpec
-    root: str | os.PathLike | None = None  # where data lives; None: $DANN_DATA, else ./data (absolute once built)
-    protocol: str = "inductive"  # inductive | transductive: what the benchmark's splits mean; heldout (see `load`)
-    heldout_fraction: float = 0.2  # in (0, 1): with protocol heldout, the share of each target class held out
-    target_labeled_fraction: float = 1.0  # in (0, 1]: the target labels that target_only/two_stage may see
+    # The resolved DomainSpec once built.
+    source: Annotated[str | DomainSpec, Setting("the labeled domain: a name or alias", noun="a domain name")]
+    target: Annotated[str | DomainSpec, Setting("the unlabeled domain: a name or alias", noun="a domain name")]
+    root: Annotated[
+        str | os.PathLike | None,
+        Setting("where the data lives; null: $DANN_DATA, else ./data (absolute once built)", noun="a directory"),
+    ] = None
+    protocol: Annotated[
+        EvaluationProtocol,
+        Setting("what the splits mean: inductive, transductive, or heldout (a fixed part of the target held out)"),
+    ] = "inductive"
+    heldout_fraction: Annotated[
+        float, Setting("protocol heldout: each target class's share held out", gt=0, lt=1, noun="a fraction")
+    ] = 0.2
+    target_labeled_fraction: Annotated[
+        float, Setting("the target labels target_only/two_stage may see", gt=0, le=1, noun="a fraction")
+    ] = 1.0
 
     def __post_init__(self) -> None:
-        if self.protocol not in PROTOCOLS:
-            raise ValueError(f"protocol: '{self.protocol}' is not one of {', '.join(PROTOCOLS)}")
         self.heldout_fraction = float(self.heldout_fraction)
-        if not 0 < self.heldout_fraction < 1:
-            raise ValueError(f"heldout_fraction: {self.heldout_fraction} is not in (0, 1)")
         self.source = resolve_domain(str(self.source), "dataset.source", self.benchmark)
         self.target = resolve_domain(str(self.target), "dataset.target", self.benchmark)
         source, target = self.source, self.target

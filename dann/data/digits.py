@@ -21,7 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import numpy as np
 import torch
@@ -31,6 +31,7 @@ from torch import Tensor
 from torchvision.datasets import MNIST, SVHN, USPS
 from torchvision.datasets.utils import download_url
 
+from dann.config.spec import Setting
 from dann.data.base import DomainPair, DomainSpec, Split, per_channel, register_domain
 from dann.data.download import download_file, extract_tar
 from dann.data.fetch import Release, ensure_files
@@ -61,12 +62,13 @@ class Digits(DomainPair):
 
     source: str | DomainSpec = "mnist"
     target: str | DomainSpec = "mnistm"
-    image_size: int = 28  # square side in pixels every domain is brought to
-    channels: int = 3  # 1 (grey) | 3 (RGB): grey is repeated to RGB, RGB reduced to grey by BT.601 luma
-    download: bool = True  # fetch missing files (checksummed); false: fail with the list of what is missing
-    # Per-channel normalisation, applied after scaling pixels to [0, 1]; None: 0.5 per channel (pixels in [-1, 1]).
-    mean: Sequence[float] | None = None
-    std: Sequence[float] | None = None
+    image_size: Annotated[int, Setting("square side in pixels every domain is brought to", ge=1)] = 28
+    channels: Annotated[Literal[1, 3], Setting("1: grey (RGB reduced by BT.601 luma), 3: RGB (grey repeated)")] = 3
+    download: Annotated[bool, Setting("fetch missing files (checksummed); false: fail listing what is missing")] = True
+    mean: Annotated[Sequence[float] | None, Setting("per channel, after scaling pixels to [0, 1]; null: 0.5 each")] = (
+        None
+    )
+    std: Annotated[Sequence[float] | None, Setting("per channel; null: 0.5 each (pixels in [-1, 1])", gt=0)] = None
 
     def __post_init__(self) -> None:
         super().__post_init__()

@@ -13,7 +13,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated
 
+from dann.config.spec import Setting
 from dann.data.base import DomainSpec, ImageSplit, register_domain
 from dann.data.files import check_class_folders, labeled_files, scan_class_folders
 from dann.data.images import ImageDataset
@@ -29,8 +31,12 @@ class Folder(ImageDataset):
 
     source: str | DomainSpec = "source"  # the domain read from source_dir (fixed: set the directories instead)
     target: str | DomainSpec = "target"  # the domain read from target_dir
-    source_dir: str | None = None  # required: <source_dir>/<class>/<image>, the labeled source images
-    target_dir: str | None = None  # required: <target_dir>/<class>/<image>; labels used for evaluation only
+    source_dir: Annotated[
+        str | None, Setting("required: <source_dir>/<class>/<image>, the labeled source images", noun="a directory")
+    ] = None
+    target_dir: Annotated[
+        str | None, Setting("required: <target_dir>/<class>/<image>; labels for evaluation only", noun="a directory")
+    ] = None
 
     def __post_init__(self) -> None:
         super().__post_init__()

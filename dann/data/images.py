@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated, Literal, get_args
 
 import numpy as np
 import torch
@@ -17,11 +18,13 @@ from PIL import Image
 from torch import Tensor
 from torchvision import transforms as T
 
-from dann.data.base import DomainPair, ImageSplit, per_channel
+from dann.config.spec import Setting, Spec
+from dann.data.base import DomainPair, EvaluationProtocol, ImageSplit, per_channel
 from dann.data.files import check_class_folders, labeled_files, scan_class_folders, warn_if_count_differs
 from dann.errors import ConfigError, DataError
 
-ON_CORRUPT = ("skip", "error")  # what an unreadable image does: see decode.py
+OnCorrupt = Literal["skip", "error"]  # what an unreadable image does: see decode.py
+ON_CORRUPT = get_args(OnCorrupt)
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 _PROBE_SIZE = (320, 240)  # a non-square probe image: a transform list without a crop shows up
@@ -37,16 +40,25 @@ class ImageDataset(DomainPair):
     and normalised by `mean`/`std` on the device.
     """
 
-    protocol: str = "transductive"
-    on_corrupt: str = "skip"  # skip (warn and count it) | error (stop, naming the file)
-    num_workers: int = 4  # DataLoader worker processes per image stream (source and target each); 0: none
-    image_size: int = 224  # side of the square crops the network sees, in pixels
-    resize_size: int = 256  # evaluation: the shorter side is resized to this, then centre-cropped to image_size
-    mean: Sequence[float] = IMAGENET_MEAN  # per channel, applied after scaling pixels to [0, 1]
-    std: Sequence[float] = IMAGENET_STD
-    # {"train": [...], "eval": [...]}: transforms of an RGB PIL image, each list ending at an
-    # image_size square (checked here, on a probe image). None: `default_transforms`.
-    transforms: Mapping[str, Sequence[Transform]] | None = None
+    protocol: EvaluationProtocol = "transductive"
+    on_corrupt: Annotated[OnCorrupt, Setting("an unreadable image: skip (warn and count it) or error (stop)")] = "skip"
+    num_workers: Annotated[
+        int, Setting("DataLoader worker processes per image stream (source and target each); 0: none", ge=0)
+    ] = 4
+    image_size: Annotated[int, Setting("side of the square crops the network sees, in pixels", ge=1)] = 224
+    resize_size: Annotated[
+        int, Setting("evaluation: the shorter side resized to this, then centre-cropped to image_size", ge=1)
+    ] = 256
+    mean: Annotated[Sequence[float], Setting("per channel, after scaling pixels to [0, 1]")] = IMAGENET_MEAN
+    std: Annotated[Sequence[float], Setting("per channel", gt=0)] = IMAGENET_STD
+    # Each list ends at an image_size square (checked here, on a probe image).
+    transforms: Annotated[
+        Mapping[str, Sequence[Transform]] | None,
+        Setting(
+            "{train: […], eval: […]}: transforms of an RGB PIL image; null: the defaults",
+            spec=Spec("transforms", null=True),
+        ),
+    ] = None
 
     def __post_init__(self) -> None:
         super().__post_init__()

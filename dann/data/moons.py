@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Annotated
 
 import numpy as np
 import torch
 from sklearn.datasets import make_moons
 
+from dann.config.spec import Setting
 from dann.data.base import MIN_SPLIT_EXAMPLES, DomainPair, DomainSpec, Split, register_domain
 from dann.errors import ConfigError
 
@@ -30,11 +32,14 @@ class Moons(DomainPair):
 
     source: str | DomainSpec = "moons"
     target: str | DomainSpec = "moons_rotated"
-    num_train: int = 300  # points per domain's training split, as in the paper
-    num_test: int = 1000  # fresh draws for source validation and target test
-    noise: float = 0.1  # std of the Gaussian noise make_moons adds
-    rotation_deg: float = 35.0  # the target's rotation, in degrees
-    data_seed: int = 0  # fixed, so that run seeds vary only training randomness
+    num_train: Annotated[int, Setting("points per domain's training split (the paper's 300)", ge=1)] = 300
+    num_test: Annotated[int, Setting("fresh draws for source validation and target test", ge=1)] = 1000
+    noise: Annotated[float, Setting("std of the Gaussian noise make_moons adds", ge=0)] = 0.1
+    rotation_deg: Annotated[float, Setting("the target's rotation, in degrees")] = 35.0
+    # Its generator seeds are data_seed·4 + 0…3, which numpy takes below 2**32.
+    data_seed: Annotated[
+        int, Setting("fixed, so that run seeds vary only training randomness", ge=0, le=(2**32 - 4) // 4)
+    ] = 0
 
     def __post_init__(self) -> None:
         super().__post_init__()

@@ -9,12 +9,13 @@ Follows the authors' code (github.com/thuml/CDAN, `network.RandomLayer`, `loss.C
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Annotated, Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from dann.config.spec import Setting
 from dann.methods.base import Batch, StepOutput, domain_accuracy, domain_labels
 from dann.methods.dann import DANN
 from dann.models import DANNNetwork
@@ -74,10 +75,18 @@ class CDAN(DANN):
         network: DANNNetwork,
         lambda_schedule: LambdaSchedule = ganin_lambda,
         final_lambda: float = 1.0,
-        entropy_conditioning: bool = False,
-        randomized: bool | None = None,
-        randomized_dim: int = RANDOMIZED_DIM,
-        randomized_threshold: int = RANDOMIZED_THRESHOLD,
+        entropy_conditioning: Annotated[
+            bool, Setting("CDAN+E: each example's domain loss weighted by 1 + exp(-H(g))")
+        ] = False,
+        randomized: Annotated[
+            bool | None, Setting("the randomized multilinear map; null: when d_f·C > randomized_threshold")
+        ] = None,
+        randomized_dim: Annotated[
+            int, Setting("width of the randomized map (the paper's 1024)", ge=1)
+        ] = RANDOMIZED_DIM,
+        randomized_threshold: Annotated[
+            int, Setting("d_f·C above which null picks the randomized map (the paper's 4096)", ge=1)
+        ] = RANDOMIZED_THRESHOLD,
     ):
         super().__init__(network, lambda_schedule, final_lambda)
         self.entropy_conditioning = entropy_conditioning

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Annotated
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from dann.config.spec import Setting
 from dann.methods.base import Batch, Method, StepOutput, domain_accuracy, domain_labels
 from dann.models import DANNNetwork
 from dann.schedules import LambdaSchedule, ganin_lambda, resolved
@@ -24,7 +26,14 @@ class DANN(Method):
     the paper's warm-up from 0 to `final_lambda` (`dann.schedules.ganin_lambda`, γ = 10).
     """
 
-    def __init__(self, network: DANNNetwork, lambda_schedule: LambdaSchedule = ganin_lambda, final_lambda: float = 1.0):
+    def __init__(
+        self,
+        network: DANNNetwork,
+        lambda_schedule: Annotated[
+            LambdaSchedule, Setting("λ_p = schedule(progress, final_lambda), from 0 → the top-level lambda", node=True)
+        ] = ganin_lambda,
+        final_lambda: float = 1.0,
+    ):
         super().__init__(network)
         self.lambda_schedule = resolved(lambda_schedule)
         self.final_lambda = float(final_lambda)

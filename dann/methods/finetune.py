@@ -8,15 +8,16 @@ metrics as every other method and never adapt through a domain loss.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import ClassVar, Literal
+from typing import Annotated, ClassVar, Literal
 
 from torch import Tensor
 
+from dann.config.spec import Setting
 from dann.methods.base import Batch, StepOutput
 from dann.methods.supervised import SourceOnly, SupervisedOnly
 from dann.models import DANNNetwork
 
-FREEZE_IN_STAGE2 = ("feature_extractor", "none")
+FreezeInStage2 = Literal["feature_extractor", "none"]
 
 
 class FineTune(SourceOnly):
@@ -56,15 +57,14 @@ class TwoStage(SupervisedOnly):
     def __init__(
         self,
         network: DANNNetwork,
-        stage1_fraction: float = 0.5,
-        freeze_in_stage2: Literal["feature_extractor", "none"] = "feature_extractor",
+        stage1_fraction: Annotated[
+            float, Setting("of trainer.steps, the source stage", ge=0, le=1, noun="a fraction", hint="e.g. 0.5")
+        ] = 0.5,
+        freeze_in_stage2: Annotated[
+            FreezeInStage2, Setting("feature_extractor: stage 2 trains only the label predictor; none: all")
+        ] = "feature_extractor",
     ):
         super().__init__(network)
-        if not 0 <= stage1_fraction <= 1 or freeze_in_stage2 not in FREEZE_IN_STAGE2:
-            raise ValueError(
-                f"TwoStage: stage1_fraction must be in [0, 1] and freeze_in_stage2 one of {FREEZE_IN_STAGE2}, "
-                f"got {stage1_fraction!r} and {freeze_in_stage2!r}"
-            )
         self.stage1_fraction = float(stage1_fraction)
         self.freeze_in_stage2 = freeze_in_stage2
 

@@ -8,12 +8,13 @@ reversal layer plays the adversary. Its loss follows the authors' code (github.c
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Annotated, Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from dann.config.spec import Setting
 from dann.methods.base import Batch, StepOutput
 from dann.methods.dann import DANN
 from dann.models import DANNNetwork
@@ -52,11 +53,9 @@ class MDD(DANN):
         network: DANNNetwork,
         lambda_schedule: LambdaSchedule = ganin_lambda,
         final_lambda: float = 1.0,
-        margin: float = 4.0,
+        margin: Annotated[float, Setting("γ, the weight of the source disparity (the paper's 4)", gt=0)] = 4.0,
     ):
         super().__init__(network, lambda_schedule, final_lambda)
-        if not margin > 0:
-            raise ValueError(f"MDD: margin (γ) must be > 0, got {margin!r}")
         self.margin = float(margin)
 
     @classmethod

@@ -5,12 +5,14 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Annotated
 
 import torch
 import torchvision
 from torch import Tensor, nn
 from torchvision.models import WeightsEnum
 
+from dann.config.spec import Setting, Spec
 from dann.data.download import network_timeout
 from dann.errors import ConfigError, DataError, describe_error
 
@@ -75,8 +77,10 @@ class MlpFeatures(nn.Module):
     def __init__(
         self,
         input_shape: Sequence[int],
-        hidden: Sequence[int] = (15,),
-        activation: Callable[[], nn.Module] = nn.ReLU,
+        hidden: Annotated[Sequence[int], Setting("widths of the hidden layers; [] for none", ge=1)] = (15,),
+        activation: Annotated[
+            Callable[[], nn.Module], Setting("makes each hidden layer's activation (torch.nn.ReLU, …)", node=True)
+        ] = nn.ReLU,
     ):
         super().__init__()
         layers: list[nn.Module] = []
@@ -95,6 +99,21 @@ class MlpFeatures(nn.Module):
 ARCHS = tuple(torchvision.models.list_models(module=torchvision.models))
 ARCH_EXAMPLES = "alexnet, vgg16, vgg16_bn, resnet50, densenet121, efficientnet_b0, convnext_tiny, vit_b_16"
 ARCH_KEY = "model.feature_extractor.arch"
+
+
+class TorchvisionArch(Spec):
+    """One of the many torchvision model names: a wrong one is told a few examples, not all 80."""
+
+    def expected(self, value: object) -> str | None:
+        return None if isinstance(value, str) and value in ARCHS else self.describe()
+
+    def describe(self, finite: bool = True) -> str:
+        return (
+            f"the name of a torchvision classification model (e.g. {ARCH_EXAMPLES}; "
+            f"torchvision.models.list_models() gives all {len(ARCHS)})"
+        )
+
+
 WEIGHTS_KEY = "model.feature_extractor.weights"
 
 
@@ -123,7 +142,19 @@ class TorchvisionFeatures(nn.Module):
     (MobileNet, RegNet, Swin, …) have no stages: they are frozen whole or not at all.
     """
 
-    def __init__(self, input_shape: Sequence[int], arch: str = "resnet50", weights: str | None = None):
+    def __init__(
+        self,
+        input_shape: Sequence[int],
+        arch: Annotated[str, Setting("the torchvision model", spec=TorchvisionArch("choice"))] = "resnet50",
+        weights: Annotated[
+            str | None,
+            Setting(
+                "a torchvision weights name of arch (IMAGENET1K_V1, DEFAULT, …) or a .pth path; null: random init",
+                noun="a torchvision weights name or a .pth path",
+                hint="null trains from scratch",
+            ),
+        ] = None,
+    ):
         super().__init__()
         if arch not in ARCHS:
             raise ConfigError(

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Annotated
 
 from torch import nn
+
+from dann.config.spec import Setting
 
 
 def mlp(
     in_features: int,
     out_features: int,
-    hidden: Sequence[int] = (),
-    dropout: float = 0.0,
-    batch_norm: bool = False,
+    hidden: Annotated[Sequence[int], Setting("widths of the hidden layers; [] for none", ge=1)] = (),
+    dropout: Annotated[float, Setting("the probability of zeroing a unit, after each hidden layer", ge=0, lt=1)] = 0.0,
+    batch_norm: Annotated[bool, Setting("BatchNorm after each hidden layer")] = False,
 ) -> nn.Sequential:
     """[B, in_features] → [B, out_features]: Linear → [BatchNorm] → ReLU → [Dropout] for each
     hidden width, then a final Linear.

@@ -17,11 +17,12 @@ from typing import Any
 
 import pandas as pd
 
-from dann.config.spec import Spec, boolean, integer, is_real_number, number, one_of, text
+from dann.config.spec import Spec, boolean, integer, is_real_number, number, one_of, spec_of_type, text
 from dann.runs.identity import flatten, identity
 from dann.runs.readback import NotReadBack
 from dann.runs.readback import read_bounded as read_back
 from dann.selection.pick import CRITERIA
+from dann.training.settings import LABELS, RUN_SETTINGS
 
 # The columns every run has; every other column of the runs DataFrame is an identity key. `inside`: the
 # run directory that holds this one (a run launched into a sweep's directory), else None.
@@ -47,15 +48,15 @@ ANALYSIS_METRICS = {
 }
 
 
-# The specs dann.run checks these keys with (dann.config.schema.SCHEMA, which imports torch; a test checks
-# that they are the same): the report reads them back and a value no run could have had is no result.
+# What the report reads back of each run, checked as dann.run checked it (the declarations of
+# `dann.training.settings`): a value no run could have had is no result. The domains are names.
 READ_BACK: dict[str, Spec] = {
-    "seed": integer(0, 2**32 - 1, means="numpy seeds must be < 2**32"),
-    "lambda": number(0, means="the final adaptation weight", hint="e.g. lambda=0.1"),
-    "dataset.name": text(),
+    "seed": spec_of_type(RUN_SETTINGS["seed"]),
+    "lambda": spec_of_type(RUN_SETTINGS["lambda"]),
+    "dataset.name": spec_of_type(LABELS["name"]),
     "dataset.source": text(noun="a domain name"),
     "dataset.target": text(noun="a domain name"),
-    "method.name": text(noun="a name", means="what results are recorded under"),
+    "method.name": spec_of_type(LABELS["name"]),
 }
 # What summary.json's `runtime` holds (dann.training.precision.Runtime, resolved, and the device): runs that
 # ran another computation (bf16 on a GPU, fp32 on a CPU, for one trainer.precision=auto) never share a cell.

@@ -10,15 +10,37 @@ import json
 import logging
 import math
 import os
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal, get_args
 
+from dann.config.spec import Setting
 from dann.errors import RunDirError
 from dann.runs.directory import atomic_write, link_refused, open_for_writing, unwritable
 
 log = logging.getLogger(__name__)
 
-WANDB_MODES = ("online", "offline", "disabled")
+WandbMode = Literal["online", "offline", "disabled"]
+WANDB_MODES = get_args(WandbMode)
+
+
+@dataclass(frozen=True)
+class WandbSettings:
+    """`logger.wandb`: where W&B records the run (`RunLogger`). metrics.jsonl and summary.json are written anyway."""
+
+    mode: Annotated[WandbMode, Setting("offline, online or disabled; the WANDB_MODE environment variable wins")]
+    project: Annotated[str, Setting("the W&B project")]
+    entity: Annotated[str | None, Setting("the W&B team or user; null: your default")]
+    group: Annotated[str | None, Setting("the W&B group; null: a sweep's directory")]
+    name: Annotated[str | None, Setting("the W&B run name; null: from the overrides")]
+    tags: Annotated[list[str], Setting("W&B tags")]
+
+
+@dataclass(frozen=True)
+class LoggerSettings:
+    """`logger`: where a run's numbers go besides its files."""
+
+    wandb: WandbSettings
 
 
 def wandb_mode(configured: str) -> str:
@@ -110,18 +132,19 @@ class RunLogger:
         group: str | None,
         name: str | None,
     ):
-        mode = wandb_mode(settings["mode"])
+        wanted = WandbSettings(**settings)
+        mode = wandb_mode(wanted.mode)
         if mode == "disabled":
             return None
         try:
             import wandb
 
             return wandb.init(
-                project=settings["project"],
-                entity=settings["entity"],
-                group=settings["group"] or group,
-                name=settings["name"] or name,
-                tags=list(settings["tags"]),
+                project=wanted.project,
+                entity=wanted.entity,
+                group=wanted.group or group,
+                name=wanted.name or name,
+                tags=list(wanted.tags),
                 job_type=job_type,
                 config=config,
                 dir=str(self.run_dir),

@@ -32,10 +32,10 @@ import torch
 from torch import Tensor
 
 from dann.errors import ConfigError
+from dann.training.settings import PRECISIONS  # noqa: F401 - declared with trainer.precision; dann.bench reads it here
 
 log = logging.getLogger(__name__)
 
-PRECISIONS = ("auto", "bf16", "fp16", "fp32")
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 

@@ -21,9 +21,10 @@ import shutil
 import sys
 import time
 from collections.abc import Callable, Mapping
-from typing import TextIO
+from typing import Literal, TextIO, get_args
 
-PROGRESS_MODES = ("auto", "bar", "lines", "off")
+ProgressMode = Literal["auto", "bar", "lines", "off"]  # trainer.progress
+PROGRESS_MODES = get_args(ProgressMode)
 
 # What the line shows of the logged metrics, and how.
 SHOWN = (
