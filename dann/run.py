@@ -23,6 +23,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from dann.builders import build_dataset, build_engine, build_network
+from dann.config.compose import compose_done, one_line_errors
 from dann.config.user_dirs import check_user_configs
 from dann.config.validate import drop_unused_lambda_schedule, validate, validate_against_data, validate_model_input
 from dann.data import DomainPair, labeled_subset
@@ -381,6 +382,7 @@ def sweep_group(sweep_dir: str) -> str:
 # install and in a wheel installed anywhere, whatever the working directory.
 @hydra.main(version_base="1.3", config_path="pkg://dann.conf", config_name="config")
 def hydra_main(cfg: DictConfig) -> float | None:
+    compose_done()  # from here on, Hydra reports errors its own way
     hydra_cfg = HydraConfig.get()
     drop_unused_lambda_schedule(cfg)  # before .hydra/config.yaml is taken from it: the config that runs
     run_dir = Path(hydra_cfg.runtime.output_dir)
@@ -502,7 +504,8 @@ def main() -> None:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
     register_sweeper()
-    hydra_main()
+    with one_line_errors():  # `trainer.stpes=10`: one line, as for `+trainer.stpes=10`
+        hydra_main()
 
 
 def register_sweeper() -> None:

@@ -296,10 +296,11 @@ def unknown_setting(key: str, node: Mapping[str, Any]) -> str:
     target = node.get("_target_") if isinstance(node.get("_target_"), str) else None
     if target is not None and callable(locate(target)):
         settings = settings_of_target(target) or {}
-        return _not_taken(f"{parent}.", target, name, tuple(settings))
+        return _not_taken(f"{parent}.", target, name, tuple(settings), _nested(parent, name, node))
     known = tuple(_framework_settings(parent))
     where = f"{parent} has" if parent else "the top-level keys are"
-    return f"{key}: no such setting (a typo?);{_closest(name, known)} {where} {', '.join(known) or 'no settings'}"
+    closest = _closest(name, known, _nested(parent, name, node))
+    return f"{key}: no such setting (a typo?);{closest} {where} {', '.join(known) or 'no settings'}"
 
 
 def _framework_settings(path: str) -> dict[str, Declared]:
@@ -313,16 +314,22 @@ def _framework_settings(path: str) -> dict[str, Declared]:
     return settings
 
 
-def _closest(name: str, known: tuple[str, ...]) -> str:
-    match = difflib.get_close_matches(name, known, n=1)
+def _nested(parent: str, name: str, node: Mapping[str, Any]) -> list[str]:
+    """The keys one node down that have this name: `method.gamma` → method.lambda_schedule.gamma."""
+    prefix = f"{parent}." if parent else ""
+    return [f"{prefix}{child}.{name}" for child, value in node.items() if isinstance(value, Mapping) and name in value]
+
+
+def _closest(name: str, known: tuple[str, ...], nested: list[str] = ()) -> str:
+    match = difflib.get_close_matches(name, known, n=1) or nested[:1]
     return f" did you mean {match[0]}?" if match else ""
 
 
-def _not_taken(prefix: str, target: str, name: str, settings: tuple[str, ...]) -> str:
+def _not_taken(prefix: str, target: str, name: str, settings: tuple[str, ...], nested: list[str] = ()) -> str:
     key = f"{prefix}{name}"
     message = (
         f"{key}: {target} ({prefix}_target_) takes no setting '{name}' "
-        f"(it takes {', '.join(settings) or 'none'});{_closest(name, settings)} drop it with ~{key}"
+        f"(it takes {', '.join(settings) or 'none'});{_closest(name, settings, nested)} drop it with ~{key}"
     )
     group, _, path = prefix.rstrip(".").partition(".")
     options = [option for option, other in _group_targets(group, path) if _takes(other, name)]

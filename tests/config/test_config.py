@@ -310,6 +310,28 @@ def test_an_unknown_key_is_refused_with_the_known_ones():
         validate(compose_config("+optim.optimizer.dampening=abc"))
 
 
+@pytest.mark.parametrize(
+    "key, value, needle",
+    [
+        ("trainer.stpes", "10", "did you mean steps? trainer has steps, batch_size,"),
+        ("method.gamma", "-1", "dann.methods.DANN (method._target_) takes no setting 'gamma'"),
+    ],
+)
+def test_overriding_a_key_that_does_not_exist_is_the_same_one_line_with_or_without_plus(tmp_path, key, value, needle):
+    # Without `+`, Hydra refuses it while composing (five lines of its own); with `+`, the config checks do.
+    lines = []
+    for name, override in (("plain", f"{key}={value}"), ("plus", f"+{key}={value}")):
+        result = run_cli(override, "logger=none", f"hydra.run.dir={tmp_path / name}", cwd=tmp_path)
+        assert result.returncode == 2, result.stderr
+        lines.append(result.stderr.strip())
+        assert len(lines[-1].splitlines()) == 1 and "Traceback" not in lines[-1], lines[-1]
+    assert lines[0] == lines[1]
+    assert lines[0].startswith(f"error: {key}: ") and needle in lines[0]
+    if key == "method.gamma":  # the setting of that name one node down
+        assert "did you mean method.lambda_schedule.gamma?" in lines[0]
+    assert not (tmp_path / "plain").exists(), "refused while composing: no run directory"
+
+
 def test_a_setting_the_target_does_not_take_is_named_with_the_fix():
     # dataset=folder sets model.feature_extractor.weights, for the ResNet it picks; an MLP takes no weights.
     with pytest.raises(ConfigError) as error:
