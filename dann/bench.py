@@ -47,11 +47,11 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
 from dann.builders import build_dataset, build_engine, build_network
-from dann.config.validate import CONF_DIR, drop_unused_lambda_schedule
+from dann.config.compose import compose_config
+from dann.config.validate import drop_unused_lambda_schedule
 from dann.data import make_stream
 from dann.data.base import Split
 from dann.data.stream import worker_count
@@ -91,10 +91,9 @@ VARIANTS = ("plain", "source_only", "dann", "reference")
 PAPER_STEPS = 10_000  # the MNIST → MNIST-M preset's length (conf/experiment/ganin2016_mnist_mnistm.yaml)
 
 
-def compose_config(*overrides: str) -> DictConfig:
-    """The config `python -m dann.run <overrides>` would train (Hydra's compose API, the same conf/)."""
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        return compose("config", overrides=["logger=none", *overrides])
+def config_of(*overrides: str) -> DictConfig:
+    """The config `python -m dann.run logger=none <overrides>` would train."""
+    return compose_config("logger=none", *overrides)
 
 
 def synchronize(device: torch.device) -> None:
@@ -332,7 +331,7 @@ def time_variants(name: str, args: argparse.Namespace, batch_size: int) -> dict[
 
 def build(model: Model, method: str, device: torch.device, input_shape: tuple, runtime: Runtime) -> Engine:
     """The engine of `method` over the model's network, as dann.run builds them (random weights, seed 0)."""
-    cfg = compose_config(*model.overrides, f"method={method}")
+    cfg = config_of(*model.overrides, f"method={method}")
     drop_unused_lambda_schedule(cfg)  # as dann.run does: the preset's λ schedule, for a method without one
     torch.manual_seed(0)
     network = build_network(cfg, input_shape, model.num_classes).to(device)
@@ -344,7 +343,7 @@ def model_setup(name: str, args: argparse.Namespace, device: torch.device) -> tu
     """The model, its input shape (`--image-size` applied), batch size per domain, and resolved runtime."""
     model = MODELS[name]
     input_shape = model.input_shape if args.image_size is None else (model.input_shape[0], *(2 * [args.image_size]))
-    batch_size = args.batch_size or compose_config(*model.overrides).trainer.batch_size
+    batch_size = args.batch_size or config_of(*model.overrides).trainer.batch_size
     runtime = resolve_runtime(args.precision, args.channels_last, args.compile, device, input_shape)
     return model, input_shape, batch_size, runtime
 
@@ -378,7 +377,7 @@ def sync_check(names: list[str], args: argparse.Namespace, device: torch.device)
     for name in names:
         model = MODELS[name]
         input_shape = model.input_shape
-        cfg = compose_config(*model.overrides)
+        cfg = config_of(*model.overrides)
         batch_size = args.batch_size or cfg.trainer.batch_size
         runtime = resolve_runtime(args.precision, args.channels_last, args.compile, device, input_shape)
         if runtime.precision == "fp16":  # GradScaler.step reads its overflow flag back: one sync per step, by design
@@ -433,7 +432,7 @@ def input_throughput(args: argparse.Namespace, device: torch.device) -> list[dic
         target.mkdir()
         for folder in (f for f in root.iterdir() if f.is_dir()):
             (target / folder.name).symlink_to(folder.resolve(), target_is_directory=True)
-        cfg = compose_config("dataset=folder", f"dataset.source_dir={root}", f"dataset.target_dir={target}")
+        cfg = config_of("dataset=folder", f"dataset.source_dir={root}", f"dataset.target_dir={target}")
         split = build_dataset(cfg).load().source_train
         batch_size = args.batch_size or min(cfg.trainer.batch_size, len(split))
         rows = []

@@ -27,63 +27,6 @@ def test_results_section_has_no_placeholder():
     assert "PLACEHOLDER" not in README
 
 
-def config_table_rows() -> list[tuple[list[str], str]]:
-    """(keys, default cell) of each row of the README's table of config keys."""
-    table = README[README.index("| key | default | meaning |") :].split("\n\n")[0].splitlines()[2:]
-    rows = []
-    for line in table:
-        keys_cell, default_cell = [cell.strip() for cell in line.strip("|").split(" | ")][:2]
-        keys = re.findall(r"`([^`]+)`", keys_cell)
-        # `model.feature_extractor.arch` / `.weights`: a key written relative to the one before.
-        keys = [keys[0]] + [keys[0].rsplit(".", 1)[0] + key if key.startswith(".") else key for key in keys[1:]]
-        rows.append((keys, default_cell))
-    return rows
-
-
-def as_value(text: str):
-    """A default as the README writes it, as the config holds it."""
-    text = text.strip().strip("`")
-    if text in ("none", "null"):
-        return None
-    if text in ("true", "false"):
-        return text == "true"
-    try:
-        return float(text)
-    except ValueError:
-        return text
-
-
-def test_every_default_in_the_config_table_is_the_composed_default():
-    from omegaconf import OmegaConf
-
-    from tests.helpers import compose_config
-
-    rows = config_table_rows()
-    assert len(rows) >= 15
-    checked = 0
-    for keys, cell in rows:
-        if cell == "per dataset":
-            continue
-        # Alternatives `values (overrides)`, separated by `; `; no overrides: the bare command.
-        for alternative in cell.split("; "):
-            match = re.fullmatch(r"(.*?)(?: \((.+)\))?", alternative)
-            values, overrides = match[1].split(" / "), (match[2] or "").split()
-            assert len(values) == len(keys), (keys, cell)
-            cfg = compose_config(*overrides)
-            raw = OmegaConf.to_container(cfg, resolve=False)
-            for key, text in zip(keys, values):
-                stated = as_value(text)
-                node = raw
-                for part in key.split("."):
-                    node = node[part]  # a key the README names must exist
-                actual = float(node) if isinstance(node, (int, float)) and not isinstance(node, bool) else node
-                assert actual == stated, (
-                    f"README says {key} defaults to {text} ({' '.join(overrides) or 'bare'}), the config has {node!r}"
-                )
-                checked += 1
-    assert checked >= 20
-
-
 def test_the_own_training_loop_block_runs_as_it_stands_without_hydra(tmp_path):
     section = README[README.index("\n## Use it in your own training loop") :]
     code = re.search(r"```python\n(.*?)\n```", section, flags=re.S)[1]

@@ -1,4 +1,5 @@
-"""Hydra's composition errors in dann's one line: `trainer.stpes=10` says what `+trainer.stpes=10` says.
+"""Composing the config: where it lives (`CONF_DIR`), composing it in code (`compose_config`), and Hydra's
+composition errors in dann's one line: `trainer.stpes=10` says what `+trainer.stpes=10` says.
 
 Overriding a key that does not exist (without `+`) fails inside Hydra's composition, before any code of
 dann runs, with five lines ("Could not override 'trainer.stpes'. … Key 'stpes' is not in struct …").
@@ -13,6 +14,23 @@ import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+# What dann.run's @hydra.main reads (pkg://dann.conf): the clone's conf/ in an editable install, the
+# installed copy in a wheel's. A directory on disk either way (dann.conf is a regular package).
+CONF_DIR = Path(str(resources.files("dann.conf")))
+
+
+def compose_config(*overrides: str) -> Any:
+    """The config `python -m dann.run <overrides>` would see (Hydra's compose API, the same conf/), as a
+    DictConfig without the `hydra` node."""
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        return compose("config", overrides=list(overrides))
+
 
 FULL_ERROR = "HYDRA_FULL_ERROR"
 _before: list[str | None] = []  # the user's value, while HYDRA_FULL_ERROR=1 is set here

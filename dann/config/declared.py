@@ -33,6 +33,8 @@ class Declared:
     required: bool
     node: bool = False
     fields: Any = None
+    default: Any = None  # the declared default, when not `required`
+    supplied: str = ""  # the top-level key the run passes it from: not a setting of the node
 
 
 def settings_of(declarer: Any, extra: Mapping[str, Setting] | None = None) -> dict[str, Declared] | None:
@@ -48,7 +50,7 @@ def settings_of(declarer: Any, extra: Mapping[str, Setting] | None = None) -> di
     hints = _hints_over_mro(declarer)
     taken = [p for p in parameters if p.default is not p.empty or p.kind is p.KEYWORD_ONLY]
     return {
-        p.name: _declared(_with_extra(hints.get(p.name), (extra or {}).get(p.name)), required=p.default is p.empty)
+        p.name: _declared(_with_extra(hints.get(p.name), (extra or {}).get(p.name)), p.default is p.empty, p.default)
         for p in taken
     }
 
@@ -60,7 +62,7 @@ def node_settings(declarer: Any) -> dict[str, Declared]:
         return {name: _declared(annotation, required=True) for name, annotation in declarer.items()}
     hints = _hints_over_mro(declarer)
     return {
-        f.name: _declared(hints.get(f.name), required=f.default is f.default_factory is dataclasses.MISSING)
+        f.name: _declared(hints.get(f.name), f.default is f.default_factory is dataclasses.MISSING, f.default)
         for f in dataclasses.fields(declarer)
     }
 
@@ -77,7 +79,7 @@ def _settings_of_target(target: str) -> dict[str, Declared] | None:
     return settings_of(locate(target), TARGET_RANGES.get(target))
 
 
-def _declared(annotation: Any, required: bool) -> Declared:
+def _declared(annotation: Any, required: bool, default: Any = None) -> Declared:
     setting = setting_of(annotation)
     # A dataclass as a framework node's annotation is a node of its own (`logger.wandb`: `WandbSettings`).
     node_class = annotation if isinstance(annotation, type) and dataclasses.is_dataclass(annotation) else None
@@ -87,6 +89,8 @@ def _declared(annotation: Any, required: bool) -> Declared:
         required=required,
         node=bool(setting and setting.node),
         fields=node_class,
+        default=None if required else default,
+        supplied=setting.supplied if setting else "",
     )
 
 

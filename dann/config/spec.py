@@ -212,7 +212,8 @@ class Setting:
     message). `ge`/`gt`/`le`/`lt`: the range of a number. `noun`: "a fraction" instead of "a number".
     `hint`: how to fix a wrong value, after the message. `spec`: a `Spec` for a value no type says (a
     device name, a list of transforms), used instead of the annotation's. `node`: the value is a config
-    node with its own `_target_` (a backbone, a schedule), checked against what that names.
+    node with its own `_target_` (a backbone, a schedule), checked against what that names. `supplied`: the
+    run passes it, from the top-level key named, so a config must not (a method's final λ: `lambda`).
     """
 
     doc: str
@@ -224,6 +225,7 @@ class Setting:
     hint: str = ""
     spec: Spec | None = None
     node: bool = False
+    supplied: str = ""
 
 
 def setting_of(annotation: Any) -> Setting | None:

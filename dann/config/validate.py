@@ -11,8 +11,6 @@ from __future__ import annotations
 import difflib
 from collections.abc import Mapping
 from functools import cache
-from importlib import resources
-from pathlib import Path
 from typing import Annotated, Any
 
 import torch
@@ -20,6 +18,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 
 from dann.builders import ModelSettings, OptimSettings, build, build_dataset
+from dann.config.compose import CONF_DIR
 from dann.config.declared import Declared, node_settings, settings_of_target
 from dann.config.spec import Setting, Spec, locate, one_of
 from dann.data import DomainData
@@ -27,10 +26,6 @@ from dann.data.base import check_usable
 from dann.errors import ConfigError, DannError, describe_error
 from dann.runs.tracking import WANDB_MODES, LoggerSettings, wandb_mode
 from dann.training.settings import LABELS, RUN_SETTINGS, TrainerSettings
-
-# What dann.run's @hydra.main reads (pkg://dann.conf): the clone's conf/ in an editable install, the
-# installed copy in a wheel's. A directory on disk either way (dann.conf is a regular package).
-CONF_DIR = Path(str(resources.files("dann.conf")))
 
 # The config, node by node: the run's own settings, then one node per part, each declared by what takes it.
 # `dataset` and `method` are nodes with a `_target_`: their settings are what it takes, and their `name`
@@ -146,11 +141,6 @@ def _check_model(cfg: DictConfig) -> None:
             "set model.freeze_backbone=true as well, or model.unfreeze_last=0"
         )
     method = locate(cfg.method._target_)
-    if "final_lambda" in cfg.method:  # build_method passes the top-level λ, which the summary records
-        raise ConfigError(
-            f"method.final_lambda: the final λ is the top-level lambda (the summary records it); "
-            f"drop it with ~method.final_lambda and set lambda={cfg.method.final_lambda} instead"
-        )
     if getattr(method, "needs_pretrained_backbone", False) and not model.feature_extractor.get("weights"):
         raise ConfigError(
             f"model.feature_extractor.weights: method={cfg.method.name} starts from pretrained weights, but none "
@@ -210,6 +200,11 @@ def _check_node(node: Mapping[str, Any], prefix: str, settings: Mapping[str, Dec
         declared = _declared_in(name, settings, target)
         if declared is None:
             raise ConfigError(unknown_setting(key, node))
+        if declared.supplied:
+            raise ConfigError(
+                f"{key}: {declared.doc}, set by the run from the top-level {declared.supplied} (the summary records "
+                f"it); drop it with ~{key} and set {declared.supplied}={value} instead"
+            )
         _check_value(key, value, declared)
 
 
@@ -295,7 +290,9 @@ def unknown_setting(key: str, node: Mapping[str, Any]) -> str:
     parent, _, name = key.rpartition(".")
     target = node.get("_target_") if isinstance(node.get("_target_"), str) else None
     if target is not None and callable(locate(target)):
-        settings = settings_of_target(target) or {}
+        settings = [
+            setting for setting, declared in (settings_of_target(target) or {}).items() if not declared.supplied
+        ]
         return _not_taken(f"{parent}.", target, name, tuple(settings), _nested(parent, name, node))
     known = tuple(_framework_settings(parent))
     where = f"{parent} has" if parent else "the top-level keys are"

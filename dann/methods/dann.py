@@ -32,7 +32,7 @@ class DANN(Method):
         lambda_schedule: Annotated[
             LambdaSchedule, Setting("λ_p = schedule(progress, final_lambda), from 0 → the top-level lambda", node=True)
         ] = ganin_lambda,
-        final_lambda: float = 1.0,
+        final_lambda: Annotated[float, Setting("λ where the schedule ends", supplied="lambda")] = 1.0,
     ):
         super().__init__(network)
         self.lambda_schedule = resolved(lambda_schedule)

@@ -77,7 +77,9 @@ class TrainerSettings:
     channels_last: Annotated[
         Literal["auto"] | bool, Setting("channels-last layout of convolutional nets and images; auto: on CUDA")
     ] = "auto"
-    compile: Annotated[bool, Setting("torch.compile the feature extractor (the first steps then compile)")] = False
+    compile: Annotated[
+        bool, Setting("torch.compile the loss computation: feature extractor, heads, losses (logged steps run eagerly)")
+    ] = False
     threads: Annotated[
         Literal["auto"] | int,
         Setting("CPU threads of the run's torch ops; auto: OMP_NUM_THREADS, 1 for vectors, else every CPU", ge=1),

@@ -401,8 +401,8 @@ def test_every_target_of_the_shipped_configs_is_allowed():
     """The check refuses no run dann.run can make: every group option and preset composes to targets it accepts."""
     from omegaconf import OmegaConf
 
+    from dann.config.compose import CONF_DIR
     from dann.config.stored import check_stored_config
-    from dann.config.validate import CONF_DIR
     from tests.helpers import compose_config
 
     overrides = [

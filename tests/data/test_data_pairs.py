@@ -14,7 +14,7 @@ from hydra.utils import get_class
 from torchvision import transforms as T
 
 from dann.builders import build_dataset
-from dann.config.validate import CONF_DIR
+from dann.config.compose import CONF_DIR
 from dann.data import Digits, DomainNet, DomainPair, Folder, Moons, Office31, OfficeHome, VisDA2017
 from dann.errors import ConfigError
 from tests.helpers import compose_config

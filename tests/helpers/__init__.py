@@ -13,20 +13,12 @@ import sys
 import time
 from pathlib import Path
 
-from hydra import compose, initialize_config_dir
-
-from dann.config.validate import CONF_DIR  # the configs dann.run reads (dann.conf): tests compose exactly those
+from dann.config.compose import CONF_DIR, compose_config  # noqa: F401 - the configs dann.run reads, composed as it does
 
 REPO = Path(__file__).resolve().parents[2]
 
 # A short real run (about a second of training on the moons): 40 steps, two evaluations, no W&B.
 SHORT_RUN = ("logger=none", "trainer.steps=40", "trainer.eval_every=20", "trainer.log_every=10")
-
-
-def compose_config(*overrides: str):
-    """The config `python -m dann.run <overrides>` would see (without the hydra node)."""
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        return compose("config", overrides=list(overrides))
 
 
 def cli_env(env: dict[str, str] | None = None) -> dict[str, str]:

@@ -27,7 +27,8 @@ from omegaconf import OmegaConf
 
 import dann.methods
 from dann.builders import build_dataset, build_engine, build_network
-from dann.config.validate import CONF_DIR, drop_unused_lambda_schedule
+from dann.config.compose import CONF_DIR
+from dann.config.validate import drop_unused_lambda_schedule
 from dann.errors import Interrupted
 from dann.methods import Batch
 from dann.run import seed_everything

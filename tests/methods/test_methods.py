@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from dann.builders import build_engine, build_network
-from dann.config.validate import CONF_DIR
+from dann.config.compose import CONF_DIR
 from dann.methods import Batch, SourceOnly
 from tests.helpers import compose_config, moons_batch
 
