@@ -30,8 +30,8 @@ from dann.builders import build_dataset, build_engine, build_network
 from dann.config.validate import CONF_DIR, drop_unused_lambda_schedule
 from dann.errors import Interrupted
 from dann.methods import Batch
-from dann.run import seed_everything
 from dann.runs.checkpoint import checkpoint_path, read_checkpoint
+from dann.runs.launch import seed_everything
 from dann.runs.signals import StopRequests
 from dann.runs.tracking import RunLogger
 from dann.training import distributed

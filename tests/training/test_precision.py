@@ -20,8 +20,8 @@ from dann.config.validate import validate
 from dann.data import Split, TensorStream
 from dann.errors import ConfigError
 from dann.methods import Batch
-from dann.run import run
 from dann.runs.checkpoint import checkpoint_path, read_checkpoint
+from dann.runs.launch import run
 from dann.runs.tracking import RunLogger
 from dann.training.loop import TrainState, train
 from dann.training.precision import Runtime, cpu_threads, prepare, resolve_runtime
@@ -196,7 +196,7 @@ def test_a_run_records_the_resolved_precision_in_its_summary(tmp_path, monkeypat
 
 def test_a_checkpoint_resumes_only_in_the_runtime_it_was_trained_in():
     """`auto` resolves per device: a bf16 checkpoint (a GPU's auto) must not go on in float32 on a CPU."""
-    from dann.run import _check_same_runtime
+    from dann.runs.launch import _check_same_runtime
 
     cpu = torch.device("cpu")
     on_cpu = resolve_runtime("auto", "auto", False, cpu, (3, 28, 28))
