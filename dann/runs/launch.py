@@ -39,7 +39,7 @@ from dann.runs.identity import identity
 from dann.runs.signals import StopRequests
 from dann.runs.tracking import RunLogger, write_json_atomic
 from dann.training import distributed
-from dann.training.loop import check_resumable, train
+from dann.training.loop import RunContext, check_resumable, train
 from dann.training.precision import Runtime, cpu_threads, keep_freed_memory, prepare, resolve_runtime
 from dann.training.settings import TrainerSettings
 
@@ -290,7 +290,8 @@ def _train_run(
             # The thread count too: CPU kernels reduce in another order on another count (see _check_same_threads).
             facts = {"config": identity(config), "runtime": runtime.as_dict(), "threads": torch.get_num_threads()}
             keep_record = False  # from here the run writes its files: its summary must say how it ended
-            summary |= train(engine, data, logger, loop, cfg.seed, device, run_dir, facts, checkpoint, started, stop)
+            run = RunContext(cfg.seed, device, run_dir, facts, started)
+            summary |= train(engine, data, logger, loop, run, checkpoint, stop)
             summary["skipped_images"] = data.skipped_images
             summary["split_sizes"] = data.split_sizes
             summary["status"] = "finished"

@@ -36,7 +36,7 @@ from dann.runs.signals import StopRequests
 from dann.runs.tracking import RunLogger
 from dann.training import distributed
 from dann.training.engine import Engine
-from dann.training.loop import train
+from dann.training.loop import RunContext, train
 from dann.training.settings import TrainerSettings
 from tests.helpers import compose_config, read_jsonl
 
@@ -162,7 +162,7 @@ def train_moons(name: str, run_dir: Path, stop_after: int | None = None) -> dict
     ):
         try:
             facts = {"config": {"method": name}}  # what dann.run saves beside the state (its identity)
-            return train(engine, data, log, LOOP, cfg.seed, CPU, run_dir, facts, checkpoint, stop=stop)
+            return train(engine, data, log, LOOP, RunContext(cfg.seed, CPU, run_dir, facts), checkpoint, stop)
         except Interrupted:
             return None
 

@@ -23,7 +23,7 @@ from dann.methods import Batch
 from dann.runs.checkpoint import checkpoint_path, read_checkpoint
 from dann.runs.launch import run
 from dann.runs.tracking import RunLogger
-from dann.training.loop import TrainState, train
+from dann.training.loop import RunContext, TrainState, train
 from dann.training.precision import Runtime, cpu_threads, prepare, resolve_runtime
 from dann.training.settings import TrainerSettings
 from tests.helpers import SHORT_RUN, compose_config, moons_batch, moons_dann_with_quick_evaluation
@@ -179,7 +179,7 @@ def test_the_loop_reads_device_values_only_at_log_and_evaluation_steps(tmp_path,
     )
     wandb = OmegaConf.to_container(cfg.logger.wandb)
     with RunLogger(tmp_path, wandb=wandb, config={}, job_type="dann") as logger:
-        train(engine, data, logger, loop, seed=0, device=CPU, run_dir=tmp_path, run_facts={})
+        train(engine, data, logger, loop, RunContext(seed=0, device=CPU, run_dir=tmp_path))
     assert sorted(reads_by_step) == list(range(steps))
     assert {step: reads for step, reads in reads_by_step.items() if step >= 1 and reads} == {}  # steps 1-5
     assert host_reads  # the last step logs and evaluates: the recorder does see reads
