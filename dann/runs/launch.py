@@ -8,7 +8,8 @@ from __future__ import annotations
 import logging
 import random
 import time
-from contextlib import ExitStack
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -19,8 +20,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from dann.builders import build_dataset, build_engine, build_network
 from dann.config.validate import drop_unused_lambda_schedule, validate, validate_against_data, validate_model_input
-from dann.data import DomainPair, labeled_subset
-from dann.errors import ConfigError, DannError, Diverged, Interrupted, RunDirError, describe_error
+from dann.data import DomainData, DomainPair, labeled_subset
+from dann.errors import ConfigError, RunDirError, describe_error
 from dann.runs.checkpoint import (
     checkpoint_path,
     describe_differences,
@@ -36,9 +37,11 @@ from dann.runs.directory import (
     write_hydra_files,
 )
 from dann.runs.identity import identity
+from dann.runs.outcome import RunOutcome
 from dann.runs.signals import StopRequests
 from dann.runs.tracking import RunLogger, write_json_atomic
 from dann.training import distributed
+from dann.training.engine import Engine
 from dann.training.loop import RunContext, check_resumable, train
 from dann.training.precision import Runtime, cpu_threads, keep_freed_memory, prepare, resolve_runtime
 from dann.training.settings import TrainerSettings
@@ -226,6 +229,8 @@ def _train_run(
     wandb_group: str | None,
     wandb_name: str | None,
 ) -> dict[str, Any]:
+    """Train in `run_dir`, from `checkpoint` if given, and return the summary: seed, device, data, network,
+    engine, checks, logger, train. `RunOutcome` writes the summary however the run ends."""
     keep_freed_memory()  # a CPU step no longer faults its activations back in from the kernel each time
     started = time.time()
     dataset = build_dataset(cfg)  # reads no file: validate built it already
@@ -234,31 +239,17 @@ def _train_run(
         summary["world_size"] = distributed.world_size()
     if checkpoint is not None:
         started -= checkpoint["elapsed_s"]
-    stop = StopRequests()  # a signal while data loads or W&B starts is honoured before the first step
-    # Refused before its first step (this machine's device or precision, the data here, a damaged file),
-    # a resumed run keeps its record as it was: still interrupted and resumable, where it can run.
-    keep_record = checkpoint is not None
-    inherited_threads = torch.get_num_threads()
-    try:
-        stop.__enter__()
+    resumed_step = checkpoint["step"] if checkpoint is not None else None
+    # Signals are caught from here: one while data loads or W&B starts is honoured before the first step.
+    with _threads_restored(), StopRequests() as stop, RunOutcome(run_dir, summary, started, resumed_step) as outcome:
         seed_everything(cfg.seed)
         device = distributed.device(cfg.trainer.device)
-        data = dataset.load()
-        threads = cpu_threads(cfg.trainer.threads, data.input_shape)
-        torch.set_num_threads(threads)  # before the network's first op: results depend on the count
-        validate_model_input(cfg, data.input_shape)  # before building a network that could not take them
-        network = build_network(cfg, data.input_shape, data.num_classes).to(device)
-        network = distributed.prepare_network(network, device, cfg.seed)  # one process: unchanged
-        trainer = cfg.trainer
-        runtime = resolve_runtime(trainer.precision, trainer.channels_last, trainer.compile, device, data.input_shape)
-        prepare(network, runtime)
-        engine = build_engine(cfg, network, runtime)
-        method = engine.method
+        data, threads = _load(cfg, dataset)
+        engine = _build_engine(cfg, data, device)
+        runtime, method = engine.runtime, engine.method
         summary["runtime"] = runtime.as_dict() | {"device": str(device), "threads": threads}  # what actually ran
-        _check_same_runtime(checkpoint, runtime, device)
-        _check_same_threads(checkpoint)
         if checkpoint is not None:  # before metrics.jsonl is rewound to its step: a refused one changes nothing
-            check_resumable(checkpoint_path(run_dir), checkpoint, engine)
+            _check_resumable(run_dir, checkpoint, engine, device)
         fraction = dataset.target_labeled_fraction
         summary["target_labeled_fraction"] = fraction if method.uses_target_labels else 0.0
         if method.uses_target_labels and fraction < 1:
@@ -274,67 +265,80 @@ def _train_run(
             cfg.trainer.steps,
             device,
         )
-        loop = TrainerSettings.from_config(cfg.trainer)
-        with RunLogger(
-            run_dir,
-            wandb=config["logger"]["wandb"],
-            config=config,
-            job_type=cfg.method.name,
-            resume_step=checkpoint["step"] if checkpoint else 0,
-            wandb_run_id=checkpoint["wandb_run_id"] if checkpoint else None,
-            group=wandb_group,
-            name=wandb_name,
-            enabled=distributed.is_main(),  # the other ranks write nothing, and start no W&B run
-        ) as logger:
+        with _run_logger(cfg, config, run_dir, checkpoint, wandb_group, wandb_name) as logger:
             # The checkpoint carries the run's identity: resuming checks it against the config given then.
             # The thread count too: CPU kernels reduce in another order on another count (see _check_same_threads).
             facts = {"config": identity(config), "runtime": runtime.as_dict(), "threads": torch.get_num_threads()}
-            keep_record = False  # from here the run writes its files: its summary must say how it ended
-            run = RunContext(cfg.seed, device, run_dir, facts, started)
-            summary |= train(engine, data, logger, loop, run, checkpoint, stop)
+            outcome.committed()  # from here the run writes its files: its summary must say how it ended
+            context = RunContext(cfg.seed, device, run_dir, facts, started)
+            summary |= train(engine, data, logger, TrainerSettings.from_config(cfg.trainer), context, checkpoint, stop)
             summary["skipped_images"] = data.skipped_images
             summary["split_sizes"] = data.split_sizes
-            summary["status"] = "finished"
-            summary["wall_time_s"] = round(time.time() - started, 3)
+            outcome.finished()
             logger.log_summary(summary)
-    except Diverged as e:
-        summary |= {"status": "diverged", "step": e.step, "error": str(e)}
-        raise
-    except (Interrupted, KeyboardInterrupt) as e:
-        summary |= {
-            "status": "interrupted",
-            "error": describe_error(e)
-            if isinstance(e, Interrupted)
-            else "KeyboardInterrupt: stopped before a checkpoint could be written",
-        }
-        summary["step"] = e.step if isinstance(e, Interrupted) else checkpoint["step"] if checkpoint else 0
-        raise
-    except BaseException as e:
-        summary["error"] = f"{type(e).__name__}: {e}"
-        if keep_record and isinstance(e, DannError):
-            summary = None
-        raise
-    finally:
-        try:
-            if summary is not None and distributed.is_main():
-                summary.setdefault("wall_time_s", round(time.time() - started, 3))
-                # With our signal handler still on, a second Ctrl-C waits for the write.
-                _write_summary(run_dir, summary, failing=summary["status"] != "finished")
-        finally:
-            stop.__exit__()
-            torch.set_num_threads(inherited_threads)  # an in-process caller (a notebook) keeps its own count
     return summary
 
 
-def _write_summary(run_dir: Path, summary: dict[str, Any], failing: bool) -> None:
-    """Write summary.json. If the disk refuses while the run is `failing` (an error on its way), that
-    error is the one reported (one line), and the failed write a warning, not a second traceback."""
+@contextmanager
+def _threads_restored() -> Iterator[None]:
+    """The run sets torch's CPU thread count; an in-process caller (a notebook) gets its own back after."""
+    inherited = torch.get_num_threads()
     try:
-        write_json_atomic(run_dir / "summary.json", summary)
-    except RunDirError as e:
-        if not failing:
-            raise
-        log.warning("summary.json not written either: %s", e)
+        yield
+    finally:
+        torch.set_num_threads(inherited)
+
+
+def _load(cfg: DictConfig, dataset: DomainPair) -> tuple[DomainData, int]:
+    """The dataset's splits, and the CPU thread count set for the run (before the network's first op:
+    results depend on it); the input shape checked against the model before a network that could not
+    take it is built."""
+    data = dataset.load()
+    threads = cpu_threads(cfg.trainer.threads, data.input_shape)
+    torch.set_num_threads(threads)
+    validate_model_input(cfg, data.input_shape)
+    return data, threads
+
+
+def _build_engine(cfg: DictConfig, data: DomainData, device: torch.device) -> Engine:
+    """The network on `device` (wrapped for several processes) in the run's precision and layout, and the
+    engine that trains the method on it."""
+    network = build_network(cfg, data.input_shape, data.num_classes).to(device)
+    network = distributed.prepare_network(network, device, cfg.seed)  # one process: unchanged
+    trainer = cfg.trainer
+    runtime = resolve_runtime(trainer.precision, trainer.channels_last, trainer.compile, device, data.input_shape)
+    prepare(network, runtime)
+    return build_engine(cfg, network, runtime)
+
+
+def _check_resumable(run_dir: Path, checkpoint: dict[str, Any], engine: Engine, device: torch.device) -> None:
+    """Refuse a checkpoint this run cannot continue exactly: another precision or layout, a structure
+    other than this engine's; warn of another CPU thread count."""
+    _check_same_runtime(checkpoint, engine.runtime, device)
+    _check_same_threads(checkpoint)
+    check_resumable(checkpoint_path(run_dir), checkpoint, engine)
+
+
+def _run_logger(
+    cfg: DictConfig,
+    config: dict[str, Any],
+    run_dir: Path,
+    checkpoint: dict[str, Any] | None,
+    wandb_group: str | None,
+    wandb_name: str | None,
+) -> RunLogger:
+    """metrics.jsonl (rewound to the checkpoint's step) and W&B (the checkpoint's run, resumed), rank 0's."""
+    return RunLogger(
+        run_dir,
+        wandb=config["logger"]["wandb"],
+        config=config,
+        job_type=cfg.method.name,
+        resume_step=checkpoint["step"] if checkpoint else 0,
+        wandb_run_id=checkpoint["wandb_run_id"] if checkpoint else None,
+        group=wandb_group,
+        name=wandb_name,
+        enabled=distributed.is_main(),  # the other ranks write nothing, and start no W&B run
+    )
 
 
 def _check_same_threads(checkpoint: dict[str, Any] | None) -> None:
