@@ -589,7 +589,8 @@ def write_output(path: Path, text: str) -> None:
         sys.exit(2)
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line: what to time (models, steps, rounds), how the step runs, the input pipeline, outputs."""
     parser = argparse.ArgumentParser(prog="python -m dann.bench", description=__doc__.split("\n")[0])
     parser.add_argument(
         "--models",
@@ -634,6 +635,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--json", type=Path, default=None, help="write the results as JSON here")
     parser.add_argument("--markdown", type=Path, default=None, help="write the Markdown tables here")
+    return parser
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    """The options, with --models expanded to model names; what the benchmark needs from the machine
+    (a CUDA device for --sync-check, the --input folder, writable outputs) checked now, not after minutes
+    of timing."""
+    parser = build_parser()
     args = parser.parse_args(argv)
     if args.channels_last != "auto":
         args.channels_last = args.channels_last == "true"
@@ -645,7 +654,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
             parser.error(f"--models: unknown {name!r}; expected {', '.join([*GROUPS, *MODELS])} or none")
         names += [n for n in GROUPS.get(name, (name,)) if n not in names]
     args.model_names = names
-    # Everything the benchmark needs from the machine is checked now, not after minutes of timing.
     if args.sync_check and distributed.device(args.device).type != "cuda":
         parser.error(
             "--sync-check needs a CUDA device (torch.cuda.set_sync_debug_mode); "

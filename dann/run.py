@@ -1,362 +1,29 @@
 """Entry point: `python -m dann.run [overrides…]`, or `-m` for a Hydra multirun.
 
-config → validate → data → network → method → training loop → metrics.jsonl, summary.json, W&B.
+config → validate → data → network → method → training loop → metrics.jsonl, summary.json, W&B
+(the run itself: `dann.runs.launch`). This module imports no torch: `dann-run --help`, a shell
+completion (TAB) and Hydra's own errors are answered before `hydra_main` runs, without waiting for it.
 """
 
 from __future__ import annotations
 
 import logging
-import random
 import signal
 import sys
-import time
-from contextlib import ExitStack
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import hydra
-import numpy as np
-import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from dann.builders import build_dataset, build_engine, build_network
 from dann.config.compose import compose_done, one_line_errors
 from dann.config.user_dirs import check_user_configs
-from dann.config.validate import drop_unused_lambda_schedule, validate, validate_against_data, validate_model_input
-from dann.data import DomainPair, labeled_subset
-from dann.errors import ConfigError, DannError, DataError, Diverged, Interrupted, RunDirError, describe_error
-from dann.runs.checkpoint import (
-    checkpoint_path,
-    describe_differences,
-    discard_checkpoint,
-    load_checkpoint,
-    read_checkpoint,
-)
-from dann.runs.directory import (
-    RunDirLock,
-    check_not_a_sweep,
-    hydra_job_files,
-    previous_summary,
-    unwritable,
-    write_hydra_files,
-)
-from dann.runs.identity import identity
-from dann.runs.signals import StopRequests
-from dann.runs.tracking import RunLogger, write_json_atomic
+from dann.errors import ConfigError, DannError, DataError, Diverged, Interrupted, RunDirError
 from dann.selection.pick import CRITERIA
-from dann.training import distributed
-from dann.training.loop import check_resumable, train
-from dann.training.precision import Runtime, cpu_threads, keep_freed_memory, prepare, resolve_runtime
-from dann.training.settings import TrainerSettings
 
 log = logging.getLogger("dann")
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)  # also seeds every CUDA device
-
-
-def run(
-    cfg: DictConfig,
-    run_dir: Path,
-    wandb_group: str | None = None,
-    wandb_name: str | None = None,
-    hydra_files: dict[str, str] | None = None,
-) -> dict[str, Any]:
-    """Train and evaluate one configuration in `run_dir`; write and return its summary.
-
-    The directory holds one configuration, used by one process at a time (`RunDirLock`).
-    A run that already finished there with the same config is not repeated (unless
-    `trainer.rerun_finished`); with another config it is refused. A run that was interrupted
-    resumes from its last checkpoint (unless not `trainer.resume`, which starts over).
-    `hydra_files`: `.hydra/` files to write once the directory is known to be this run's.
-    An invalid config raises `ConfigError` (recorded as a failed summary) before anything else.
-    """
-    drop_unused_lambda_schedule(cfg)  # a preset's λ-schedule settings, switched to a method without one
-    with ExitStack() as held:
-        # On several processes (dann.training.distributed) rank 0 alone locks, checks and writes the directory;
-        # the others follow its decision, and read the checkpoint it chose themselves.
-        finished, checkpoint = distributed.main_decides(
-            lambda: _claim(cfg, run_dir, hydra_files, held), for_others=lambda claim: (claim[0], claim[1] is not None)
-        )
-        if finished is not None:
-            return finished
-        if not distributed.is_main():  # told whether rank 0 resumes
-            checkpoint = read_checkpoint(checkpoint_path(run_dir)) if checkpoint else None
-        config = OmegaConf.to_container(cfg, resolve=True)  # validate checked that it resolves
-        return _train_run(cfg, config, run_dir, checkpoint, wandb_group, wandb_name)
-
-
-def _claim(
-    cfg: DictConfig, run_dir: Path, hydra_files: dict[str, str] | None, held: ExitStack
-) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
-    """Lock `run_dir` (for as long as `held`) and decide what this launch does there: (the finished
-    run's summary to return instead of training, or None; the checkpoint to resume from, or None)."""
-    check_not_a_sweep(run_dir)  # before the lock, whose file would be the first thing written there
-    held.enter_context(RunDirLock(run_dir))
-    try:
-        validate(cfg)  # first: everything below reads the config (and resolves it)
-        distributed.check_settings(cfg.trainer.batch_size, cfg.trainer.device)
-    except ConfigError as e:
-        _record_invalid(run_dir, cfg, e, hydra_files)
-        raise
-    config = OmegaConf.to_container(cfg, resolve=True)  # validate checked that it resolves
-    previous = previous_summary(run_dir)
-    finished = previous is not None and previous["status"] == "finished"
-    if finished and not cfg.trainer.rerun_finished:
-        _check_same_config(run_dir, previous, config)
-        _check_result(run_dir, previous)
-        log.info("%s already finished; not run again (trainer.rerun_finished=true to force)", run_dir)
-        return previous, None
-    if finished and cfg.trainer.resume:  # a rerun of the same config; another one replaces it only on request
-        _check_same_config(run_dir, previous, config)
-    # A rerun trains from step 0: resuming the final checkpoint would train nothing and report the old numbers.
-    start_over = finished or not cfg.trainer.resume
-    checkpoint = None if start_over else load_checkpoint(run_dir, config)
-    if start_over:
-        discard_checkpoint(run_dir)
-        _discard_metrics(run_dir)
-    if hydra_files:
-        write_hydra_files(run_dir, hydra_files)
-    return None, checkpoint
-
-
-def _discard_metrics(run_dir: Path) -> None:
-    """Remove the old run's metrics.jsonl when starting over: none of its records belong to the new run
-    (and a corrupt line in it must not stop the run that replaces it)."""
-    path = run_dir / "metrics.jsonl"
-    try:
-        path.unlink(missing_ok=True)  # a link is removed itself, not the file it points to
-    except OSError as e:
-        raise unwritable(path, e) from None
-
-
-def _holds_run(run_dir: Path) -> bool:
-    """Whether `run_dir` holds a run (finished, interrupted, diverged, failed in training…): anything but
-    nothing at all or the record of a config refused before it ran (a summary without `config`)."""
-    if checkpoint_path(run_dir).exists() or (run_dir / "metrics.jsonl").exists():
-        return True
-    if not (run_dir / "summary.json").exists():
-        return False
-    summary = previous_summary(run_dir)
-    return summary is None or summary["status"] not in ("failed", "skipped") or "config" in summary
-
-
-def _check_same_runtime(checkpoint: dict[str, Any] | None, runtime: Runtime, device: torch.device) -> None:
-    """Refuse to resume in another precision or layout than the checkpoint's: `auto` resolves per
-    device, so a bf16 run resumed on a CPU would quietly go on in float32 under the same config."""
-    before = checkpoint.get("runtime") if checkpoint is not None else None
-    if before is not None and before != runtime.as_dict():
-        changed = ", ".join(
-            f"{key} {before.get(key)} → {value}" for key, value in runtime.as_dict().items() if before.get(key) != value
-        )
-        raise ConfigError(
-            f"trainer: the checkpoint was trained with {before}; on {device} the settings resolve otherwise "
-            f"({changed}). Resume it on the kind of device it started on, or start over with trainer.resume=false"
-        )
-
-
-def _corrupt_summary(run_dir: Path, what: str) -> RunDirError:
-    return RunDirError(
-        f"{run_dir / 'summary.json'}: {what}, so the finished run it records cannot be used; "
-        "trainer.rerun_finished=true trainer.resume=false runs it again from the start (replacing it), "
-        "or use another output directory (hydra.run.dir=…)"
-    )
-
-
-def _check_same_config(run_dir: Path, summary: dict[str, Any], config: dict[str, Any]) -> None:
-    """Refuse to report a finished run's result for a config (resolved) other than the one that produced it."""
-    stored = summary.get("config")
-    if stored is None and checkpoint_path(run_dir).exists():  # written before summaries carried the config
-        stored = read_checkpoint(checkpoint_path(run_dir))["config"]
-    if stored is None:
-        raise RunDirError(
-            f"{run_dir} holds a finished run whose config is not recorded, so it cannot be matched to this one; "
-            "use another output directory (hydra.run.dir=…)"
-        )
-    if not isinstance(stored, dict):
-        raise _corrupt_summary(run_dir, f"its config is a {type(stored).__name__}, not a mapping")
-    try:
-        differences = describe_differences(stored, config)
-    except (TypeError, KeyError, AttributeError, ValueError) as e:  # a hand-edited or damaged config
-        raise _corrupt_summary(run_dir, f"its config cannot be read ({describe_error(e)})") from None
-    if differences:
-        raise RunDirError(
-            f"{run_dir} already holds a finished run of another config ({differences}); "
-            "use another output directory (hydra.run.dir=…), or trainer.rerun_finished=true "
-            "trainer.resume=false to replace it"
-        )
-
-
-def _check_result(run_dir: Path, summary: dict[str, Any]) -> None:
-    """A finished summary must hold what is returned and printed of it: `final` accuracies, `selection`."""
-    final = summary.get("final")
-    if not isinstance(final, dict):
-        raise _corrupt_summary(run_dir, "it says finished but has no final evaluation ('final')")
-    for metric in ("source/acc", "target/acc"):
-        if not isinstance(final.get(metric), (int, float)) or isinstance(final.get(metric), bool):
-            raise _corrupt_summary(run_dir, f"its final evaluation has no number for {metric}")
-    if not isinstance(summary.get("selection"), dict):
-        raise _corrupt_summary(run_dir, "it says finished but has no 'selection'")
-    missing = [key for key in ("method", "source", "target", "seed") if key not in summary]
-    if missing:
-        raise _corrupt_summary(run_dir, f"it lacks {', '.join(missing)}")
-
-
-def base_summary(cfg: DictConfig, config: dict[str, Any], dataset: DomainPair, status: str) -> dict[str, Any]:
-    """The fields every summary.json has, whatever its status; `cfg` must have passed `validate`,
-    `config` is it resolved, `dataset` its dataset pair (built, not loaded)."""
-    source, target = dataset.source, dataset.target
-    return {
-        "method": cfg.method.name,
-        "lambda": float(cfg["lambda"]),  # `lambda=1` on the command line is an int
-        "dataset": cfg.dataset.name,
-        "source": source.name,  # canonical names, not the aliases given (`A` → `amazon`)
-        "target": target.name,
-        "seed": cfg.seed,
-        "steps": cfg.trainer.steps,
-        "protocol": dataset.protocol,
-        "status": status,
-        # The whole resolved config: what `dann.report` and reruns identify this run by (dann.runs.identity).
-        "config": config,
-    }
-
-
-def _train_run(
-    cfg: DictConfig,
-    config: dict[str, Any],
-    run_dir: Path,
-    checkpoint: dict[str, Any] | None,
-    wandb_group: str | None,
-    wandb_name: str | None,
-) -> dict[str, Any]:
-    keep_freed_memory()  # a CPU step no longer faults its activations back in from the kernel each time
-    started = time.time()
-    dataset = build_dataset(cfg)  # reads no file: validate built it already
-    summary = base_summary(cfg, config, dataset, status="failed")
-    if distributed.world_size() > 1:  # one process: the summary is as it always was
-        summary["world_size"] = distributed.world_size()
-    if checkpoint is not None:
-        started -= checkpoint["elapsed_s"]
-    stop = StopRequests()  # a signal while data loads or W&B starts is honoured before the first step
-    # Refused before its first step (this machine's device or precision, the data here, a damaged file),
-    # a resumed run keeps its record as it was: still interrupted and resumable, where it can run.
-    keep_record = checkpoint is not None
-    inherited_threads = torch.get_num_threads()
-    try:
-        stop.__enter__()
-        seed_everything(cfg.seed)
-        device = distributed.device(cfg.trainer.device)
-        data = dataset.load()
-        threads = cpu_threads(cfg.trainer.threads, data.input_shape)
-        torch.set_num_threads(threads)  # before the network's first op: results depend on the count
-        validate_model_input(cfg, data.input_shape)  # before building a network that could not take them
-        network = build_network(cfg, data.input_shape, data.num_classes).to(device)
-        network = distributed.prepare_network(network, device, cfg.seed)  # one process: unchanged
-        trainer = cfg.trainer
-        runtime = resolve_runtime(trainer.precision, trainer.channels_last, trainer.compile, device, data.input_shape)
-        prepare(network, runtime)
-        engine = build_engine(cfg, network, runtime)
-        method = engine.method
-        summary["runtime"] = runtime.as_dict() | {"device": str(device), "threads": threads}  # what actually ran
-        _check_same_runtime(checkpoint, runtime, device)
-        _check_same_threads(checkpoint)
-        if checkpoint is not None:  # before metrics.jsonl is rewound to its step: a refused one changes nothing
-            check_resumable(checkpoint_path(run_dir), checkpoint, engine)
-        fraction = dataset.target_labeled_fraction
-        summary["target_labeled_fraction"] = fraction if method.uses_target_labels else 0.0
-        if method.uses_target_labels and fraction < 1:
-            data = replace(data, target_train=labeled_subset(data.target_train, fraction))
-        validate_against_data(cfg, data)
-        log.info(
-            "%s on %s → %s (%s), λ=%s, %d steps on %s",
-            cfg.method.name,
-            data.source,
-            data.target,
-            cfg.dataset.name,
-            cfg["lambda"],
-            cfg.trainer.steps,
-            device,
-        )
-        loop = TrainerSettings.from_config(cfg.trainer)
-        with RunLogger(
-            run_dir,
-            wandb=config["logger"]["wandb"],
-            config=config,
-            job_type=cfg.method.name,
-            resume_step=checkpoint["step"] if checkpoint else 0,
-            wandb_run_id=checkpoint["wandb_run_id"] if checkpoint else None,
-            group=wandb_group,
-            name=wandb_name,
-            enabled=distributed.is_main(),  # the other ranks write nothing, and start no W&B run
-        ) as logger:
-            # The checkpoint carries the run's identity: resuming checks it against the config given then.
-            # The thread count too: CPU kernels reduce in another order on another count (see _check_same_threads).
-            facts = {"config": identity(config), "runtime": runtime.as_dict(), "threads": torch.get_num_threads()}
-            keep_record = False  # from here the run writes its files: its summary must say how it ended
-            summary |= train(engine, data, logger, loop, cfg.seed, device, run_dir, facts, checkpoint, started, stop)
-            summary["skipped_images"] = data.skipped_images
-            summary["split_sizes"] = data.split_sizes
-            summary["status"] = "finished"
-            summary["wall_time_s"] = round(time.time() - started, 3)
-            logger.log_summary(summary)
-    except Diverged as e:
-        summary |= {"status": "diverged", "step": e.step, "error": str(e)}
-        raise
-    except (Interrupted, KeyboardInterrupt) as e:
-        summary |= {
-            "status": "interrupted",
-            "error": describe_error(e)
-            if isinstance(e, Interrupted)
-            else "KeyboardInterrupt: stopped before a checkpoint could be written",
-        }
-        summary["step"] = e.step if isinstance(e, Interrupted) else checkpoint["step"] if checkpoint else 0
-        raise
-    except BaseException as e:
-        summary["error"] = f"{type(e).__name__}: {e}"
-        if keep_record and isinstance(e, DannError):
-            summary = None
-        raise
-    finally:
-        try:
-            if summary is not None and distributed.is_main():
-                summary.setdefault("wall_time_s", round(time.time() - started, 3))
-                # With our signal handler still on, a second Ctrl-C waits for the write.
-                _write_summary(run_dir, summary, failing=summary["status"] != "finished")
-        finally:
-            stop.__exit__()
-            torch.set_num_threads(inherited_threads)  # an in-process caller (a notebook) keeps its own count
-    return summary
-
-
-def _write_summary(run_dir: Path, summary: dict[str, Any], failing: bool) -> None:
-    """Write summary.json. If the disk refuses while the run is `failing` (an error on its way), that
-    error is the one reported (one line), and the failed write a warning, not a second traceback."""
-    try:
-        write_json_atomic(run_dir / "summary.json", summary)
-    except RunDirError as e:
-        if not failing:
-            raise
-        log.warning("summary.json not written either: %s", e)
-
-
-def _check_same_threads(checkpoint: dict[str, Any] | None) -> None:
-    """Warn when resuming under another CPU thread count: CPU kernels split their sums by thread, so the
-    run goes on from the same state but not bitwise as it would have (see README, "Stopping a run")."""
-    before = checkpoint.get("threads") if checkpoint is not None else None
-    if before is not None and before != torch.get_num_threads():
-        log.warning(
-            "resuming with %d CPU threads a run checkpointed with %d: it continues from the same state, but "
-            "not bitwise as it would have (trainer.threads=%d for an exact resume)",
-            torch.get_num_threads(),
-            before,
-            before,
-        )
 
 
 def run_name(overrides: list[str]) -> str | None:
@@ -383,6 +50,12 @@ def sweep_group(sweep_dir: str) -> str:
 @hydra.main(version_base="1.3", config_path="pkg://dann.conf", config_name="config")
 def hydra_main(cfg: DictConfig) -> float | None:
     compose_done()  # from here on, Hydra reports errors its own way
+    # Imported here, once Hydra has composed a config: torch and what builds on it take seconds.
+    from dann.config.validate import drop_unused_lambda_schedule
+    from dann.runs.directory import hydra_job_files
+    from dann.runs.launch import holds_run, run
+    from dann.training import distributed
+
     hydra_cfg = HydraConfig.get()
     drop_unused_lambda_schedule(cfg)  # before .hydra/config.yaml is taken from it: the config that runs
     run_dir = Path(hydra_cfg.runtime.output_dir)
@@ -395,7 +68,7 @@ def hydra_main(cfg: DictConfig) -> float | None:
         distributed.setup(str(OmegaConf.select(cfg, "trainer.device", throw_on_resolution_failure=False)))
         if not distributed.is_main():  # rank 0 logs and prints the run; the others only their warnings
             logging.getLogger().setLevel(logging.WARNING)
-        held_run = distributed.is_main() and _holds_run(run_dir)
+        held_run = distributed.is_main() and holds_run(run_dir)
         summary = run(
             cfg,
             run_dir,
@@ -417,26 +90,44 @@ def hydra_main(cfg: DictConfig) -> float | None:
             )
         sys.exit(128 + signal.SIGINT)
     except DannError as e:  # the user's config, data or directory, or a diverged run: one line, no traceback
-        if not multirun:
-            if not _reported_by_main(e):
-                print(f"error: {e}", file=sys.stderr)  # summary.json has it too, unless the directory was refused
-            sys.exit(3 if isinstance(e, Diverged) else 2)
-        # One job never takes the sweep down.
-        if isinstance(e, ConfigError) and held_run:  # e.g. a GPU job's relaunch on a CPU node: its run stays
-            log.error("%s not run here: %s (%s keeps its earlier run as it was)", job, e, run_dir)
-        elif isinstance(e, ConfigError):  # an invalid combination in a grid (source = target, …): never run
-            if distributed.is_main():
-                _mark_skipped(run_dir)
-            print(f"skipping {job}: {e}", file=sys.stderr)
-        else:  # a refused directory (nothing was written there), a data error, or a diverged run
-            outcome = "not run" if isinstance(e, RunDirError) else "stopped" if isinstance(e, Diverged) else "failed"
-            log.error("%s %s: %s", job, outcome, e)
+        _not_run(e, job, run_dir, multirun, held_run)  # exits, unless one job of a sweep
         return None
     except Exception:
         if not multirun:
             raise
         log.exception("%s failed; its summary.json has status 'failed'", job)
         return None
+    return _objective(summary, cfg.trainer.objective, job, run_dir)
+
+
+def _not_run(error: DannError, job: str, run_dir: Path, multirun: bool, held_run: bool) -> None:
+    """A `DannError` ended the job: one line, no traceback. A single run exits (2; 3 when it diverged);
+    one job of a sweep only says so and returns: it never takes the sweep down."""
+    from dann.runs.launch import mark_skipped
+    from dann.training import distributed
+
+    if not multirun:
+        if not _reported_by_main(error):
+            print(f"error: {error}", file=sys.stderr)  # summary.json has it too, unless the directory was refused
+        sys.exit(3 if isinstance(error, Diverged) else 2)
+    if isinstance(error, ConfigError) and held_run:  # e.g. a GPU job's relaunch on a CPU node: its run stays
+        log.error("%s not run here: %s (%s keeps its earlier run as it was)", job, error, run_dir)
+    elif isinstance(error, ConfigError):  # an invalid combination in a grid (source = target, …): never run
+        if distributed.is_main():
+            mark_skipped(run_dir)
+        print(f"skipping {job}: {error}", file=sys.stderr)
+    else:  # a refused directory (nothing was written there), a data error, or a diverged run
+        outcome = (
+            "not run" if isinstance(error, RunDirError) else "stopped" if isinstance(error, Diverged) else "failed"
+        )
+        log.error("%s %s: %s", job, outcome, error)
+
+
+def _objective(summary: dict[str, Any], objective: str, job: str, run_dir: Path) -> float | None:
+    """Print the finished run's result (rank 0), and return what a sweeper (Optuna) maximises: the metric
+    of the evaluation the `objective` criterion picks (None when it never gave a finite value)."""
+    from dann.training import distributed
+
     final = summary["final"]
     if distributed.is_main():
         print(
@@ -444,55 +135,21 @@ def hydra_main(cfg: DictConfig) -> float | None:
             f"({summary['method']}, {summary['source']} → {summary['target']}, seed {summary['seed']})"
         )
         print(f"outputs in {run_dir}")
-    # What a sweeper (Optuna) maximises: the metric of the evaluation the objective's criterion picks.
-    picked = summary["selection"].get(cfg.trainer.objective)
+    picked = summary["selection"].get(objective)
     if picked is None:  # the criterion never gave a finite value: nothing for the sweeper to maximise
-        log.warning("%s: no evaluation has a finite %s; returning no objective", job, cfg.trainer.objective)
+        log.warning("%s: no evaluation has a finite %s; returning no objective", job, objective)
         return None
-    return picked[CRITERIA[cfg.trainer.objective].metric]
+    return picked[CRITERIA[objective].metric]
 
 
 def _reported_by_main(error: DannError) -> bool:
     """On ranks but 0, an error rank 0 prints too: its own (`main_decides`), or one every rank meets
     (config, diverged). A data error may be this rank's alone (an unreadable image of its shard)."""
+    from dann.training import distributed
+
     if distributed.is_main():
         return False
     return distributed.reported_by_main(error) or not isinstance(error, DataError)
-
-
-def _record_invalid(run_dir: Path, cfg: DictConfig, error: ConfigError, files: dict[str, str] | None) -> None:
-    """A failed summary for a config refused by `validate`, only in a directory that holds no run yet:
-    an interrupted run's record (and its `.hydra/`, which its checkpoint matches) must survive a bad
-    relaunch, and so must a finished one's."""
-    if _holds_run(run_dir):
-        return
-    if files:
-        write_hydra_files(run_dir, files)
-
-    def value(key: str) -> Any:  # the config may not even resolve
-        return OmegaConf.select(cfg, key, default=None, throw_on_resolution_failure=False)
-
-    write_json_atomic(
-        run_dir / "summary.json",
-        {
-            "method": value("method.name"),
-            "lambda": value("lambda"),
-            "dataset": value("dataset.name"),
-            "source": str(value("dataset.source")),
-            "target": str(value("dataset.target")),
-            "seed": value("seed"),
-            "steps": value("trainer.steps"),
-            "status": "failed",
-            "error": str(error),
-        },
-    )
-
-
-def _mark_skipped(run_dir: Path) -> None:
-    """A sweep job refused for its config: skipped, not failed (unless the directory holds a result)."""
-    summary = previous_summary(run_dir)
-    if summary is not None and summary["status"] == "failed":
-        write_json_atomic(run_dir / "summary.json", summary | {"status": "skipped"})
 
 
 def main() -> None:

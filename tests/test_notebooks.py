@@ -8,7 +8,7 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
-from dann.run import run
+from dann.runs.launch import run
 from tests.helpers import REPO, SHORT_RUN, compose_config
 
 NOTEBOOKS = REPO / "notebooks"

@@ -1,13 +1,15 @@
 """End to end: the real CLI and the real run() on the moons default."""
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from dann.run import run
+from dann.runs.launch import run
 from dann.selection.pick import CRITERIA
-from tests.helpers import compose_config, only, read_jsonl, run_cli
+from tests.helpers import cli_env, compose_config, only, read_jsonl, run_cli
 
 QUICK = ["trainer.steps=200", "trainer.eval_every=100", "trainer.log_every=50"]
 TRAIN_METRICS = {"train/label_loss", "train/domain_loss", "train/domain_acc", "train/lambda", "train/lr"} | {
@@ -186,3 +188,37 @@ def test_labeled_target_fraction_is_fixed_stratified_and_used_only_with_target_l
         )
     dann = run(compose_config(*overrides), tmp_path / "c")
     assert dann["target_labeled_fraction"] == 0.0  # DANN never sees target labels
+
+
+def test_importing_the_entry_point_imports_no_torch():
+    # `dann-run --help`, a TAB completion and Hydra's errors load dann.run only: torch would cost them seconds.
+    result = subprocess.run(
+        [sys.executable, "-c", "import dann.run, sys; print('torch' in sys.modules)"],
+        env=cli_env({"OMP_NUM_THREADS": "1"}),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "False", "import dann.run imported torch: import it inside hydra_main"
+
+
+@pytest.mark.parametrize(
+    "args, env, expected",
+    [
+        (["--help"], {}, "Powered by Hydra"),
+        (["-sc", "query=bash"], {"COMP_LINE": "dann-run tra", "COMP_POINT": "12"}, "trainer="),
+    ],
+)
+def test_help_and_shell_completion_run_without_torch(args: list[str], env: dict[str, str], expected: str):
+    # torch made unimportable: the command fails if anything on its way imports it.
+    script = "import sys; sys.modules['torch'] = None; from dann.run import main; sys.argv[0] = 'dann-run'; main()"
+    result = subprocess.run(
+        [sys.executable, "-c", script, *args],
+        env=cli_env({"OMP_NUM_THREADS": "1"} | env),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    assert expected in result.stdout

@@ -58,13 +58,7 @@ def build_table(runs: pd.DataFrame, metric: str, select: str, group_by=(), refer
         frame["group"] = [group_label(r, group_keys) for r in records]
         frame["column"] = [setting(r, label_keys) for r in records]
         frame["setting"] = [setting(r, setting_keys) for r in records]
-    # A guard, not a grouping rule: the keys chosen tell identities apart, unless two values print alike.
-    clash = runs.groupby(CELL)["identity"].nunique()
-    if (clash > 1).any():
-        raise ReportError(
-            f"runs of different configurations would share the cell {' '.join(clash.idxmax())}: "
-            "two config values print alike; report them separately"
-        )
+    check_no_clash(runs, "cell")
     finished = runs[runs.status == "finished"]
     # A run that did not finish, but whose seed finished in another directory of its cell: that one counts.
     runs["superseded"] = (runs.status != "finished") & pd.MultiIndex.from_frame(runs[CELL + ["seed"]]).isin(
@@ -86,13 +80,9 @@ def build_table(runs: pd.DataFrame, metric: str, select: str, group_by=(), refer
     averages["published"] = pd.Series(pd.NA, averages.index, dtype="Int64")
     # A source's own average over its tasks replaces ours.
     averages.loc[published_averages.index, ["value", "published"]] = published_averages[["value", "published"]]
-    n = cells.loc[cells.finished > 0, "finished"].value_counts()
-    methods, lambdas = runs["method.name"].unique(), runs["lambda"].unique()
-    fixed = (
-        ([f"dataset {next(iter(groups))}"] if len(groups) == 1 else [])
-        + ([f"method {methods[0]}"] if len(methods) == 1 else [])
-        + ([f"λ={lambdas[0]}"] if len(lambdas) == 1 and label_keys != ["lambda"] else [])
-    )  # else λ names the column
+    lambdas = runs["lambda"].unique()
+    # λ is fixed for the caption only when it does not name the column.
+    fixed = shared(runs, list(groups)) + ([f"λ={lambdas[0]}"] if len(lambdas) == 1 and label_keys != ["lambda"] else [])
     return Table(
         metric,
         select,
@@ -103,12 +93,37 @@ def build_table(runs: pd.DataFrame, metric: str, select: str, group_by=(), refer
         cells,
         averages,
         keys,
-        expected_n=max(n.index, key=lambda k: (n[k], k)) if len(n) else 0,
+        expected_n=most_common(cells.loc[cells.finished > 0, "finished"]),
         seeds=sorted(runs.seed.unique(), key=lambda s: order("seed", str(s))),
         fixed=fixed,
         references=references,
         invalid=invalid,
     )
+
+
+def check_no_clash(runs: pd.DataFrame, where: str) -> None:
+    """A guard, not a grouping rule: the keys chosen tell identities apart, unless two values print alike;
+    then two configurations would share one `where` (cell, column) of the table."""
+    clash = runs.groupby(CELL)["identity"].nunique()
+    if (clash > 1).any():
+        raise ReportError(
+            f"runs of different configurations would share the {where} {' '.join(clash.idxmax())}: "
+            "two config values print alike; report them separately"
+        )
+
+
+def shared(runs: pd.DataFrame, groups: list[str]) -> list[str]:
+    """What every run shares, for the caption: `dataset office31` (one row group), `method dann`."""
+    methods = runs["method.name"].unique()
+    return ([f"dataset {groups[0]}"] if len(groups) == 1 else []) + (
+        [f"method {methods[0]}"] if len(methods) == 1 else []
+    )
+
+
+def most_common(counts: pd.Series) -> int:
+    """The most common number of finished seeds (the larger of equally common ones); 0 when none."""
+    n = counts.value_counts()
+    return max(n.index, key=lambda k: (n[k], k)) if len(n) else 0
 
 
 def split_invalid(runs: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -302,17 +317,29 @@ def build_selection_table(runs: pd.DataFrame, metric: str, group_by=()) -> Selec
     records = runs.to_dict("records")
     runs["group"] = [group_label(r, group_keys) for r in records]
     runs["column"] = [setting(r, label_keys) for r in records]
-    clash = runs.drop_duplicates("path").groupby(CELL)["identity"].nunique()
-    if (clash > 1).any():
-        raise ReportError(
-            f"runs of different configurations would share the column {' '.join(clash.idxmax())}: "
-            "two config values print alike; report them separately"
-        )
+    check_no_clash(runs, "column")
     finished = runs[(runs.status == "finished") & runs.criterion.notna() & runs.unavailable.isna()]
     if finished.empty:
         raise ReportError("--select all: no finished run to choose from")
+    configs = configurations(finished)
+    # Ties go to the first column in the table's order (smaller λ first).
     rank = {c: i for i, c in enumerate(ordered(runs, "column", label_keys))}
-    configs = (
+    configs = configs.sort_values("column", key=lambda c: c.map(rank), kind="stable")
+    picks = choose(configs, runs, finished, ordered(runs, "group", group_keys))
+    return SelectionTable(
+        metric,
+        picks,
+        runs,
+        expected_n=most_common(configs.n),
+        fixed=shared(runs, list(runs.group.unique())),
+        invalid=invalid,
+    )
+
+
+def configurations(finished: pd.DataFrame) -> pd.DataFrame:
+    """One row per task, criterion and configuration (column): the mean criterion value over its finished
+    runs (score), the mean and std of the metric, n (finished seeds), seeds."""
+    return (
         finished.groupby(["group", "source", "target", "criterion", "column"])
         .agg(
             score=("score", "mean"),
@@ -323,8 +350,11 @@ def build_selection_table(runs: pd.DataFrame, metric: str, group_by=()) -> Selec
         )
         .reset_index()
     )
-    # Ties go to the first column in the table's order (smaller λ first).
-    configs = configs.sort_values("column", key=lambda c: c.map(rank), kind="stable")
+
+
+def choose(configs: pd.DataFrame, runs: pd.DataFrame, finished: pd.DataFrame, group_order: list[str]) -> pd.DataFrame:
+    """Per task and criterion, the configuration of `configs` (in the table's column order) that scores
+    best, with the oracle's number, the regret, and its flagged runs; `SelectionTable.picks`."""
     task = ["group", "source", "target"]
     picks = configs.loc[configs.groupby([*task, "criterion"], sort=False)["score"].idxmax()]
     oracle = picks[picks.criterion == "oracle"].set_index(task)["mean"].rename("oracle")
@@ -336,21 +366,8 @@ def build_selection_table(runs: pd.DataFrame, metric: str, group_by=()) -> Selec
         picks = picks.join(flagged.groupby(config).size().rename(name), on=config)
         picks[name] = picks[name].fillna(0).astype(int)
     criterion_rank = {c: i for i, c in enumerate(CRITERIA)}
-    group_rank = {g: i for i, g in enumerate(ordered(runs, "group", group_keys))}
-    picks = picks.sort_values(
+    group_rank = {g: i for i, g in enumerate(group_order)}
+    return picks.sort_values(
         [*task, "criterion"],
         key=lambda c: c.map(criterion_rank) if c.name == "criterion" else c.map(group_rank) if c.name == "group" else c,
     ).set_index([*task, "criterion"])
-    n = configs.n.value_counts()
-    methods = per_run["method.name"].unique()
-    fixed = ([f"dataset {runs.group.iloc[0]}"] if runs.group.nunique() == 1 else []) + (
-        [f"method {methods[0]}"] if len(methods) == 1 else []
-    )
-    return SelectionTable(
-        metric,
-        picks,
-        runs,
-        expected_n=max(n.index, key=lambda k: (n[k], k)) if len(n) else 0,
-        fixed=fixed,
-        invalid=invalid,
-    )

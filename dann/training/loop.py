@@ -6,6 +6,7 @@ import logging
 import math
 import signal
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -228,143 +229,207 @@ class _FreshStream:
         return {"epoch": 0, "position": 0}
 
 
+@dataclass(frozen=True)
+class RunContext:
+    """What `train` needs to know of the run around it (`dann.runs.launch` builds it from the config)."""
+
+    seed: int  # the source and target batch orders are drawn from it (2·seed and 2·seed + 1)
+    device: torch.device
+    run_dir: Path  # where checkpoints are written
+    # Saved in each checkpoint beside the training state: the run's identity (its config), runtime, threads.
+    facts: dict[str, Any] = field(default_factory=dict)
+    # The run's wall-clock origin (`time.time()`, moved back by the time spent before a resume), so that
+    # checkpoints record the run's whole elapsed time; None: when `train` starts.
+    started: float | None = None
+
+
 def train(
     engine: Engine,
     data: DomainData,
     logger: RunLogger,
-    loop: TrainerSettings,
-    seed: int,
-    device: torch.device,
-    run_dir: Path,
-    run_facts: dict[str, Any],
+    settings: TrainerSettings,
+    run: RunContext,
     checkpoint: dict[str, Any] | None = None,
-    started: float | None = None,
     stop: StopRequests | None = None,
 ) -> dict:
-    """Run `loop.steps` updates, from `checkpoint` if given; return the final evaluation and the
+    """Run `settings.steps` updates, from `checkpoint` if given; return the final evaluation and the
     one each selection criterion picks.
 
-    `seed`: the run's seed, from which the source and target batch orders are drawn.
-    `run_facts`: saved in each checkpoint beside the training state (the run's identity: its config).
-    `started`: the run's wall-clock origin (`time.time()`, moved back by the time spent
-    before a resume), so that checkpoints record the run's whole elapsed time.
     `stop`: when it has a request (SIGTERM, SIGINT), the loop writes a checkpoint after the
     current step and raises `Interrupted`.
     The engine's `runtime` (precision, memory layout, compilation): batches are put in its layout.
     Raises `Diverged` when a logged training metric is NaN or infinite (checked at log
     intervals, where the values are read anyway: no extra host sync).
     """
-    steps = loop.steps
-    streams = dict(mean=data.mean, std=data.std, device=device, num_workers=data.num_workers)
-    # Different seeds per domain, so that the source and target orders are not the same permutation.
-    streams["shard"] = (distributed.rank(), distributed.world_size())  # the global batch, split over the ranks
-    source = make_stream(data.source_train, loop.batch_size, seed=2 * seed, **streams)
-    target = make_stream(data.target_train, loop.batch_size, seed=2 * seed + 1, **streams)
-    eval_splits = {"source": to_device(data.source_val, device), "target": to_device(data.target_test, device)}
-
-    state = TrainState(engine, source, target)
-    method, runtime = engine.method, engine.runtime
+    loop = _Loop(engine, data, logger, settings, run, stop)
     if checkpoint is not None:
-        state.load_state_dict(checkpoint, device, checkpoint_path(run_dir))
-        log.info("resumed from step %d of %d", state.step, steps)
-    start = state.step
-    pending, latest, evaluations = state.pending, state.latest, state.evaluations  # updated in place below
-    if started is None:
-        started = time.time()
-
-    signum = distributed.agreed_signal(stop.signum if stop is not None else None)
+        loop.resume(checkpoint)
+    start, steps = loop.state.step, settings.steps
+    signum = loop.requested_signal(agree=True)
     if signum is not None and start < steps:  # before any step: the state is the checkpoint's
-        raise Interrupted(start, signal.Signals(signum).name, 128 + signum)
-    method.train()
-    progress = Progress(steps, loop.progress if distributed.is_main() else "off", start_step=start)
+        raise _interrupted(start, signum)
+    loop.begin()
     for step in range(start + 1, steps + 1):
+        logging_step = step % settings.log_every == 0 or step == steps
+        loop.step(step, diagnose=logging_step)  # on logged steps the engine also measures the feature gradients
+        if logging_step:
+            loop.log(step)
+        if step % settings.eval_every == 0 or step == steps:
+            loop.evaluate(step)
+        signum = loop.requested_signal(agree=logging_step)
+        if step % settings.checkpoint_every == 0 or step == steps or signum is not None:
+            loop.save_checkpoint()
+        if signum is not None and step < steps:
+            loop.progress.close()
+            raise _interrupted(step, signum)
+    return loop.finish()
+
+
+def _interrupted(step: int, signum: int) -> Interrupted:
+    return Interrupted(step, signal.Signals(signum).name, 128 + signum)
+
+
+class _Loop:
+    """The parts of one `train` call: its state, what it writes, and one method per thing the loop does
+    at a step, each with its own rank checks (one process: `dann.training.distributed` changes nothing)."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        data: DomainData,
+        logger: RunLogger,
+        settings: TrainerSettings,
+        run: RunContext,
+        stop: StopRequests | None,
+    ):
+        self.engine, self.data, self.logger = engine, data, logger
+        self.settings, self.run, self.stop = settings, run, stop
+        streams = dict(mean=data.mean, std=data.std, device=run.device, num_workers=data.num_workers)
+        streams["shard"] = (distributed.rank(), distributed.world_size())  # the global batch, split over the ranks
+        # Different seeds per domain, so that the source and target orders are not the same permutation.
+        source = make_stream(data.source_train, settings.batch_size, seed=2 * run.seed, **streams)
+        target = make_stream(data.target_train, settings.batch_size, seed=2 * run.seed + 1, **streams)
+        self.eval_splits = (to_device(data.source_val, run.device), to_device(data.target_test, run.device))
+        self.state = TrainState(engine, source, target)
+        self.started = run.started
+        self.progress: Progress | None = None  # from `begin`
+
+    def resume(self, checkpoint: dict[str, Any]) -> None:
+        self.state.load_state_dict(checkpoint, self.run.device, checkpoint_path(self.run.run_dir))
+        log.info("resumed from step %d of %d", self.state.step, self.settings.steps)
+
+    def begin(self) -> None:
+        """The clock (unless the run's), the network in training mode, the progress line (rank 0's)."""
+        if self.started is None:
+            self.started = time.time()
+        self.engine.method.train()
+        mode = self.settings.progress if distributed.is_main() else "off"
+        self.progress = Progress(self.settings.steps, mode, start_step=self.state.step)
+
+    def step(self, step: int, diagnose: bool) -> None:
+        """One update on the next source and target batches. Its metrics: device tensors wait in
+        `pending` for the next log (read in one sync); plain floats (λ, lr) are kept as of this step."""
+        state, method = self.state, self.engine.method
         state.step = step
-        source_x, source_y = next(source)
-        target_x, target_y = next(target)
-        source_x, target_x = runtime.to_input(source_x), runtime.to_input(target_x)
+        source_x, source_y = next(state.source)
+        target_x, target_y = next(state.target)
+        source_x, target_x = self.engine.runtime.to_input(source_x), self.engine.runtime.to_input(target_x)
         batch = Batch(source_x, source_y, target_x, target_y if method.uses_target_labels else None)
-        logging_step = step % loop.log_every == 0 or step == steps
-        # On logged steps the engine also measures the gradients at the features.
-        metrics = engine.step(batch, progress=(step - 1) / steps, diagnose=logging_step)
+        metrics = self.engine.step(batch, progress=(step - 1) / self.settings.steps, diagnose=diagnose)
         for name, value in metrics.items():
             if isinstance(value, Tensor):
-                pending.setdefault(name, []).append(value)
+                state.pending.setdefault(name, []).append(value)
             else:
-                latest[name] = value
+                state.latest[name] = value
 
-        if logging_step:
-            means = {name: torch.stack(values).mean() for name, values in pending.items()}
-            means = distributed.all_reduce_mean(means)  # over the ranks, in one collective; one process: as is
-            state.logged = {name: value.item() for name, value in means.items()} | latest
-            logger.log(step, state.logged)
-            pending.clear()
-            # The line ends before an evaluation (at this step or before the next log), whose log line follows.
-            progress.update(step, state.logged, end_line=(-step) % loop.eval_every < loop.log_every or step == steps)
-            non_finite = {name: value for name, value in state.logged.items() if not math.isfinite(value)}
-            if non_finite:
-                progress.close()
-                raise Diverged(step, non_finite)
+    def log(self, step: int) -> None:
+        """Log the mean of each metric since the last log (over the ranks) with the latest schedule
+        values; raise `Diverged` if one is NaN or infinite."""
+        state, settings = self.state, self.settings
+        means = {name: torch.stack(values).mean() for name, values in state.pending.items()}
+        means = distributed.all_reduce_mean(means)  # over the ranks, in one collective; one process: as is
+        state.logged = {name: value.item() for name, value in means.items()} | state.latest
+        self.logger.log(step, state.logged)
+        state.pending.clear()
+        # The line ends before an evaluation (at this step or before the next log), whose log line follows.
+        end_line = (-step) % settings.eval_every < settings.log_every or step == settings.steps
+        self.progress.update(step, state.logged, end_line=end_line)
+        non_finite = {name: value for name, value in state.logged.items() if not math.isfinite(value)}
+        if non_finite:
+            self.progress.close()
+            raise Diverged(step, non_finite)
 
-        evaluating = step % loop.eval_every == 0 or step == steps
-        if evaluating and distributed.is_main():  # several processes: rank 0 evaluates, the others wait below
-            # One pass per split; the accuracies and the selection criteria all read its outputs.
-            source_out, target_out = (
-                predict_split(method, split, loop.eval_batch_size, data.mean, data.std, data.num_workers)
-                for split in (eval_splits["source"], eval_splits["target"])
-            )
-            source_acc, target_acc = accuracy(source_out, data.num_classes), accuracy(target_out, data.num_classes)
-            record = {
-                "step": step,
-                "source/acc": source_acc["acc"],
-                "target/acc": target_acc["acc"],
-                "target/acc_per_class_mean": target_acc["acc_per_class_mean"],
-            }
-            # Counted from the evaluations so far, which a checkpoint restores: resume keeps the same schedule.
-            every = loop.reverse_validation_every
-            reverse = every > 0 and (len(evaluations) + 1) % every == 0
-            # The target's labels are not passed: these criteria are what a user without them can compute.
-            record |= label_free_criteria(
-                source_out.features,
-                source_out.logits,
-                source_out.labels,
-                target_out.features,
-                target_out.logits,
-                reverse=reverse,
-            )
-            logger.log(step, {k: v for k, v in record.items() if k != "step"})
+    def evaluate(self, step: int) -> None:
+        """Evaluate and log it (rank 0: the others wait), then give every rank the record: each keeps
+        them all, as its checkpoint and summary hold them."""
+        evaluations = self.state.evaluations
+        if distributed.is_main():
+            record = self._evaluation(step)
+            self.logger.log(step, {k: v for k, v in record.items() if k != "step"})
             evaluations.append(record)
+            logged = self.state.logged
             log.info(
                 "step %d/%d  source/acc %.4f  target/acc %.4f  train/domain_acc %s",
                 step,
-                steps,
+                self.settings.steps,
                 record["source/acc"],
                 record["target/acc"],
-                f"{state.logged['train/domain_acc']:.3f}" if "train/domain_acc" in state.logged else "n/a",
+                f"{logged['train/domain_acc']:.3f}" if "train/domain_acc" in logged else "n/a",
             )
-
-        if evaluating and distributed.world_size() > 1:  # rank 0's new record, so that every rank has them all
+        if distributed.world_size() > 1:
             record = distributed.broadcast_object(evaluations[-1] if distributed.is_main() else None)
             if not distributed.is_main():
                 evaluations.append(record)
 
-        signum = stop.signum if stop is not None else None
-        if distributed.world_size() > 1:  # every rank stops at the same step: the first log step after a signal
-            signum = distributed.agreed_signal(signum) if logging_step else None
-        if step % loop.checkpoint_every == 0 or step == steps or signum is not None:
-            # The run's own facts beside the training state: what config wrote it, its W&B run, its time.
-            saved = state.state_dict()  # on every rank: it gathers the ranks' generators
-            if distributed.is_main():
-                save_checkpoint(
-                    run_dir,
-                    saved | run_facts | {"wandb_run_id": logger.wandb_run_id, "elapsed_s": time.time() - started},
-                )
-        if signum is not None and step < steps:
-            progress.close()
-            raise Interrupted(step, signal.Signals(signum).name, 128 + signum)
+    def _evaluation(self, step: int) -> dict[str, float]:
+        """The accuracies on the source validation and target test splits, and the label-free
+        selection criteria: one pass per split, whose outputs they all read."""
+        data, settings = self.data, self.settings
+        source_out, target_out = (
+            predict_split(self.engine.method, split, settings.eval_batch_size, data.mean, data.std, data.num_workers)
+            for split in self.eval_splits
+        )
+        source_acc, target_acc = accuracy(source_out, data.num_classes), accuracy(target_out, data.num_classes)
+        record = {
+            "step": step,
+            "source/acc": source_acc["acc"],
+            "target/acc": target_acc["acc"],
+            "target/acc_per_class_mean": target_acc["acc_per_class_mean"],
+        }
+        # Counted from the evaluations so far, which a checkpoint restores: resume keeps the same schedule.
+        every = settings.reverse_validation_every
+        reverse = every > 0 and (len(self.state.evaluations) + 1) % every == 0
+        # The target's labels are not passed: these criteria are what a user without them can compute.
+        return record | label_free_criteria(
+            source_out.features,
+            source_out.logits,
+            source_out.labels,
+            target_out.features,
+            target_out.logits,
+            reverse=reverse,
+        )
 
-    progress.close()
-    distributed.check_same_parameters(method)  # several processes: they must end as one model
-    for split in (data.source_train, data.target_train):  # each rank met the unreadable images of its own part
-        if isinstance(split, ImageSplit):
-            split.skipped.update(distributed.merged(split.skipped))
-    return {"final": evaluations[-1]} | summarise(evaluations)  # selection, and what it had to leave out
+    def requested_signal(self, agree: bool) -> int | None:
+        """The signal to stop on after this step, if any. On several processes, only where `agree` (the
+        first step, log steps: a collective): they stop at the first one where a rank has it."""
+        signum = self.stop.signum if self.stop is not None else None
+        if distributed.world_size() > 1:
+            signum = distributed.agreed_signal(signum) if agree else None
+        return signum
+
+    def save_checkpoint(self) -> None:
+        """The training state, and beside it the run's own facts: what config wrote it, its W&B run, its time."""
+        saved = self.state.state_dict()  # on every rank: it gathers the ranks' generators
+        if distributed.is_main():
+            own = {"wandb_run_id": self.logger.wandb_run_id, "elapsed_s": time.time() - self.started}
+            save_checkpoint(self.run.run_dir, saved | self.run.facts | own)
+
+    def finish(self) -> dict:
+        """The summary's results: the final evaluation and the one each selection criterion picks."""
+        self.progress.close()
+        distributed.check_same_parameters(self.engine.method)  # several processes: they must end as one model
+        for split in (self.data.source_train, self.data.target_train):  # each rank met its own part's bad images
+            if isinstance(split, ImageSplit):
+                split.skipped.update(distributed.merged(split.skipped))
+        evaluations = self.state.evaluations
+        return {"final": evaluations[-1]} | summarise(evaluations)  # selection, and what it had to leave out

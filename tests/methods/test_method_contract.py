@@ -31,13 +31,13 @@ from dann.config.compose import CONF_DIR
 from dann.config.validate import drop_unused_lambda_schedule
 from dann.errors import Interrupted
 from dann.methods import Batch
-from dann.run import seed_everything
 from dann.runs.checkpoint import checkpoint_path, read_checkpoint
+from dann.runs.launch import seed_everything
 from dann.runs.signals import StopRequests
 from dann.runs.tracking import RunLogger
 from dann.training import distributed
 from dann.training.engine import Engine
-from dann.training.loop import train
+from dann.training.loop import RunContext, train
 from dann.training.settings import TrainerSettings
 from tests.helpers import compose_config, read_jsonl
 
@@ -163,7 +163,7 @@ def train_moons(name: str, run_dir: Path, stop_after: int | None = None) -> dict
     ):
         try:
             facts = {"config": {"method": name}}  # what dann.run saves beside the state (its identity)
-            return train(engine, data, log, LOOP, cfg.seed, CPU, run_dir, facts, checkpoint, stop=stop)
+            return train(engine, data, log, LOOP, RunContext(cfg.seed, CPU, run_dir, facts), checkpoint, stop)
         except Interrupted:
             return None
 

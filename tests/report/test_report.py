@@ -481,7 +481,7 @@ def test_published_numbers_beside_the_measured_columns(tmp_path, capsys):
 
 @pytest.mark.slow
 def test_report_on_real_runs(tmp_path, capsys):
-    from dann.run import run
+    from dann.runs.launch import run
 
     summaries = {}
     for method in ("dann", "source_only"):

@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from dann.errors import RunDirError
-from dann.run import run
 from dann.runs.checkpoint import checkpoint_path, read_checkpoint
+from dann.runs.launch import run
 from tests.helpers import compose_config, read_jsonl, run_cli, start_cli, wait_for_step
 
 # Checkpoints every 500 steps; a signal at step ≥ 300 (or a kill at ≥ 600) lands between two of them,

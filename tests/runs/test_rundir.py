@@ -14,9 +14,9 @@ import torch
 import yaml
 
 from dann.errors import ConfigError, Diverged, Interrupted, RunDirError
-from dann.run import run
 from dann.runs.checkpoint import checkpoint_path, read_checkpoint
 from dann.runs.directory import job_dir_name
+from dann.runs.launch import run
 from tests.helpers import compose_config, read_jsonl, run_cli, start_cli, wait_for_step
 
 QUICK = ["trainer=debug", "logger=none"]  # 20 steps: logs and evaluations at 10 and 20

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from dann.run import run, run_name, sweep_group
+from dann.run import run_name, sweep_group
+from dann.runs.launch import run
 from tests.helpers import REPO, SHORT_RUN, compose_config, only, run_cli
 
 QUICK = ["trainer=debug"]  # 20 steps: logs and evaluations at 10 and 20

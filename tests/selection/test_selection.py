@@ -170,7 +170,7 @@ def test_non_finite_criteria_are_recorded_not_dropped():
 
 def test_a_real_run_records_a_criterion_that_was_never_finite(tmp_path, monkeypatch):
     import dann.training.loop
-    from dann.run import run
+    from dann.runs.launch import run
 
     real = dann.training.loop.label_free_criteria
     calls = {"n": 0}

@@ -20,7 +20,7 @@ from dann.grl import grad_reverse
 from dann.methods import Batch
 from dann.methods.base import domain_labels
 from dann.runs.tracking import RunLogger
-from dann.training.loop import train
+from dann.training.loop import RunContext, train
 from dann.training.precision import Runtime
 from dann.training.settings import TrainerSettings
 from tests.helpers import compose_config, moons_batch, moons_dann_with_quick_evaluation
@@ -162,7 +162,7 @@ def test_the_loop_measures_on_logged_steps_only_and_logs_the_three_metrics(tmp_p
     loop = TrainerSettings(steps=7, batch_size=16, log_every=3, eval_every=7, checkpoint_every=7, progress="off")
     wandb = OmegaConf.to_container(cfg.logger.wandb)
     with RunLogger(tmp_path, wandb=wandb, config={}, job_type="dann") as logger:
-        train(engine, data, logger, loop, seed=0, device=torch.device("cpu"), run_dir=tmp_path, run_facts={})
+        train(engine, data, logger, loop, RunContext(seed=0, device=torch.device("cpu"), run_dir=tmp_path))
     assert flags == [False, False, True, False, False, True, True]  # steps 3, 6 and the last, 7
 
     records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]

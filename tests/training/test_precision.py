@@ -20,10 +20,10 @@ from dann.config.validate import validate
 from dann.data import Split, TensorStream
 from dann.errors import ConfigError
 from dann.methods import Batch
-from dann.run import run
 from dann.runs.checkpoint import checkpoint_path, read_checkpoint
+from dann.runs.launch import run
 from dann.runs.tracking import RunLogger
-from dann.training.loop import TrainState, train
+from dann.training.loop import RunContext, TrainState, train
 from dann.training.precision import Runtime, cpu_threads, prepare, resolve_runtime
 from dann.training.settings import TrainerSettings
 from tests.helpers import SHORT_RUN, compose_config, moons_batch, moons_dann_with_quick_evaluation
@@ -179,7 +179,7 @@ def test_the_loop_reads_device_values_only_at_log_and_evaluation_steps(tmp_path,
     )
     wandb = OmegaConf.to_container(cfg.logger.wandb)
     with RunLogger(tmp_path, wandb=wandb, config={}, job_type="dann") as logger:
-        train(engine, data, logger, loop, seed=0, device=CPU, run_dir=tmp_path, run_facts={})
+        train(engine, data, logger, loop, RunContext(seed=0, device=CPU, run_dir=tmp_path))
     assert sorted(reads_by_step) == list(range(steps))
     assert {step: reads for step, reads in reads_by_step.items() if step >= 1 and reads} == {}  # steps 1-5
     assert host_reads  # the last step logs and evaluates: the recorder does see reads
@@ -196,7 +196,7 @@ def test_a_run_records_the_resolved_precision_in_its_summary(tmp_path, monkeypat
 
 def test_a_checkpoint_resumes_only_in_the_runtime_it_was_trained_in():
     """`auto` resolves per device: a bf16 checkpoint (a GPU's auto) must not go on in float32 on a CPU."""
-    from dann.run import _check_same_runtime
+    from dann.runs.launch import _check_same_runtime
 
     cpu = torch.device("cpu")
     on_cpu = resolve_runtime("auto", "auto", False, cpu, (3, 28, 28))
