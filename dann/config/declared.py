@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cache
@@ -65,6 +66,38 @@ def node_settings(declarer: Any) -> dict[str, Declared]:
         f.name: _declared(hints.get(f.name), f.default is f.default_factory is dataclasses.MISSING, f.default)
         for f in dataclasses.fields(declarer)
     }
+
+
+def check_arguments(declarer: Any, values: Mapping[str, Any], prefix: str) -> None:
+    """`values` given to `declarer` in code (a dataset built without a config) against its declarations: the
+    same one-line `ConfigError`, naming `prefix` + the setting, as the config checks give."""
+    settings = settings_of(declarer) or {}
+    for name, value in values.items():
+        declared = settings.get(name)
+        if declared is None or declared.node:
+            continue
+        value = _as_config(value)
+        items = value.items() if isinstance(value, dict) and declared.spec.kind != "any" else [("", value)]
+        for item, item_value in items:
+            check_value(f"{prefix}{name}" + (f".{item}" if item else ""), item_value, declared.spec)
+
+
+def check_value(key: str, value: Any, spec: Spec) -> None:
+    """The one-line `ConfigError` for `key` if `value` is not what `spec` accepts."""
+    from dann.errors import ConfigError
+
+    expected = spec.expected(value)
+    if expected is not None:
+        raise ConfigError(f"{key}: expected {expected}, got {value!r}" + (f"; {spec.hint}" if spec.hint else ""))
+
+
+def _as_config(value: Any) -> Any:
+    """A value as a config would hold it: tuples as lists, paths as strings."""
+    if isinstance(value, tuple):
+        return [_as_config(v) for v in value]
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    return value
 
 
 def settings_of_target(target: str) -> dict[str, Declared] | None:

@@ -19,7 +19,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from dann.builders import ModelSettings, OptimSettings, build, build_dataset
 from dann.config.compose import CONF_DIR
-from dann.config.declared import Declared, node_settings, settings_of_target
+from dann.config.declared import Declared, check_value, node_settings, settings_of_target
 from dann.config.spec import Setting, Spec, locate, one_of
 from dann.data import DomainData
 from dann.data.base import check_usable
@@ -227,9 +227,9 @@ def _check_value(key: str, value: Any, declared: Declared) -> None:
         raise ConfigError(f"{key}: expected a node with a _target_ ({declared.doc}), got {value!r}")
     elif isinstance(value, dict) and declared.spec.kind != "any":  # a mapping of such values (dataset.transforms)
         for item, item_value in value.items():
-            _check_spec(f"{key}.{item}", item_value, declared.spec)
+            check_value(f"{key}.{item}", item_value, declared.spec)
     else:
-        _check_spec(key, value, declared.spec)
+        check_value(key, value, declared.spec)
 
 
 def _check_target_node(key: str, node: Mapping[str, Any]) -> None:
@@ -237,9 +237,9 @@ def _check_target_node(key: str, node: Mapping[str, Any]) -> None:
     checked against that callable's declarations (`dann.config.declared.settings_of`)."""
     if "_target_" not in node:
         raise ConfigError(f"{key}._target_: missing from the config; a run needs it: set it (+{key}._target_=…)")
-    _check_spec(f"{key}._target_", node["_target_"], TARGET)
+    check_value(f"{key}._target_", node["_target_"], TARGET)
     if "_partial_" in node:
-        _check_spec(f"{key}._partial_", node["_partial_"], PARTIAL)
+        check_value(f"{key}._partial_", node["_partial_"], PARTIAL)
     _check_node(node, f"{key}.", settings_of_target(node["_target_"]), target=node["_target_"])
 
 
@@ -263,13 +263,6 @@ def declaration_of(config: Mapping[str, Any], key: str) -> Declared | None:
             return declared
         node = value
     return declared
-
-
-def _check_spec(key: str, value: Any, spec: Spec) -> None:
-    """The one-line `ConfigError` for `key` if `value` is not what `spec` accepts."""
-    expected = spec.expected(value)
-    if expected is not None:
-        raise ConfigError(f"{key}: expected {expected}, got {value!r}" + (f"; {spec.hint}" if spec.hint else ""))
 
 
 def _resolved(cfg: DictConfig) -> dict[str, Any]:

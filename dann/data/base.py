@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Annotated, ClassVar, Literal, get_args
 
@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from dann.config.declared import check_arguments
 from dann.config.spec import Setting
 from dann.data.files import check_same_classes
 from dann.errors import ConfigError, DataError
@@ -321,6 +322,8 @@ class DomainPair:
     ] = 1.0
 
     def __post_init__(self) -> None:
+        # Built in code rather than from a config, it is checked against the same declarations.
+        check_arguments(type(self), {f.name: getattr(self, f.name) for f in fields(self) if f.init}, "dataset.")
         self.heldout_fraction = float(self.heldout_fraction)
         self.source = resolve_domain(str(self.source), "dataset.source", self.benchmark)
         self.target = resolve_domain(str(self.target), "dataset.target", self.benchmark)

@@ -76,14 +76,14 @@ def test_the_other_protocols_are_unchanged():
 def test_a_heldout_fraction_outside_the_open_unit_interval_is_refused(fraction):
     with pytest.raises(ConfigError, match="dataset.heldout_fraction"):
         validate(compose_config("dataset.protocol=heldout", f"dataset.heldout_fraction={fraction}"))
-    with pytest.raises(ValueError, match="heldout_fraction"):
-        Moons(protocol="heldout", heldout_fraction=float(fraction))
+    with pytest.raises(ConfigError, match=r"^dataset.heldout_fraction: expected a fraction in \(0, 1\)"):
+        Moons(protocol="heldout", heldout_fraction=float(fraction))  # built in code: the same declaration
 
 
 def test_an_unknown_protocol_is_refused():
     with pytest.raises(ConfigError, match="dataset.protocol"):
         validate(compose_config("dataset.protocol=held_out"))
-    with pytest.raises(ValueError, match="protocol: 'held_out' is not one of inductive, transductive, heldout"):
+    with pytest.raises(ConfigError, match="^dataset.protocol: expected one of inductive, transductive, heldout"):
         Moons(protocol="held_out")
 
 

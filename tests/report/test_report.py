@@ -896,7 +896,8 @@ def test_stored_configs_never_resolve_the_readers_environment(tmp_path, capsys, 
         assert "hunter2" not in text
     left_out = section(out, "Left out")
     assert left_out == [
-        f"{hydra_copy}: lambda: expected a number >= 0 (the final adaptation weight), got '${{oc.env:SECRET_TOKEN}}'"
+        f"{hydra_copy}: lambda: expected a number >= 0 (the final adaptation weight λ, where its schedule ends), "
+        "got '${oc.env:SECRET_TOKEN}'"
     ]
     assert text_table(out) == {
         (None, "amazon→webcam"): {"dann": cell_text([0.7]), "${oc.env:SECRET_TOKEN}": cell_text([0.9])}
