@@ -61,6 +61,7 @@ from dann.methods import Batch, Method, StepOutput
 from dann.training import distributed
 from dann.training.engine import Engine
 from dann.training.precision import PRECISIONS, Runtime, keep_freed_memory, prepare, resolve_runtime
+from dann.training.settings import TrainerSettings
 
 
 @dataclass(frozen=True)
@@ -343,7 +344,7 @@ def model_setup(name: str, args: argparse.Namespace, device: torch.device) -> tu
     """The model, its input shape (`--image-size` applied), batch size per domain, and resolved runtime."""
     model = MODELS[name]
     input_shape = model.input_shape if args.image_size is None else (model.input_shape[0], *(2 * [args.image_size]))
-    batch_size = args.batch_size or config_of(*model.overrides).trainer.batch_size
+    batch_size = args.batch_size or TrainerSettings.from_config(config_of(*model.overrides).trainer).batch_size
     runtime = resolve_runtime(args.precision, args.channels_last, args.compile, device, input_shape)
     return model, input_shape, batch_size, runtime
 
@@ -378,7 +379,7 @@ def sync_check(names: list[str], args: argparse.Namespace, device: torch.device)
         model = MODELS[name]
         input_shape = model.input_shape
         cfg = config_of(*model.overrides)
-        batch_size = args.batch_size or cfg.trainer.batch_size
+        batch_size = args.batch_size or TrainerSettings.from_config(cfg.trainer).batch_size
         runtime = resolve_runtime(args.precision, args.channels_last, args.compile, device, input_shape)
         if runtime.precision == "fp16":  # GradScaler.step reads its overflow flag back: one sync per step, by design
             results[name] = "not checked: fp16's gradient scaler syncs once per step; check bf16 or fp32"
@@ -434,7 +435,7 @@ def input_throughput(args: argparse.Namespace, device: torch.device) -> list[dic
             (target / folder.name).symlink_to(folder.resolve(), target_is_directory=True)
         cfg = config_of("dataset=folder", f"dataset.source_dir={root}", f"dataset.target_dir={target}")
         split = build_dataset(cfg).load().source_train
-        batch_size = args.batch_size or min(cfg.trainer.batch_size, len(split))
+        batch_size = args.batch_size or min(TrainerSettings.from_config(cfg.trainer).batch_size, len(split))
         rows = []
         for workers in args.workers:
             stream = make_stream(split, batch_size, seed=0, device=device, num_workers=workers)

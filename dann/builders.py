@@ -25,7 +25,7 @@ from dann.methods import Method
 from dann.models import DANNNetwork, FeatureExtractor
 from dann.training.engine import Engine
 from dann.training.precision import Runtime
-from dann.training.settings import LABELS
+from dann.training.settings import LABELS, TrainerSettings
 
 LABEL_KEYS = tuple(LABELS)
 # What dann.run's config checks refuse beyond what a torch optimiser refuses itself (tried on a dummy parameter,
@@ -134,4 +134,5 @@ def build_engine(cfg: DictConfig, network: DANNNetwork, runtime: Runtime = Runti
     (the network already in its layout: `dann.training.precision.prepare`)."""
     method = build_method(cfg, network)
     optimizer = build(cfg.optim.optimizer)(params=method.parameter_groups())
-    return Engine(method, optimizer, cfg.trainer.steps, build(cfg.optim.lr_schedule), runtime)
+    steps = TrainerSettings.from_config(cfg.trainer).steps
+    return Engine(method, optimizer, steps, build(cfg.optim.lr_schedule), runtime)

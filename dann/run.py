@@ -22,6 +22,7 @@ from dann.config.compose import compose_done, one_line_errors
 from dann.config.user_dirs import check_user_configs
 from dann.errors import ConfigError, DannError, DataError, Diverged, Interrupted, RunDirError
 from dann.selection.pick import CRITERIA
+from dann.training.settings import TrainerSettings
 
 log = logging.getLogger("dann")
 
@@ -97,7 +98,7 @@ def hydra_main(cfg: DictConfig) -> float | None:
             raise
         log.exception("%s failed; its summary.json has status 'failed'", job)
         return None
-    return _objective(summary, cfg.trainer.objective, job, run_dir)
+    return _objective(summary, TrainerSettings.from_config(cfg.trainer).objective, job, run_dir)
 
 
 def _not_run(error: DannError, job: str, run_dir: Path, multirun: bool, held_run: bool) -> None:

@@ -25,6 +25,7 @@ from dann.errors import RunDirError, describe_error
 from dann.runs.directory import atomic_write, make_subdir
 from dann.runs.tracking import write_json_atomic
 from dann.training import distributed
+from dann.training.settings import TrainerSettings
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +55,7 @@ def analyze_run(run_dir: Path, options: Options = Options(), out_dir: Path | Non
     device = distributed.device(options.device)
     data, network = rebuild(run, device, options.data_root, options.trust)
     check_writable(out_dir)  # before minutes of work, and before anything is written
-    batch_size = int(run.config.trainer.eval_batch_size)
+    batch_size = TrainerSettings.from_config(run.config.trainer).eval_batch_size
 
     def features_of(split) -> SplitFeatures:
         sample = sample_positions(len(split), options.max_points, SEED)

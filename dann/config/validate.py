@@ -103,7 +103,8 @@ def validate(cfg: DictConfig) -> None:
     resolved = _resolved(cfg)
     resolved.pop("hydra", None)  # Hydra's own business
     check_settings(resolved)
-    _check_device(cfg.trainer.device)
+    trainer = TrainerSettings.from_config(cfg.trainer)
+    _check_device(trainer.device)
     _check_optimizer(cfg.optim.optimizer)
     mode = wandb_mode(cfg.logger.wandb.mode)
     if mode not in WANDB_MODES:
@@ -111,7 +112,7 @@ def validate(cfg: DictConfig) -> None:
 
     _check_model(cfg)
     _check_dataset(cfg)
-    if cfg.trainer.objective == "reverse_val" and cfg.trainer.reverse_validation_every == 0:
+    if trainer.objective == "reverse_val" and trainer.reverse_validation_every == 0:
         raise ConfigError(
             "trainer.objective=reverse_val needs reverse validation to run, but trainer.reverse_validation_every=0 "
             "turns it off; set trainer.reverse_validation_every=1 (or more), or choose another objective"
@@ -154,10 +155,11 @@ def validate_against_data(cfg: DictConfig, data: DomainData) -> None:
     `validate_model_input` before the network is built also catches backbones that fail there.)"""
     validate_model_input(cfg, data.input_shape)
     check_usable(data)  # one class, or too few examples to evaluate: no result, however long it trains
+    batch_size = TrainerSettings.from_config(cfg.trainer).batch_size
     for domain, name, split in (("source", data.source, data.source_train), ("target", data.target, data.target_train)):
-        if cfg.trainer.batch_size > len(split):
+        if batch_size > len(split):
             raise ConfigError(
-                f"trainer.batch_size: {cfg.trainer.batch_size} is larger than the {domain} training split "
+                f"trainer.batch_size: {batch_size} is larger than the {domain} training split "
                 f"({name}: {len(split)} examples); lower it"
             )
 

@@ -24,6 +24,7 @@ from dann.errors import Interrupted, RunDirError
 from dann.runs.directory import atomic_write, make_subdir, unwritable
 from dann.runs.identity import differing_keys, flatten, identity
 from dann.runs.signals import second_interrupt_deferred
+from dann.training.settings import TrainerSettings
 
 CHECKPOINT = Path("checkpoints") / "last.pt"
 
@@ -142,7 +143,7 @@ def load_checkpoint(run_dir: Path, config: dict[str, Any]) -> dict[str, Any] | N
     if not path.exists():
         return None
     state = read_checkpoint(path)
-    check_run_facts(path, state, config["trainer"]["steps"])
+    check_run_facts(path, state, TrainerSettings.from_config(config["trainer"]).steps)
     differences = describe_differences(state["config"], config)
     if differences:
         raise RunDirError(

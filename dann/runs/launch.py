@@ -95,22 +95,23 @@ def _claim(
     held.enter_context(RunDirLock(run_dir))
     try:
         validate(cfg)  # first: everything below reads the config (and resolves it)
-        distributed.check_settings(cfg.trainer.batch_size, cfg.trainer.device)
+        trainer = TrainerSettings.from_config(cfg.trainer)
+        distributed.check_settings(trainer.batch_size, trainer.device)
     except ConfigError as e:
         _record_invalid(run_dir, cfg, e, hydra_files)
         raise
     config = OmegaConf.to_container(cfg, resolve=True)  # validate checked that it resolves
     previous = previous_summary(run_dir)
     finished = previous is not None and previous["status"] == "finished"
-    if finished and not cfg.trainer.rerun_finished:
+    if finished and not trainer.rerun_finished:
         _check_same_config(run_dir, previous, config)
         _check_result(run_dir, previous)
         log.info("%s already finished; not run again (trainer.rerun_finished=true to force)", run_dir)
         return previous, None
-    if finished and cfg.trainer.resume:  # a rerun of the same config; another one replaces it only on request
+    if finished and trainer.resume:  # a rerun of the same config; another one replaces it only on request
         _check_same_config(run_dir, previous, config)
     # A rerun trains from step 0: resuming the final checkpoint would train nothing and report the old numbers.
-    start_over = finished or not cfg.trainer.resume
+    start_over = finished or not trainer.resume
     checkpoint = None if start_over else load_checkpoint(run_dir, config)
     if start_over:
         discard_checkpoint(run_dir)
@@ -213,7 +214,7 @@ def base_summary(cfg: DictConfig, config: dict[str, Any], dataset: DomainPair, s
         "source": source.name,  # canonical names, not the aliases given (`A` → `amazon`)
         "target": target.name,
         "seed": cfg.seed,
-        "steps": cfg.trainer.steps,
+        "steps": TrainerSettings.from_config(cfg.trainer).steps,
         "protocol": dataset.protocol,
         "status": status,
         # The whole resolved config: what `dann.report` and reruns identify this run by (dann.runs.identity).
@@ -240,12 +241,13 @@ def _train_run(
     if checkpoint is not None:
         started -= checkpoint["elapsed_s"]
     resumed_step = checkpoint["step"] if checkpoint is not None else None
+    trainer = TrainerSettings.from_config(cfg.trainer)
     # Signals are caught from here: one while data loads or W&B starts is honoured before the first step.
     with _threads_restored(), StopRequests() as stop, RunOutcome(run_dir, summary, started, resumed_step) as outcome:
         seed_everything(cfg.seed)
-        device = distributed.device(cfg.trainer.device)
-        data, threads = _load(cfg, dataset)
-        engine = _build_engine(cfg, data, device)
+        device = distributed.device(trainer.device)
+        data, threads = _load(cfg, dataset, trainer)
+        engine = _build_engine(cfg, data, device, trainer)
         runtime, method = engine.runtime, engine.method
         summary["runtime"] = runtime.as_dict() | {"device": str(device), "threads": threads}  # what actually ran
         if checkpoint is not None:  # before metrics.jsonl is rewound to its step: a refused one changes nothing
@@ -262,7 +264,7 @@ def _train_run(
             data.target,
             cfg.dataset.name,
             cfg["lambda"],
-            cfg.trainer.steps,
+            trainer.steps,
             device,
         )
         with _run_logger(cfg, config, run_dir, checkpoint, wandb_group, wandb_name) as logger:
@@ -271,7 +273,7 @@ def _train_run(
             facts = {"config": identity(config), "runtime": runtime.as_dict(), "threads": torch.get_num_threads()}
             outcome.committed()  # from here the run writes its files: its summary must say how it ended
             context = RunContext(cfg.seed, device, run_dir, facts, started)
-            summary |= train(engine, data, logger, TrainerSettings.from_config(cfg.trainer), context, checkpoint, stop)
+            summary |= train(engine, data, logger, trainer, context, checkpoint, stop)
             summary["skipped_images"] = data.skipped_images
             summary["split_sizes"] = data.split_sizes
             outcome.finished()
@@ -289,23 +291,22 @@ def _threads_restored() -> Iterator[None]:
         torch.set_num_threads(inherited)
 
 
-def _load(cfg: DictConfig, dataset: DomainPair) -> tuple[DomainData, int]:
+def _load(cfg: DictConfig, dataset: DomainPair, trainer: TrainerSettings) -> tuple[DomainData, int]:
     """The dataset's splits, and the CPU thread count set for the run (before the network's first op:
     results depend on it); the input shape checked against the model before a network that could not
     take it is built."""
     data = dataset.load()
-    threads = cpu_threads(cfg.trainer.threads, data.input_shape)
+    threads = cpu_threads(trainer.threads, data.input_shape)
     torch.set_num_threads(threads)
     validate_model_input(cfg, data.input_shape)
     return data, threads
 
 
-def _build_engine(cfg: DictConfig, data: DomainData, device: torch.device) -> Engine:
+def _build_engine(cfg: DictConfig, data: DomainData, device: torch.device, trainer: TrainerSettings) -> Engine:
     """The network on `device` (wrapped for several processes) in the run's precision and layout, and the
     engine that trains the method on it."""
     network = build_network(cfg, data.input_shape, data.num_classes).to(device)
     network = distributed.prepare_network(network, device, cfg.seed)  # one process: unchanged
-    trainer = cfg.trainer
     runtime = resolve_runtime(trainer.precision, trainer.channels_last, trainer.compile, device, data.input_shape)
     prepare(network, runtime)
     return build_engine(cfg, network, runtime)
