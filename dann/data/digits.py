@@ -28,8 +28,6 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 from torch import Tensor
-from torchvision.datasets import MNIST, SVHN, USPS
-from torchvision.datasets.utils import download_url
 
 from dann.config.spec import Setting
 from dann.data.base import DomainPair, DomainSpec, Split, per_channel, register_domain
@@ -101,6 +99,9 @@ def _ensure_torchvision_splits(title: str, folder: Path, entries: list[list[str]
 
 def _download_torchvision_files(folder: Path, entries: list[list[str]]) -> None:
     """Download the missing ones of torchvision's (url, filename, md5) entries with torchvision's `download_url`."""
+    # Imported here, as in the loaders below: torchvision costs seconds to import, which runs on other data skip.
+    from torchvision.datasets.utils import download_url
+
     for url, filename, md5 in entries:
         path = folder / filename
         if path.exists():
@@ -187,6 +188,8 @@ def _to_uint8(x: Tensor) -> Tensor:
 
 def _load_mnist(root: Path, train: bool, download: bool) -> tuple[str, Path, Tensor, Tensor]:
     """MNIST, read by torchvision."""
+    from torchvision.datasets import MNIST
+
     raw = root / "MNIST" / "raw"
     # torchvision wants all four files, whichever split is read.
     gz_names = [name for name, _ in MNIST.resources]
@@ -199,6 +202,8 @@ def _load_mnist(root: Path, train: bool, download: bool) -> tuple[str, Path, Ten
 
 def _load_usps(root: Path, train: bool, download: bool) -> tuple[str, Path, Tensor, Tensor]:
     """USPS, read by torchvision."""
+    from torchvision.datasets import USPS
+
     folder = root / "usps"
     _ensure_torchvision_splits("USPS", folder, [USPS.split_list["train"], USPS.split_list["test"]], download)
     # torchvision maps the file's labels 1..10 to 0..9 and its values in [-1, 1] to 0..255.
@@ -208,6 +213,8 @@ def _load_usps(root: Path, train: bool, download: bool) -> tuple[str, Path, Tens
 
 def _load_svhn(root: Path, train: bool, download: bool) -> tuple[str, Path, Tensor, Tensor]:
     """SVHN: torchvision's files and download, read as torchvision does."""
+    from torchvision.datasets import SVHN
+
     folder = root / "svhn"
     # The "extra" split is not used.
     train_file, test_file = _ensure_torchvision_splits(

@@ -16,7 +16,6 @@ import numpy as np
 import torch
 from PIL import Image
 from torch import Tensor
-from torchvision import transforms as T
 
 from dann.config.spec import Setting, Spec
 from dann.data.base import DomainPair, EvaluationProtocol, ImageSplit, per_channel
@@ -108,6 +107,9 @@ class ImageDataset(DomainPair):
 
 def default_transforms(image_size: int, resize_size: int) -> dict[str, list[Transform]]:
     """What the image configs set: a random resized crop and flip to train, resize and centre crop to evaluate."""
+    # torchvision is imported where it is used: importing it costs seconds, which runs on the moons skip.
+    from torchvision import transforms as T
+
     return {
         "train": [T.RandomResizedCrop(image_size), T.RandomHorizontalFlip()],
         "eval": [T.Resize(resize_size), T.CenterCrop(image_size)],
@@ -125,6 +127,8 @@ def compose_transform(steps: Sequence[Transform] | None, size: int, key: str) ->
             f"{key}: missing; expected a list of torchvision transforms, "
             "e.g. [{_target_: torchvision.transforms.CenterCrop, size: 224}]"
         )
+    from torchvision import transforms as T  # here, not at the top: see default_transforms
+
     transform = T.Compose([*steps, T.PILToTensor()])
     with torch.random.fork_rng(devices=[]):  # random transforms must not shift the run's random stream
         try:

@@ -13,7 +13,6 @@ from typing import Annotated
 
 import numpy as np
 import torch
-from sklearn.datasets import make_moons
 
 from dann.config.spec import Setting
 from dann.data.base import MIN_SPLIT_EXAMPLES, DomainPair, DomainSpec, Split, register_domain
@@ -56,6 +55,9 @@ class Moons(DomainPair):
         n = self.num_train if train else self.num_test
         # Distinct generator seeds per (domain, split): the target is never the source's own points rotated.
         seed = self.data_seed * 4 + 2 * int(rotation_deg != 0) + int(train)
+        # Imported here: sklearn.datasets costs about a second to import, and only moons runs need it.
+        from sklearn.datasets import make_moons
+
         x, y = make_moons(n_samples=n, noise=self.noise, random_state=seed)
         if rotation_deg:
             a = math.radians(rotation_deg)

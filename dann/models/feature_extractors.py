@@ -1,20 +1,27 @@
-"""Feature extractors G_f. Each takes the input shape (without batch) and exposes `out_features`."""
+"""Feature extractors G_f. Each takes the input shape (without batch) and exposes `out_features`.
+
+torchvision is imported inside the functions of `TorchvisionFeatures` only: importing it takes seconds
+(it brings torch._dynamo), which every run of the MLP or digit networks, and every subprocess, would pay.
+"""
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import torch
-import torchvision
 from torch import Tensor, nn
-from torchvision.models import WeightsEnum
 
+from dann.config.declared import check_value
 from dann.config.spec import Setting, Spec
 from dann.data.download import network_timeout
 from dann.errors import ConfigError, DataError, describe_error
+
+if TYPE_CHECKING:
+    from torchvision.models import WeightsEnum
 
 
 class MnistFeatures(nn.Module):
@@ -95,8 +102,28 @@ class MlpFeatures(nn.Module):
         return self.layers(x)
 
 
-# What `arch` may name (the config schema checks it): every torchvision classification model.
-ARCHS = tuple(torchvision.models.list_models(module=torchvision.models))
+class _TorchvisionArchs(Sequence[str]):
+    """The names of every torchvision classification model, listed (torchvision imported) on first use."""
+
+    @functools.cached_property
+    def _names(self) -> tuple[str, ...]:
+        import torchvision
+
+        return tuple(torchvision.models.list_models(module=torchvision.models))
+
+    def __getitem__(self, index):
+        return self._names[index]
+
+    def __len__(self) -> int:
+        return len(self._names)
+
+    def __repr__(self) -> str:
+        return repr(self._names)
+
+
+# What `arch` may name (the config schema checks it): every torchvision classification model. Lazy, as
+# the schema imports it for every run, and only a run with a torchvision backbone needs the list.
+ARCHS = _TorchvisionArchs()
 ARCH_EXAMPLES = "alexnet, vgg16, vgg16_bn, resnet50, densenet121, efficientnet_b0, convnext_tiny, vit_b_16"
 ARCH_KEY = "model.feature_extractor.arch"
 
@@ -155,12 +182,10 @@ class TorchvisionFeatures(nn.Module):
             ),
         ] = None,
     ):
+        import torchvision
+
         super().__init__()
-        if arch not in ARCHS:
-            raise ConfigError(
-                f"{ARCH_KEY}: expected the name of a torchvision classification model (e.g. {ARCH_EXAMPLES}; "
-                f"torchvision.models.list_models() gives all {len(ARCHS)}), got {arch!r}"
-            )
+        check_value(ARCH_KEY, arch, TorchvisionArch("choice"))  # built in code: the declaration's own check
         if input_shape[0] != 3:
             raise ConfigError(
                 f"model.feature_extractor: {arch} takes RGB images, but the inputs have "
@@ -189,6 +214,8 @@ _AUX_HEADS = {"googlenet": ("aux1", "aux2"), "inception_v3": ("AuxLogits",)}
 
 def _build(arch: str, pretrained: bool) -> nn.Module:
     """torchvision's `arch`, randomly initialised (weights, if any, are loaded afterwards)."""
+    import torchvision
+
     kwargs = {}
     if arch in _AUX_HEADS:
         # Their ImageNet weights expect inputs rescaled from ImageNet normalisation to [-1, 1]
@@ -207,6 +234,8 @@ def _build(arch: str, pretrained: bool) -> nn.Module:
 def _remove_classifier(model: nn.Module) -> tuple[str, int]:
     """Replace the final 1000-way Linear layer (`fc`, `classifier.6`, `heads.head`, …) by the
     identity; returns its name and its input width, the features' width."""
+    import torchvision
+
     if isinstance(model, torchvision.models.SqueezeNet):
         # Its classifier is a 1×1 convolution to the 1000 classes, then a global average pool:
         # the pool alone, over the 512 channels of its last Fire module, gives the features.
@@ -230,7 +259,8 @@ def _check_image_size(arch: str, size: int, input_shape: Sequence[int]) -> None:
 
 def _stages(model: nn.Module) -> dict[str, nn.Module]:
     """The family's stages, input to output, by name ({} for a family without); see TorchvisionFeatures."""
-    tv = torchvision.models
+    import torchvision.models as tv
+
     if isinstance(model, tv.AlexNet):
         convs = _cut(model.features, _indices(model.features, nn.Conv2d))
         fcs = _cut(model.classifier, _indices(model.classifier, nn.Linear))
@@ -294,6 +324,8 @@ def _looks_like_path(weights: str) -> bool:
 
 def _weights_entry(arch: str, weights: str) -> WeightsEnum:
     """`IMAGENET1K_V1`, `DEFAULT` or torchvision's full `AlexNet_Weights.IMAGENET1K_V1` → the enum entry."""
+    import torchvision
+
     names = torchvision.models.get_model_weights(arch)
     try:
         return names[weights.removeprefix(f"{names.__name__}.")]

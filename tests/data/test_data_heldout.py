@@ -16,7 +16,8 @@ from dann.config.validate import validate
 from dann.data import DomainData, ImageSplit, Moons, Office31, Split
 from dann.data.base import heldout_split
 from dann.errors import ConfigError
-from tests.helpers import compose_config, run_cli
+from dann.run import run
+from tests.helpers import compose_config
 from tests.helpers.image_files import write_office31
 
 SMALL_IMAGES = ["dataset.num_workers=0", "dataset.image_size=16", "dataset.resize_size=18", "dataset.download=false"]
@@ -87,21 +88,17 @@ def test_an_unknown_protocol_is_refused():
         Moons(protocol="held_out")
 
 
-def test_a_short_moons_run_reports_on_the_held_out_part(tmp_path):
-    result = run_cli(
-        "dataset.protocol=heldout", "logger=none", "trainer=debug", f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path
-    )
-    assert result.returncode == 0, result.stderr
+def test_a_short_moons_run_reports_on_the_held_out_part(tmp_path, caplog):
+    # In this process: what is tested is the protocol, not the command line (tests/test_run.py tests that).
+    with caplog.at_level("INFO", logger="dann"):
+        run(compose_config("dataset.protocol=heldout", "logger=none", "trainer=debug"), tmp_path / "run")
 
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["status"] == "finished" and summary["protocol"] == "heldout"
     held_out = len(heldout_moons().target_test)
     assert held_out == 60
     # the target test size as the run saw it: in its log, and in its accuracy's denominator
-    assert (
-        "60 of its 300 training examples held out as the target test, 240 left for adaptation"
-        in (tmp_path / "run" / "run.log").read_text()
-    )
+    assert "60 of its 300 training examples held out as the target test, 240 left for adaptation" in caplog.text
     correct = summary["final"]["target/acc"] * held_out
     assert correct == pytest.approx(round(correct), abs=1e-6)
     sizes = {"source_train": 300, "source_val": 1000, "target_train": 240, "target_test": 60}

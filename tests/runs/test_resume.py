@@ -13,12 +13,14 @@ from dann.runs.checkpoint import checkpoint_path, read_checkpoint
 from dann.runs.launch import run
 from tests.helpers import compose_config, read_jsonl, run_cli, start_cli, wait_for_step
 
-# Checkpoints every 500 steps; a signal at step ≥ 300 (or a kill at ≥ 600) lands between two of them,
-# so a resumed run must also drop and redo what was logged after its last checkpoint.
+# Checkpoints every 250 steps; a signal at step ≥ 150 stops the run between two of them, and a kill at
+# ≥ 300 lands after the first, so a resumed run must also drop and redo what was logged after it. The
+# margins (≥ 200 steps before the next checkpoint, ≥ 450 before the end) leave room for a loaded machine.
+STEPS, CHECKPOINT_EVERY, SIGNAL_AT, KILL_AT = 600, 250, 150, 300
 ARGS = [
-    "trainer.steps=1200",
-    "trainer.checkpoint_every=500",
-    "trainer.eval_every=300",
+    f"trainer.steps={STEPS}",
+    f"trainer.checkpoint_every={CHECKPOINT_EVERY}",
+    "trainer.eval_every=150",
     "trainer.log_every=25",
     "logger=none",
 ]
@@ -47,7 +49,7 @@ def test_a_stopped_and_resumed_run_ends_exactly_like_an_uninterrupted_one(
 ):
     run_dir = tmp_path / "run"
     process = start_cli(*ARGS, run_dir=run_dir)
-    wait_for_step(process, run_dir, 600 if signum == signal.SIGKILL else 300)
+    wait_for_step(process, run_dir, KILL_AT if signum == signal.SIGKILL else SIGNAL_AT)
     process.send_signal(signum)
     out, err = process.communicate(timeout=TIMEOUT)
     assert (run_dir / ".lock").exists()  # left behind by a killed process: it must not block the resume
@@ -56,19 +58,19 @@ def test_a_stopped_and_resumed_run_ends_exactly_like_an_uninterrupted_one(
     if signum == signal.SIGKILL:
         assert process.returncode == -signal.SIGKILL
         assert not (run_dir / "summary.json").exists()
-        assert checkpoint_step == 500 < logged < 1200
+        assert checkpoint_step == CHECKPOINT_EVERY < KILL_AT <= logged < STEPS
     else:
         # Stopped cleanly: a checkpoint at the step reached, and a summary saying so.
         assert process.returncode == 128 + signum, err
         assert "Traceback" not in err and f"interrupted by {signal.Signals(signum).name}" in err
         summary = json.loads((run_dir / "summary.json").read_text())
         assert summary["status"] == "interrupted"
-        assert 300 <= summary["step"] == checkpoint_step < 1200
+        assert SIGNAL_AT <= summary["step"] == checkpoint_step < STEPS
         assert logged <= checkpoint_step
 
     resumed = run_cli(*ARGS, f"hydra.run.dir={run_dir}", cwd=tmp_path, timeout=TIMEOUT)
     assert resumed.returncode == 0, resumed.stderr
-    assert f"resumed from step {checkpoint_step} of 1200" in (run_dir / "run.log").read_text()
+    assert f"resumed from step {checkpoint_step} of {STEPS}" in (run_dir / "run.log").read_text()
     summary, records, weights = final_state(run_dir)
     ref_summary, ref_records, ref_weights = final_state(uninterrupted)
     assert summary == ref_summary and summary["status"] == "finished"
