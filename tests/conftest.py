@@ -1,5 +1,4 @@
-"""Fixtures every test gets: no network, and no W&B settings from the developer's environment; and the
-grouping that builds each module-scoped fixture once under pytest-xdist.
+"""Fixtures every test gets: no network, and no W&B settings from the developer's environment.
 
 The helpers tests call (compose the config, run the CLI, …) are in `tests/helpers/`.
 """
@@ -10,26 +9,6 @@ import urllib.error
 import urllib.request
 
 import pytest
-
-
-@pytest.hookimpl(tryfirst=True)  # before xdist reads the marks (--dist loadgroup, pyproject.toml)
-def pytest_collection_modifyitems(items):
-    """Every test that uses a module-scoped fixture goes to the worker of that fixture's other tests.
-
-    xdist builds a module-scoped fixture once per worker that runs one of its tests: a full run, a sweep
-    or a wheel built twice costs minutes on 2 cores. The group is the module the fixture is defined in;
-    the other tests are spread one by one.
-    """
-    for item in items:
-        info = getattr(item, "_fixtureinfo", None)  # doctests and other non-function items have none
-        modules = {
-            fixturedef.baseid
-            for fixturedefs in (info.name2fixturedefs.values() if info else ())
-            for fixturedef in fixturedefs
-            if fixturedef.scope == "module"
-        }
-        for module in sorted(modules):
-            item.add_marker(pytest.mark.xdist_group(module))
 
 
 @pytest.fixture(autouse=True)

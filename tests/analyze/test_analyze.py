@@ -115,7 +115,8 @@ def test_cli_takes_a_sweep_directory_and_skips_what_did_not_finish(moons_run: Pa
     failed = sweep / "failed"
     failed.mkdir()
     (failed / "summary.json").write_text(json.dumps(summary | {"status": "failed"}))
-    (sweep / "finished" / "analysis.json").unlink()
+    # missing_ok: the analysis is there only if test_cli_writes_analysis_json_pngs_and_features ran first.
+    (sweep / "finished" / "analysis.json").unlink(missing_ok=True)
 
     main([str(sweep), "--no-tsne", "--max-points", "50", "--device", "cpu"])
     analysis = json.loads((sweep / "finished" / "analysis.json").read_text())
