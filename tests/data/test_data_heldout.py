@@ -16,7 +16,7 @@ from dann.config.validate import validate
 from dann.data import DomainData, ImageSplit, Moons, Office31, Split
 from dann.data.base import heldout_split
 from dann.errors import ConfigError
-from dann.run import run
+from dann.runs.launch import run
 from tests.helpers import compose_config
 from tests.helpers.image_files import write_office31
 

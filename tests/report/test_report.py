@@ -1003,7 +1003,7 @@ def test_impossible_numbers_leave_their_run_out_named(tmp_path):
 
 
 def test_a_finished_run_without_dataset_source_is_left_out_and_named(tmp_path):
-    from dann.run import run
+    from dann.runs.launch import run
 
     # `python -m dann.run '~dataset.source'` finishes on the moons (the dataset's default domain); run here, in
     # this process: the report reads only the run's summary.json, which `run` writes as the command does.
