@@ -24,8 +24,9 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from dann.builders import build_dataset, build_network
+from dann.config.declared import check_value
 from dann.config.stored import TRUST_HINT, check_stored_config, safe_target
-from dann.config.validate import check_value
+from dann.config.validate import declaration_of
 from dann.data import DomainData, DomainPair
 from dann.errors import ConfigError, DannError, RunDirError, describe_error
 from dann.methods import Method
@@ -90,10 +91,14 @@ def _check_shape(config: dict[str, Any], path: Path) -> None:
         if not isinstance(node.get("_target_"), str):
             raise RunDirError(f"{path}: config.{group}._target_ must be a dotted class name; {_EDITED}")
     try:
-        for key in ("trainer.eval_batch_size", "model.freeze_backbone", "model.backbone_lr_mult"):
+        for key in (
+            "trainer.eval_batch_size",
+            "model.freeze_backbone",
+            "model.backbone_lr_mult",
+            "model.bottleneck_dim",
+        ):
             group, leaf = key.split(".")
-            check_value(key, config[group].get(leaf))
-        check_value("model.bottleneck_dim", config["model"].get("bottleneck_dim"))
+            check_value(key, config[group].get(leaf), declaration_of(config, key).spec)  # as dann.run checked it
     except ConfigError as e:
         raise RunDirError(f"{path}: config.{e}; {_EDITED}") from None
 
