@@ -77,6 +77,8 @@ def check_arguments(declarer: Any, values: Mapping[str, Any], prefix: str) -> No
         if declared is None or declared.node:
             continue
         value = _as_config(value)
+        if not _is_plain(value):  # built objects (transforms Hydra instantiated): what takes them checks them
+            continue
         items = value.items() if isinstance(value, dict) and declared.spec.kind != "any" else [("", value)]
         for item, item_value in items:
             check_value(f"{prefix}{name}" + (f".{item}" if item else ""), item_value, declared.spec)
@@ -92,12 +94,23 @@ def check_value(key: str, value: Any, spec: Spec) -> None:
 
 
 def _as_config(value: Any) -> Any:
-    """A value as a config would hold it: tuples as lists, paths as strings."""
+    """A value as a config would hold it: tuples as lists, paths as strings, OmegaConf nodes (what Hydra's
+    instantiate passes) as plain containers."""
+    from omegaconf import OmegaConf
+
+    if OmegaConf.is_config(value):
+        return OmegaConf.to_container(value, resolve=True)
     if isinstance(value, tuple):
         return [_as_config(v) for v in value]
     if isinstance(value, os.PathLike):
         return os.fspath(value)
     return value
+
+
+def _is_plain(value: Any) -> bool:
+    if isinstance(value, (list, dict)):
+        return all(map(_is_plain, value.values() if isinstance(value, dict) else value))
+    return value is None or isinstance(value, (str, int, float, bool))
 
 
 def settings_of_target(target: str) -> dict[str, Declared] | None:
