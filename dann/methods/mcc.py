@@ -47,10 +47,11 @@ class MCC(DANN):
         with f = G_f([x_s; x_t]), G_y(f_t) the target logits [n, C]
 
     The trade-off is the top-level `lambda` through DANN's schedule, not a setting of its own: the paper's
-    fixed weight 1.0 is `lambda=1` (the default) with `method/lambda_schedule=constant` (this config's
-    default), and the warm-up stays one override away, as for DAN and CORAL. `train/domain_loss` is the
-    MCC term itself; the domain classifier is trained as a probe on the detached features for
-    `train/domain_acc` (`dann.methods.dan.domain_probe`). The loss is computed on the global target batch
+    fixed weight 1.0 is `lambda=1` (the default) with `method/lambda_schedule=constant`. The config's default
+    schedule is DANN's warm-up, as for DAN and CORAL, so that the presets, which tune the warm-up's γ
+    (`method.lambda_schedule.gamma`), compose with `method=mcc` as with every other method.
+    `train/domain_loss` is the MCC term itself; the domain classifier is trained as a probe on the detached
+    features for `train/domain_acc` (`dann.methods.dan.domain_probe`). The loss is computed on the global target batch
     (`global_batch`): the row normalisation makes it a statistic of the whole batch, not a mean over examples.
     """
 
