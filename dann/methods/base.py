@@ -27,10 +27,11 @@ class Batch:
     may be used: when only a fraction of the target is labeled
     (`dataset.target_labeled_fraction` < 1), `dann.run` gives those methods' training
     loop that labeled subset as the target training split.
+    `source_x` and `source_y` are None in an iteration the method reads no source in (`Method.reads_source`).
     """
 
-    source_x: Tensor
-    source_y: Tensor
+    source_x: Tensor | None
+    source_y: Tensor | None
     target_x: Tensor
     target_y: Tensor | None = None
 
@@ -60,7 +61,13 @@ class Method(nn.Module):
        or under `trainer.compile` as 0-d CPU tensors (so that a value changing every step recompiles
        nothing): use them in tensor arithmetic or pass them to the reversal layer, which takes both.
     2. `phases(p)`: the optimisation steps the iteration takes, in order. Almost every method takes one.
-    3. For each phase, `forward(batch, scalars, phase)` → `StepOutput`; the engine backpropagates the sum
+       A method of several stages (two_stage, ADDA, SHOT) names each stage's steps from p alone, so that a
+       resumed run is in the same stage; state a stage sets up once (a copied encoder) lives in buffers.
+    3. `reads_source(p)`: whether the iteration uses a source batch. Where it does not, the loop draws none
+       (source-free adaptation: SHOT), and `batch.source_x` is None.
+    4. `target_pass_due(p, p_next)`: whether, before the iteration, the method is shown the whole target
+       training split's features and logits (`observe_target`), without labels: SHOT's clustering.
+    5. For each phase, `forward(batch, scalars, phase)` → `StepOutput`; the engine backpropagates the sum
        of its losses and steps the optimiser. A step updates the parameters its losses reach, no others
        (the optimiser skips a parameter without a gradient): a method detaches what a step must leave alone.
 
@@ -109,6 +116,18 @@ class Method(nn.Module):
         """
         return ("step",)
 
+    def reads_source(self, progress: float) -> bool:
+        """Whether the iteration at `progress` uses the source batch; False: the loop draws none."""
+        return True
+
+    def target_pass_due(self, progress: float, next_progress: float) -> bool:
+        """Whether `observe_target` is due before the iteration at `progress` (the next is at `next_progress`)."""
+        return False
+
+    def observe_target(self, features: Tensor, logits: Tensor) -> None:
+        """Shown the target training split in eval mode, every example once: its features [N, D] and
+        class logits [N, C] (`features_and_logits`), without its labels. Called on every process."""
+
     def forward(self, batch: Batch, scalars: Mapping[str, float | Tensor], phase: str = "step") -> StepOutput:
         """The losses and metrics of one optimisation step (`phase`) on `batch`."""
         raise NotImplementedError
@@ -134,3 +153,12 @@ def domain_labels(num_source: int, num_target: int, device: torch.device) -> Ten
 def domain_accuracy(domain_logits: Tensor, domain_targets: Tensor) -> Tensor:
     """`train/domain_acc`: the fraction of the batch whose domain the classifier gets right (a device scalar)."""
     return ((domain_logits.detach() > 0).float() == domain_targets).float().mean()
+
+
+def with_frozen_parameters(module: nn.Module, *inputs: Tensor) -> Tensor:
+    """`module(*inputs)` with its parameters taken as constants: the gradient reaches the inputs, never the
+    module. A step that trains one player against a fixed other (MCD's generator against its two classifiers,
+    ADDA's target encoder against its discriminator) leaves the other alone this way, under DDP and compile
+    too; the module's buffers (BatchNorm statistics) update as in any training-mode call."""
+    parameters = {name: parameter.detach() for name, parameter in module.named_parameters()}
+    return torch.func.functional_call(module, parameters, inputs)

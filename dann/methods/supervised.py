@@ -44,15 +44,16 @@ class SupervisedOnly(Method):
     def forward(self, batch: Batch, scalars: Mapping[str, float | Tensor], phase: str = "step") -> StepOutput:
         return self.supervised(batch, self.labeled_domain)
 
-    def supervised(self, batch: Batch, labeled_domain: str) -> StepOutput:
-        """The losses of a step on `labeled_domain`'s labels ("source" or "target")."""
+    def supervised(self, batch: Batch, labeled_domain: str, label_smoothing: float = 0.0) -> StepOutput:
+        """The losses of a step on `labeled_domain`'s labels ("source" or "target"); `label_smoothing`: ε of
+        the cross-entropy's smoothed targets (1 − ε on the label, ε/C spread over all C classes)."""
         net = self.network
         if labeled_domain == "source":
             x, y, other_x = batch.source_x, batch.source_y, batch.target_x
         else:
             x, y, other_x = batch.target_x, batch.target_y, batch.source_x
         features = net.feature_extractor(x)
-        label_loss = F.cross_entropy(net.label_predictor(features), y)
+        label_loss = F.cross_entropy(net.label_predictor(features), y, label_smoothing=label_smoothing)
         other_features = self._frozen_features(other_x)
         if labeled_domain == "source":
             probe_input = torch.cat([features.detach(), other_features])

@@ -329,18 +329,31 @@ class _Loop:
     def step(self, step: int, diagnose: bool) -> None:
         """One update on the next source and target batches. Its metrics: device tensors wait in
         `pending` for the next log (read in one sync); plain floats (λ, lr) are kept as of this step."""
-        state, method = self.state, self.engine.method
+        state, method, to_input = self.state, self.engine.method, self.engine.runtime.to_input
         state.step = step
-        source_x, source_y = next(state.source)
+        progress = (step - 1) / self.settings.steps
+        if method.target_pass_due(progress, step / self.settings.steps):
+            self._show_target(method)
+        source_x = source_y = None
+        if method.reads_source(progress):  # a source-free stage never touches the source stream
+            source_x, source_y = next(state.source)
+            source_x = to_input(source_x)
         target_x, target_y = next(state.target)
-        source_x, target_x = self.engine.runtime.to_input(source_x), self.engine.runtime.to_input(target_x)
-        batch = Batch(source_x, source_y, target_x, target_y if method.uses_target_labels else None)
-        metrics = self.engine.step(batch, progress=(step - 1) / self.settings.steps, diagnose=diagnose)
+        batch = Batch(source_x, source_y, to_input(target_x), target_y if method.uses_target_labels else None)
+        metrics = self.engine.step(batch, progress=progress, diagnose=diagnose)
         for name, value in metrics.items():
             if isinstance(value, Tensor):
                 state.pending.setdefault(name, []).append(value)
             else:
                 state.latest[name] = value
+
+    def _show_target(self, method) -> None:
+        """The method's pass over the target training split (`Method.observe_target`): its labels withheld."""
+        data = self.data
+        outputs = predict_split(
+            method, data.target_train, self.settings.eval_batch_size, data.mean, data.std, data.num_workers
+        )
+        method.observe_target(outputs.features, outputs.logits)
 
     def log(self, step: int) -> None:
         """Log the mean of each metric since the last log (over the ranks) with the latest schedule
@@ -432,4 +445,8 @@ class _Loop:
             if isinstance(split, ImageSplit):
                 split.skipped.update(distributed.merged(split.skipped))
         evaluations = self.state.evaluations
-        return {"final": evaluations[-1]} | summarise(evaluations)  # selection, and what it had to leave out
+        steps, method = self.settings.steps, self.engine.method
+        # How many steps drew a source batch (`Method.reads_source`): fewer than all, a source-free adaptation.
+        source_steps = sum(method.reads_source((step - 1) / steps) for step in range(1, steps + 1))
+        reads = {"source_steps": source_steps, "source_free": source_steps < steps}
+        return {"final": evaluations[-1]} | summarise(evaluations) | reads  # selection, and what it had to leave out

@@ -44,6 +44,7 @@ from tests.helpers import compose_config, read_jsonl
 METHODS = sorted(path.stem for path in (CONF_DIR / "method").glob("*.yaml"))
 CPU = torch.device("cpu")
 LOGGED = {"train/label_loss", "train/domain_loss", "train/domain_acc", "train/lambda", "train/lr"}
+ALWAYS = {"train/domain_loss", "train/lambda", "train/lr"}  # in every stage; label_loss and domain_acc where there are
 DIAGNOSTICS = {"train/grad_norm_label", "train/grad_norm_domain", "train/grad_ratio"}
 BATCH = 16  # per domain; the moons training splits hold 300 examples each
 
@@ -73,7 +74,8 @@ def test_every_method_logs_the_metrics_reports_read(name: str):
     _, data, engine = build(name)
     for step, diagnose in enumerate([False, True]):
         metrics = engine.step(batch(data, step), progress=step / 2, diagnose=diagnose)
-        assert metrics.keys() >= LOGGED | (DIAGNOSTICS if diagnose else set())
+        # The first stage logs them all; a later one may have no label loss or no domain classifier (ADDA, SHOT).
+        assert metrics.keys() >= (LOGGED if step == 0 else ALWAYS) | (DIAGNOSTICS if diagnose else set())
         assert diagnose or not metrics.keys() & DIAGNOSTICS  # measured only when asked
         for key, value in metrics.items():
             assert key.startswith("train/"), key
@@ -92,7 +94,7 @@ def test_no_step_the_loop_does_not_log_reads_a_value_back(name: str, host_reads:
     for step in range(1, 4):  # through both stages of two_stage (stage1_fraction 0.5)
         metrics = engine.step(batch(data, step), progress=step / 4)
     assert host_reads == []
-    metrics["train/label_loss"].item()  # what the loop does at a log step: the recorder does see it
+    metrics["train/domain_loss"].item()  # what the loop does at a log step: the recorder does see it
     assert host_reads == ["item"]
 
 
@@ -109,7 +111,7 @@ def test_the_diagnostics_are_the_gradients_at_the_features(name: str, progress: 
     assert features is not None and len(features) >= BATCH  # every method says where its features are
     expected = {}
     for key, names in (("label", ["label"]), ("domain", [n for n in output.losses if n != "label"])):
-        losses = [output.losses[n] for n in names if output.losses[n].requires_grad]
+        losses = [output.losses[n] for n in names if n in output.losses and output.losses[n].requires_grad]
         grad = None
         if losses and features.requires_grad:
             total = functools.reduce(operator.add, losses)
