@@ -1,4 +1,5 @@
 import copy
+import functools
 import math
 from pathlib import Path
 
@@ -152,18 +153,28 @@ def leaves(cfg) -> dict[str, object]:
     return flatten(OmegaConf.to_container(cfg, resolve=True))
 
 
+@functools.cache
+def method_settings(method: str) -> frozenset[str]:
+    """The keys `method=<method>` alone gives its node."""
+    return frozenset(compose_config(f"method={method}").method)
+
+
 @pytest.mark.parametrize("experiment", sorted(p.stem for p in (CONF_DIR / "experiment").glob("*.yaml")))
 def test_every_preset_composes_with_every_method(experiment):
     """`experiment=<preset> method=<m>` for every method: the bounds and baselines of a paper's table.
     A preset's λ-schedule settings are dropped for methods without a schedule, and kept for the rest."""
+    preset = OmegaConf.load(CONF_DIR / "experiment" / f"{experiment}.yaml").get("method") or {}
     for path in sorted((CONF_DIR / "method").glob("*.yaml")):
         cfg = compose_config(f"experiment={experiment}", f"method={path.stem}")
         if path.stem == "finetune" and not cfg.model.feature_extractor.get("weights"):
             continue  # fine-tuning needs a pretrained backbone: not a baseline of the digits presets
         drop_unused_lambda_schedule(cfg)
-        if experiment.startswith("mdd_") and path.stem != "mdd":
-            # MDD's margin is its own setting: another method is told how to drop it, not left to guess.
-            with pytest.raises(ConfigError, match=r"takes no setting 'margin'.*drop it with ~method.margin"):
+        foreign = sorted(k for k in preset if k != "lambda_schedule" and k not in method_settings(path.stem))
+        if foreign:
+            # A setting of the preset's own method (MDD's margin, ADDA's stage1_fraction): another method is
+            # told how to drop it, not left to guess.
+            keys = "|".join(foreign)
+            with pytest.raises(ConfigError, match=rf"takes no setting '({keys})'.*drop it with ~method\.({keys})"):
                 validate(cfg)
             continue
         validate(cfg)
