@@ -1,5 +1,5 @@
-"""`python -m dann.config.reference [--check]`: docs/configuration.md, every configuration key, written from the
-declarations (`dann.config.declared`) and the configs in conf/, so that it cannot drift from what is checked.
+"""`python -m dann.config.reference [--check]`: docs/reference/configuration.md, every configuration key, written
+from the declarations (`dann.config.declared`) and the configs in conf/, so that it cannot drift from what is checked.
 
 Each key gets what it accepts (its `Spec`, described), its value in the config that sets it, and its one-line
 description. `--check` writes nothing and exits 1 when the file is not what this would write.
@@ -19,7 +19,7 @@ from dann.config.declared import Declared, node_settings, settings_of_target
 from dann.config.spec import Spec
 from dann.config.validate import CONFIG, LABELS
 
-DOC = Path("docs/configuration.md")
+DOC = Path("docs/reference/configuration.md")
 # The groups whose options name a `_target_` at `path` (each a section: one table per option).
 TARGET_GROUPS = (
     ("dataset", "dataset", "dataset"),
@@ -48,7 +48,7 @@ A method or dataset of your own is checked the same way, from its own annotation
 
 
 def reference() -> str:
-    """The text of docs/configuration.md."""
+    """The text of docs/reference/configuration.md."""
     default = OmegaConf.to_container(compose_config(), resolve=False)
     parts = [HEADER, "## The run and its framework nodes\n", "Values: those of the bare `python -m dann.run`.\n"]
     parts.append(_table(_framework_rows(node_settings(CONFIG), default, "")))

@@ -19,7 +19,8 @@ def text() -> str:
 
 
 def test_the_reference_in_docs_is_the_one_the_declarations_write(text):
-    assert (REPO / DOC).read_text() == text, "docs/configuration.md is stale: run python -m dann.config.reference"
+    stale = f"{DOC} is stale: run python -m dann.config.reference"
+    assert (REPO / DOC).read_text() == text, stale
 
 
 def test_check_fails_on_a_stale_file_and_writes_nothing(tmp_path, text, capsys):
