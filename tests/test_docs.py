@@ -47,8 +47,9 @@ class Block:
 
 
 def pages() -> list[Path]:
-    """Every Markdown page of the site (docs/notebooks is a link to notebooks/: its README has no code)."""
-    return sorted(p for p in DOCS.rglob("*.md") if "notebooks" not in p.relative_to(DOCS).parts)
+    """Every Markdown page of the site (docs/notebooks is a link to notebooks/: its README has no code), and the
+    README, the front page."""
+    return [REPO / "README.md"] + sorted(p for p in DOCS.rglob("*.md") if "notebooks" not in p.relative_to(DOCS).parts)
 
 
 def expanded(text: str) -> str:
@@ -67,7 +68,8 @@ def blocks(language: str) -> list[Block]:
             marker = MARKER.search(before.splitlines()[-1]) if before else None
             reason = None if marker is None else (marker[1] or "")
             line = text.count("\n", 0, fence.start()) + 1
-            found.append(Block(str(path.relative_to(DOCS)), line, language, fence[2], reason))
+            page = path.relative_to(DOCS) if path.is_relative_to(DOCS) else path.relative_to(REPO)
+            found.append(Block(str(page), line, language, fence[2], reason))
     return found
 
 
