@@ -1,7 +1,7 @@
 """dann: domain-adversarial training of neural networks (Ganin et al., JMLR 2016) in PyTorch.
 
 The command is `python -m dann.run`; the library is these names, for a training loop of your own
-(README, "Use it in your own training loop"):
+(docs/guides/own-loop.md):
 
     from dann import DANN, Batch, DANNNetwork, Engine, FeatureExtractor, grad_reverse, mlp
 

@@ -2,7 +2,7 @@
 
 With the entry points (`dann.run`, and `dann.config.validate`, which checks the config first), this is the
 only module that reads the composed config. What it builds takes plain, typed arguments, so the
-same classes serve a user's own training loop (README, "Use it in your own training loop").
+same classes serve a user's own training loop (docs/guides/own-loop.md).
 
 A config node's `name` labels the component in summaries and reports (`method.name`,
 `dataset.name`); it is not a constructor argument, so it is left out when the node is built.

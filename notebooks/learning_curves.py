@@ -18,7 +18,7 @@
 #
 # Plots source and target accuracy, and the domain classifier's training accuracy, against
 # steps for any number of runs. It only reads each run's `metrics.jsonl` and `summary.json`
-# (formats: the top-level README, "What a run does"); training is `python -m dann.run`.
+# (formats: docs/reference/run-directory.md); training is `python -m dann.run`.
 #
 # Set `RUNS` to glob patterns of run directories, or set the `DANN_RUNS` environment
 # variable (patterns separated by `:`) before starting Jupyter.

@@ -20,7 +20,7 @@
 # run with `python -m dann.analyze`: the label predictor's decision boundary over the plane
 # (the paper's figure 2), a t-SNE of the features by domain and by class, and the proxy
 # A-distance of the features and of the raw inputs. The default `DANN_NOTEBOOK_STEPS=6000` is the
-# README's run (about a minute on 2 idle CPU cores, analysis included). Set `DANN_NOTEBOOK_DIR` to
+# default run's (about a minute on 2 idle CPU cores, analysis included). Set `DANN_NOTEBOOK_DIR` to
 # keep the runs; a finished run there is not trained again.
 
 # %%
@@ -63,7 +63,7 @@ for method in ("source_only", "dann"):
 
 # %% [markdown]
 # Decision boundaries (left) and t-SNE of the features (right); source points are dots, target
-# points crosses. At 6000 steps, seed 0 (README, "Results"): source only draws the boundary the
+# points crosses. At 6000 steps, seed 0 (docs/results/moons.md): source only draws the boundary the
 # source needs, leaving target points of both classes on the wrong side; DANN bends it so that the
 # rotated upper-right arm is classified right, though the lower-left tail of class 0 stays wrong
 # (target accuracy .790 against .730). In the t-SNE, source only keeps the two domains in parallel
@@ -82,7 +82,7 @@ fig.tight_layout()
 # telling source from target (near 0: indistinguishable, near 2: separable): the paper's linear SVM,
 # and a Gaussian-kernel one. On the moons the linear probe cannot separate even the raw inputs
 # (a rotation about the centre), and does not find DANN's features less separable than source
-# only's; the kernel probe does, on average over seeds (README, "Analysis of trained runs").
+# only's; the kernel probe does, on average over seeds (docs/guides/analysis.md).
 
 # %%
 print("| method | target acc | PAD linear (features) | PAD rbf (features) | PAD linear (raw) | PAD rbf (raw) |")

@@ -20,7 +20,8 @@
 # model-selection criterion, the λ it picks and its regret (the oracle's target accuracy minus
 # the pick's), from `python -m dann.report --select all`; and the learning curves, mean ± std
 # over seeds per λ. About a minute on 2 idle CPU cores at the default `DANN_NOTEBOOK_STEPS=2000`
-# (the README's table uses the full 6000 steps and four λ). Set `DANN_NOTEBOOK_DIR` to keep the runs.
+# (the table of docs/results/selection.md uses the full 6000 steps and four λ). Set `DANN_NOTEBOOK_DIR`
+# to keep the runs.
 
 # %%
 import json

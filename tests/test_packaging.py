@@ -140,7 +140,8 @@ def test_console_scripts_of_the_wheel(site, tmp_path):
 
 
 def test_a_users_own_config_through_hydra_searchpath(site, tmp_path):
-    # The README's recipe: a dataset config of the user's, outside the package, composed with the package's.
+    # docs/guides/own-dataset.md's recipe: a dataset config of the user's, outside the package, composed with the
+    # package's.
     my_conf = tmp_path / "my_conf"
     (my_conf / "dataset").mkdir(parents=True)
     (my_conf / "dataset" / "moons_wide.yaml").write_text(
@@ -223,7 +224,7 @@ dataset:
 
 
 def test_a_dataset_of_the_users_own_is_one_module_and_one_config(site, tmp_path):
-    # README "Extending": a DomainPair subclass on the user's path and a config naming it, outside the package.
+    # docs/guides/own-dataset.md: a DomainPair subclass on the user's path and a config naming it, outside the package.
     cwd = empty_dir(tmp_path)
     (cwd / "my_blobs.py").write_text(MY_DATASET)  # `python -m` puts the working directory on the path
     (tmp_path / "my_conf" / "dataset").mkdir(parents=True)

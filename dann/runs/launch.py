@@ -344,7 +344,8 @@ def _run_logger(
 
 def _check_same_threads(checkpoint: dict[str, Any] | None) -> None:
     """Warn when resuming under another CPU thread count: CPU kernels split their sums by thread, so the
-    run goes on from the same state but not bitwise as it would have (see README, "Stopping a run")."""
+    run goes on from the same state but not bitwise as it would have (docs/reference/run-directory.md, "Stopping a
+    run")."""
     before = checkpoint.get("threads") if checkpoint is not None else None
     if before is not None and before != torch.get_num_threads():
         log.warning(

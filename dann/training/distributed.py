@@ -7,7 +7,7 @@ SLURM_LOCALID; rank 0's host, the first of the step's node list, is the master).
 or with one process, `world_size()` is 1 and every function here returns at once: a
 one-process run is bitwise the run it was before this module existed.
 
-How a run on N processes trains (README, "Several GPUs"):
+How a run on N processes trains (docs/guides/multi-gpu.md):
 
 - `trainer.batch_size` stays the global batch per domain: each rank takes its own contiguous
   1/N of every global batch (dann.data.stream), so N processes train the same recipe as one.

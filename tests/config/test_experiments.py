@@ -46,7 +46,7 @@ def test_ganin2016_mnist_mnistm_runs_a_few_hundred_steps(tmp_path: Path):
 
 @pytest.mark.slow
 def test_ganin2016_svhn_mnist_runs_its_lower_bound(tmp_path: Path):
-    """The README's bound command: the preset with method=source_only, which has no λ schedule."""
+    """The bound command of docs/guides/reproduce.md: the preset with method=source_only, which has no λ schedule."""
     data = tmp_path / "data"
     write_svhn(data, n_train=128, n_test=64)
     write_mnist(data, n_train=128, n_test=64)
