@@ -105,6 +105,34 @@ def test_the_api_page_lists_every_public_name():
     assert not missing, f"reference/api/index.md lacks {missing}"
 
 
+def test_the_configuration_page_lists_every_option_of_every_group():
+    # The groups table of reference/config.md, by hand: each option of conf/<group>/ must be in its row, or in a
+    # brace pattern of it (`dann_{office31,office_home,visda2017}_{paper,tllib}`).
+    page = (DOCS / "reference" / "config.md").read_text()
+    rows = {m[1]: m[2] for m in re.finditer(r"^\| `([\w/]+)` \| (.*) \|$", page, flags=re.M)}
+    for group, row in rows.items():
+        written = set(re.findall(r"`([^`]+)`", row))
+        for pattern in [w for w in written if "{" in w]:  # expand one level of braces per part
+            names = [""]
+            for literal, choices in re.findall(r"([^{]*)(?:\{([^}]*)\})?", pattern):
+                names = [n + literal + c for n in names for c in (choices.split(",") if choices else [""])]
+            written |= set(names)
+        options = {p.stem for p in (CONF_DIR / group).glob("*.yaml")}
+        assert options, group
+        assert not options - written, f"reference/config.md, group {group}: add {sorted(options - written)}"
+
+
+def test_every_method_has_a_row_and_an_api_page():
+    methods = (DOCS / "concepts" / "methods.md").read_text()
+    for option in sorted((CONF_DIR / "method").glob("*.yaml")):
+        assert f"| `{option.stem}`" in methods or f", `{option.stem}` |" in methods, (
+            f"concepts/methods.md: {option.stem}"
+        )
+    for module in sorted((REPO / "dann" / "methods").glob("*.py")):
+        if module.stem not in ("__init__", "base"):
+            assert (DOCS / "reference" / "api" / "methods" / f"{module.stem}.md").exists(), module.name
+
+
 def run_python(code: str, cwd: Path) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-c", code],
