@@ -90,7 +90,7 @@ def test_wheel_holds_every_module_and_every_config(wheel):
     entry_points = next(n for n in names if n.endswith(".dist-info/entry_points.txt"))
     scripts = zipfile.ZipFile(wheel).read(entry_points).decode()
     assert "dann-run = dann.run:main" in scripts and "dann-report = dann.report:main" in scripts
-    assert "dann-analyze = dann.analyze:main" in scripts
+    assert "dann-analyze = dann.analyze:main" in scripts and "dann-data = dann.data.__main__:main" in scripts
 
 
 def test_wheel_metadata_license_and_published_numbers(wheel):

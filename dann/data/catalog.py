@@ -226,8 +226,8 @@ OFFICE31 = Benchmark(
     needs=tuple(f"office31/{d}/images/" for d in OFFICE31_DOMAINS),
     layout="office31/\n  amazon/images/<class>/*.jpg\n  dslr/images/<class>/*.jpg\n  webcam/images/<class>/*.jpg",
     home="https://faculty.cc.gatech.edu/~judy/domainadapt/",
-    note="or the original release linked there (domain_adaptation_images.tar.gz: unpack it in the data root "
-    "and rename domain_adaptation_images to office31)",
+    note="the original release linked there also does (domain_adaptation_images.tar.gz: unpack it in the "
+    "data root and rename domain_adaptation_images to office31)",
 )
 
 OFFICE_HOME_DOMAINS = ("Art", "Clipart", "Product", "Real_World")
