@@ -142,7 +142,7 @@ def confusion_figure(confusion: np.ndarray, class_names: Sequence[str], title: s
     font = 8 if k <= 40 else 7 if k <= 100 else 5
     cell = max(0.4 if k <= MOST_ANNOTATED_CLASSES else 0, font * 1.8 / 72)  # inches: a label's height, spaced
     labels = font * 0.6 / 72 * max(map(len, class_names), default=1) + 0.6  # inches for the longest name
-    side = cell * k
+    side = max(cell * k, 4.0)  # a few classes: still a readable figure
     fig = Figure(figsize=(side + labels + 1.5, side + labels + 0.8), layout="constrained")
     ax = fig.subplots()
     image = ax.imshow(rates, cmap="Blues", vmin=0, vmax=1, interpolation="nearest")

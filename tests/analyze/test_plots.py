@@ -87,7 +87,7 @@ def test_tsne_of_many_classes_gets_a_colour_bar_instead_of_a_huge_legend():
     assert "class index" in colour_bar.get_xlabel() + colour_bar.get_ylabel()
 
 
-@pytest.mark.parametrize("k", [5, 30, 65])
+@pytest.mark.parametrize("k", [2, 30, 65])
 def test_confusion_keeps_every_class_name(k):
     names = [f"class_name_{i}" for i in range(k)]
     confusion = np.arange(k * k).reshape(k, k) % 7
@@ -97,6 +97,7 @@ def test_confusion_keeps_every_class_name(k):
     assert [t.get_text() for t in ax.get_yticklabels()] == names
     assert ax.get_xlabel() == "predicted class" and ax.get_ylabel() == "true class"
     assert all(t.get_rotation() == 90 for t in ax.get_xticklabels())
+    assert min(fig.get_size_inches()) > 4  # two classes are no thumbnail either
     if k == 65:  # more classes, a larger figure and a smaller font
         small = confusion_figure(confusion[:30, :30], names[:30], "")
         assert fig.get_size_inches()[0] > small.get_size_inches()[0]
