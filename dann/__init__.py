@@ -11,9 +11,13 @@ They are imported on first use, so that `import dann.report` does not load torch
 from __future__ import annotations
 
 import importlib
+from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
-__version__ = "0.1.0"
+try:
+    __version__ = version("dann")  # pyproject.toml's [project] version, the only place it is written
+except PackageNotFoundError:  # run from a source tree that was never installed (pip install -e .)
+    __version__ = "0+unknown"
 
 # public name → the module that defines it
 _EXPORTS = {

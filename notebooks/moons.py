@@ -62,8 +62,9 @@ for method in ("source_only", "dann"):
     analyses[method] = json.loads((run_dir / "analysis.json").read_text())
 
 # %% [markdown]
-# Decision boundaries (left) and t-SNE of the features (right); source points are dots, target
-# points crosses. At 6000 steps, seed 0 (docs/results/moons.md): source only draws the boundary the
+# Decision boundaries (left) and t-SNE of the features (right); colour is the class, source points
+# are dots, target points crosses (in the t-SNE, hollow circles).
+# At 6000 steps, seed 0 (docs/results/moons.md): source only draws the boundary the
 # source needs, leaving target points of both classes on the wrong side; DANN bends it so that the
 # rotated upper-right arm is classified right, though the lower-left tail of class 0 stays wrong
 # (target accuracy .790 against .730). In the t-SNE, source only keeps the two domains in parallel

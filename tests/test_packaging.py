@@ -13,6 +13,7 @@ import shutil
 import subprocess
 import sys
 import zipfile
+from importlib.metadata import version
 from pathlib import Path
 
 import pytest
@@ -24,6 +25,7 @@ pytestmark = pytest.mark.slow
 BUILD_TIMEOUT = 900  # building a wheel in a fresh build environment; never a measure of speed
 RUN_TIMEOUT = 600
 FAST = ("trainer.steps=20", "trainer.eval_every=10", "logger=none")
+REFERENCES = REPO / "experiments" / "references.yaml"
 RESULT_LINE = re.compile(r"^source/acc \d\.\d{4}  target/acc \d\.\d{4}  \(dann, moons → moons_rotated", re.M)
 
 
@@ -34,8 +36,11 @@ def wheel(tmp_path_factory) -> Path:
     tmp = tmp_path_factory.mktemp("wheel")
     source = tmp / "source"
     source.mkdir()
-    for name in ("pyproject.toml", "README.md"):
+    for name in ("pyproject.toml", "README.md", "LICENSE"):
         shutil.copy(REPO / name, source / name)
+    (source / "experiments").mkdir()
+    shutil.copy(REFERENCES, source / "experiments")  # the one file of experiments/ the wheel takes
+    (source / "experiments" / "a_script.py").write_text("")  # …and not the scripts beside it
     for name in ("dann", "conf", "hydra_plugins"):
         shutil.copytree(REPO / name, source / name, ignore=shutil.ignore_patterns("__pycache__"))
     subprocess.run(
@@ -85,7 +90,26 @@ def test_wheel_holds_every_module_and_every_config(wheel):
     entry_points = next(n for n in names if n.endswith(".dist-info/entry_points.txt"))
     scripts = zipfile.ZipFile(wheel).read(entry_points).decode()
     assert "dann-run = dann.run:main" in scripts and "dann-report = dann.report:main" in scripts
-    assert "dann-analyze = dann.analyze:main" in scripts
+    assert "dann-analyze = dann.analyze:main" in scripts and "dann-data = dann.data.__main__:main" in scripts
+
+
+def test_wheel_metadata_license_and_published_numbers(wheel):
+    archive = zipfile.ZipFile(wheel)
+    names = set(archive.namelist())
+    info = f"dann-{version('dann')}.dist-info"
+    assert f"{info}/licenses/LICENSE" in names
+    metadata = archive.read(f"{info}/METADATA").decode()
+    assert "License-Expression: MIT" in metadata and "License ::" not in metadata
+    assert "Project-URL: Repository, https://github.com/dann-project/dann" in metadata
+    # experiments/references.yaml, and nothing else of the folder dann.published maps (the repository's root).
+    assert {n for n in names if n.startswith("dann/published/")} == {"dann/published/experiments/references.yaml"}
+    assert archive.read("dann/published/experiments/references.yaml") == REFERENCES.read_bytes()
+
+
+def test_version_is_the_metadata_version():
+    import dann
+
+    assert dann.__version__ == version("dann")
 
 
 def test_installed_wheel_imports_from_its_own_folder(site, tmp_path):
@@ -94,14 +118,17 @@ def test_installed_wheel_imports_from_its_own_folder(site, tmp_path):
         [
             sys.executable,
             "-c",
-            "import dann.run, dann.config.validate as v; print(dann.run.__file__); print(v.CONF_DIR)",
+            "import dann, dann.run, dann.config.validate as v; from dann.report.collect import shipped_references; "
+            "print(dann.run.__file__); print(v.CONF_DIR); print(shipped_references()); print(dann.__version__)",
         ],
         site,
         empty_dir(tmp_path),
     )
     assert result.returncode == 0, result.stderr
-    module, conf = result.stdout.splitlines()
+    module, conf, references, installed_version = result.stdout.splitlines()
     assert Path(module).is_relative_to(site) and Path(conf) == site / "dann" / "conf"
+    assert Path(references) == site / "dann" / "published" / "experiments" / "references.yaml"
+    assert installed_version == version("dann")
 
 
 def test_installed_wheel_runs_and_reports_from_an_empty_directory(site, tmp_path):
@@ -115,6 +142,12 @@ def test_installed_wheel_runs_and_reports_from_an_empty_directory(site, tmp_path
     report = run_installed([sys.executable, "-m", "dann.report", str(run_dir)], site, cwd)
     assert report.returncode == 0, report.stderr
     assert "moons→moons_rotated" in report.stdout
+
+    # --reference alone: the published numbers shipped in the wheel (none is for the moons, and it says so).
+    published = run_installed([sys.executable, "-m", "dann.report", str(run_dir), "--reference"], site, cwd)
+    assert published.returncode == 0, published.stderr
+    installed = site / "dann" / "published" / "experiments" / "references.yaml"
+    assert "No published number in" in published.stdout and installed.name in published.stdout, published.stdout
 
 
 def test_console_scripts_of_the_wheel(site, tmp_path):

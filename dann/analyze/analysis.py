@@ -2,7 +2,7 @@
 
 Writes, in the run directory (or the directory `--out` gives), `analysis.json` (atomically, last:
 its presence means the files it names are complete) and `analysis/` with `features.npz` and the
-PNGs; then logs them to the run's own W&B run, if it had one (`wandb_log`).
+figures (each as PNG and PDF); then logs them to the run's own W&B run, if it had one (`wandb_log`).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import torch
 
 from dann.analyze.features import SplitFeatures, extract, sample_positions
 from dann.analyze.pad import proxy_a_distance
-from dann.analyze.plots import confusion_png, decision_boundary_png, tsne_png
+from dann.analyze.plots import confusion_figure, decision_boundary_figure, save_figure, tsne_figure
 from dann.analyze.restore import read_run, rebuild
 from dann.analyze.wandb_log import log_analysis
 from dann.errors import RunDirError, describe_error
@@ -93,7 +93,7 @@ def _write(out_dir, run, data, network, device, source, target, n, options) -> d
     """analysis/ (features, figures) then analysis.json, in `out_dir`; what analysis.json holds."""
     s, t = source.sample[:n], target.sample[:n]
     out = make_subdir(out_dir / "analysis")  # a link there is refused: it could lead outside the directory
-    files = {"features": "analysis/features.npz", "confusion": "analysis/confusion.png"}
+    files = {"features": "analysis/features.npz"}
     with atomic_write(out / "features.npz", "wb") as f:
         np.savez(
             f,
@@ -104,27 +104,30 @@ def _write(out_dir, run, data, network, device, source, target, n, options) -> d
         )
     confusion = confusion_matrix(target.labels, target.predictions, data.num_classes)
     names = _class_names(data)
+    domains = (data.source, data.target)
     task = f"{run.summary.get('method')} {data.source} → {data.target}, seed {run.summary.get('seed')}"
-    confusion_png(out / "confusion.png", confusion, names, f"target test confusion\n{task}")
+    files |= _figure(out, "confusion", confusion_figure(confusion, names, f"target test confusion\n{task}"))
     if options.tsne:
-        tsne_png(
-            out / "tsne.png",
+        figure = tsne_figure(
             np.concatenate([source.features[s], target.features[t]]),
             np.concatenate([source.labels[s], target.labels[t]]),
             np.repeat([0, 1], n),
-            f"t-SNE of features: {task}",
+            f"t-SNE of the features: {task}",
             SEED,
+            domains,
+            names,
         )
-        files["tsne"] = "analysis/tsne.png"
+        files |= _figure(out, "tsne", figure)
     if data.input_shape == (2,):  # points in the plane (the moons): the paper's figure 2
-        decision_boundary_png(
-            out / "decision_boundary.png",
+        figure = decision_boundary_figure(
             lambda grid: _predict(network, grid, device),
             (source.raw[:n], source.labels[s]),
             (target.raw[:n], target.labels[t]),
-            f"decision boundary: {task}",
+            task,
+            domains,
+            names,
         )
-        files["decision_boundary"] = "analysis/decision_boundary.png"
+        files |= _figure(out, "decision_boundary", figure)
 
     per_class = per_class_accuracy(confusion)
     analysis = {
@@ -145,6 +148,13 @@ def _write(out_dir, run, data, network, device, source, target, n, options) -> d
     }
     write_json_atomic(out_dir / "analysis.json", analysis)
     return analysis
+
+
+def _figure(out: Path, name: str, figure) -> dict[str, str]:
+    """Save `figure` as analysis/<name>.png and .pdf; their entries in analysis.json's files:
+    `<name>` the PNG (as before PDFs were written), `<name>_pdf` the PDF."""
+    png, pdf = save_figure(figure, out / name)
+    return {name: f"analysis/{png.name}", f"{name}_pdf": f"analysis/{pdf.name}"}
 
 
 def confusion_matrix(labels: np.ndarray, predictions: np.ndarray, num_classes: int) -> np.ndarray:

@@ -19,11 +19,12 @@ from dann.runs.tracking import wandb_mode
 log = logging.getLogger(__name__)
 
 IMAGES = ("tsne", "decision_boundary", "confusion")  # logged as analysis/<name> when the analysis made them
+# Their PDFs (analysis.json's files <name>_pdf) are saved among the run's files, as analysis/<name>.pdf.
 
 
 def log_analysis(run: FinishedRun, analysis: dict[str, Any], out_dir: Path) -> None:
-    """Resume the run's W&B run (its files in `out_dir`, where the analysis is) and log the figures,
-    the proxy A-distances, target accuracy and per-class accuracy."""
+    """Resume the run's W&B run (its files in `out_dir`, where the analysis is) and log the figures
+    (PNGs as images, PDFs as files), the proxy A-distances, target accuracy and per-class accuracy."""
     settings = OmegaConf.select(run.config, "logger.wandb")
     run_id = run.state.get("wandb_run_id")
     if settings is None or not run_id:
@@ -42,6 +43,7 @@ def log_analysis(run: FinishedRun, analysis: dict[str, Any], out_dir: Path) -> N
             dir=str(out_dir),
             mode=mode,
             reinit="finish_previous",
+            settings=wandb.Settings(quiet=True),  # no run history and summary printed at the end
         )
     except Exception as e:  # noqa: BLE001 - W&B must never fail the analysis
         log.warning("%s: W&B could not resume run %s (%s: %s); analysis.json has it all", run.run_dir, run_id, *_why(e))
@@ -58,6 +60,9 @@ def log_analysis(run: FinishedRun, analysis: dict[str, Any], out_dir: Path) -> N
         # steps before those already uploaded.
         step = max(wandb_run.step, analysis["checkpoint_step"] + 1)
         wandb_run.log(images | {"analysis/per_class_acc": per_class}, step=step)
+        for name in IMAGES:
+            if f"{name}_pdf" in analysis["files"]:
+                wandb_run.save(str(out_dir / analysis["files"][f"{name}_pdf"]), base_path=str(out_dir), policy="now")
         for probe, value in analysis["pad"].items():  # features, raw, features_rbf, raw_rbf
             wandb_run.summary[f"analysis/pad_{probe}"] = value
         wandb_run.summary["analysis/target_acc"] = analysis["target_acc"]

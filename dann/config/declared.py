@@ -40,17 +40,23 @@ class Declared:
 
 def settings_of(declarer: Any, extra: Mapping[str, Setting] | None = None) -> dict[str, Declared] | None:
     """The settings a `_target_`'s callable takes: its parameters with a default or keyword-only (a
-    dataset dataclass's fields). None: any setting (it takes **kwargs). `extra`: ranges added to a
-    signature dann does not own (torch's optimisers)."""
+    dataset dataclass's fields). A dann class whose __init__ takes **kwargs passes them on to its base
+    class (DANNBSP to DANN), so it takes its own settings and its base's; None: any setting (a function or
+    a foreign class taking **kwargs). `extra`: ranges added to a signature dann does not own (torch's
+    optimisers)."""
     try:
         parameters = inspect.signature(declarer).parameters.values()
     except (TypeError, ValueError):  # a builtin without a signature
         return None
+    inherited: dict[str, Declared] | None = {}
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters):
-        return None
+        base = declarer.__mro__[1] if inspect.isclass(declarer) else None
+        inherited = settings_of(base, extra) if base is not None and base.__module__.startswith("dann.") else None
+        if inherited is None:
+            return None
     hints = _hints_over_mro(declarer)
     taken = [p for p in parameters if p.default is not p.empty or p.kind is p.KEYWORD_ONLY]
-    return {
+    return inherited | {
         p.name: _declared(_with_extra(hints.get(p.name), (extra or {}).get(p.name)), p.default is p.empty, p.default)
         for p in taken
     }

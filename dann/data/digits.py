@@ -8,8 +8,8 @@ original release's for MNIST-M), so that existing downloads can be shared:
     USPS      <root>/usps/usps.bz2 (train), <root>/usps/usps.t.bz2 (test)
     SVHN      <root>/svhn/train_32x32.mat, <root>/svhn/test_32x32.mat
 
-Missing files are downloaded (checksummed) when `download` is true. Every domain is returned
-as uint8 [N, C, H, W] with the side (`image_size`) and channel count (`channels`) the dataset
+Missing files are downloaded (checksummed, from the addresses in catalog.py) when `download` is true.
+Every domain is returned as uint8 [N, C, H, W] with the side (`image_size`) and channel count (`channels`) the dataset
 config asks for, so that a source and a target always match.
 """
 
@@ -30,19 +30,14 @@ from PIL import Image
 from torch import Tensor
 
 from dann.config.spec import Setting
+from dann.data import catalog
 from dann.data.base import DomainPair, DomainSpec, Split, per_channel, register_domain
-from dann.data.download import download_file, extract_tar
-from dann.data.fetch import Release, ensure_files
+from dann.data.fetch import ensure_files
 from dann.data.files import ListedPaths
 from dann.errors import DataError, describe_error
 
 NUM_CLASSES = 10
 
-# MNIST-M (Ganin et al.): the mirror pytorch-adapt uses; the archive unpacks to mnist_m/.
-MNISTM_URLS = ["https://cornell.box.com/shared/static/jado7quprg6hzzdubvwzh9umr75damwi"]
-MNISTM_MD5 = "859df31c91afe82e80e5012ba928f279"
-MNISTM_ARCHIVE = "mnist_m.tar.gz"
-MNISTM_HOME = "http://yaroslav.ganin.net/"  # links the original release
 MNISTM_SIZE = 28  # every image of the release is 28×28 RGB
 _PNG_CHUNK = 1024  # MNIST-M files decoded per thread-pool task
 
@@ -86,33 +81,11 @@ class Digits(DomainPair):
 # --- Finding and fetching files ---------------------------------------------------------
 
 
-def _ensure_torchvision_splits(title: str, folder: Path, entries: list[list[str]], download: bool) -> list[Path]:
-    """The train and test files of torchvision's (url, filename, md5) `entries`, fetched if allowed.
-
-    Both splits are checked (and fetched) at once: a task always reads both.
-    """
-    files = [folder / filename for _, filename, _ in entries]
-    by_hand = f"{' and '.join(url for url, _, _ in entries)} into {folder}"
-    ensure_files(Release(title, folder, by_hand, lambda: _download_torchvision_files(folder, entries)), files, download)
+def _ensure_files(benchmark: catalog.Benchmark, root: Path, download: bool) -> list[Path]:
+    """The files the loader reads (catalog.py's `needs`, both splits: a task always reads both), fetched if allowed."""
+    files = [root / need for need in benchmark.needs]
+    ensure_files(benchmark.release(root), files, download)
     return files
-
-
-def _download_torchvision_files(folder: Path, entries: list[list[str]]) -> None:
-    """Download the missing ones of torchvision's (url, filename, md5) entries with torchvision's `download_url`."""
-    # Imported here, as in the loaders below: torchvision costs seconds to import, which runs on other data skip.
-    from torchvision.datasets.utils import download_url
-
-    for url, filename, md5 in entries:
-        path = folder / filename
-        if path.exists():
-            continue
-        try:
-            download_url(url, folder, filename, md5)
-        except BaseException:
-            # download_url writes under the final name before checking the MD5: remove what a
-            # failed attempt left, so that the next run does not take it for data.
-            path.unlink(missing_ok=True)
-            raise
 
 
 def _read(title: str, folder: Path, read: Callable[[], Any]) -> Any:
@@ -191,11 +164,7 @@ def _load_mnist(root: Path, train: bool, download: bool) -> tuple[str, Path, Ten
     from torchvision.datasets import MNIST
 
     raw = root / "MNIST" / "raw"
-    # torchvision wants all four files, whichever split is read.
-    gz_names = [name for name, _ in MNIST.resources]
-    by_hand = f"{MNIST.mirrors[0]} ({', '.join(gz_names)}; gunzip each) into {raw}"
-    files = [raw / name.removesuffix(".gz") for name in gz_names]
-    ensure_files(Release("MNIST", raw, by_hand, lambda: MNIST(root, train=train, download=True)), files, download)
+    _ensure_files(catalog.MNIST, root, download)  # torchvision wants all four files, whichever split is read
     dataset = _read("MNIST", raw, lambda: MNIST(root, train=train, download=False))
     return "MNIST", raw, dataset.data.unsqueeze(1), dataset.targets
 
@@ -205,21 +174,16 @@ def _load_usps(root: Path, train: bool, download: bool) -> tuple[str, Path, Tens
     from torchvision.datasets import USPS
 
     folder = root / "usps"
-    _ensure_torchvision_splits("USPS", folder, [USPS.split_list["train"], USPS.split_list["test"]], download)
+    _ensure_files(catalog.USPS, root, download)
     # torchvision maps the file's labels 1..10 to 0..9 and its values in [-1, 1] to 0..255.
     dataset = _read("USPS", folder, lambda: USPS(folder, train=train, download=False))
     return "USPS", folder, torch.from_numpy(dataset.data).unsqueeze(1), torch.tensor(dataset.targets)
 
 
 def _load_svhn(root: Path, train: bool, download: bool) -> tuple[str, Path, Tensor, Tensor]:
-    """SVHN: torchvision's files and download, read as torchvision does."""
-    from torchvision.datasets import SVHN
-
+    """SVHN: torchvision's files, read as torchvision does."""
     folder = root / "svhn"
-    # The "extra" split is not used.
-    train_file, test_file = _ensure_torchvision_splits(
-        "SVHN", folder, [SVHN.split_list["train"], SVHN.split_list["test"]], download
-    )
+    train_file, test_file = _ensure_files(catalog.SVHN, root, download)
     path = train_file if train else test_file
     images, labels = _read("SVHN", folder, lambda: _read_svhn_mat(path))
     return "SVHN", folder, images, labels
@@ -244,12 +208,7 @@ def _load_mnistm(root: Path, train: bool, download: bool) -> tuple[str, Path, Te
     """MNIST-M, in the original release's layout."""
     folder = root / "mnist_m"
     # Both splits are checked at once: a task always reads both, and one archive holds them.
-    files = [folder / f"mnist_m_{split}{suffix}" for split in ("train", "test") for suffix in ("_labels.txt", "")]
-    by_hand = (
-        f"{MNISTM_URLS[0]} ({MNISTM_ARCHIVE}: unpack it in {root}, which makes {folder}), "
-        f"or the original release linked at {MNISTM_HOME}"
-    )
-    ensure_files(Release("MNIST-M", folder, by_hand, lambda: _download_mnistm(root)), files, download)
+    files = _ensure_files(catalog.MNISTM, root, download)
     labels_file, image_dir = files[:2] if train else files[2:]
     names, labels = _read_mnistm_labels(labels_file, image_dir, folder)
     images = _read_pngs([image_dir / name for name in names], folder)
@@ -262,11 +221,6 @@ def _load_mnistm(root: Path, train: bool, download: bool) -> tuple[str, Path, Te
             f"Delete {folder} and download it again"
         )
     return "MNIST-M", folder, images, torch.tensor(labels)
-
-
-def _download_mnistm(root: Path) -> None:
-    archive = download_file(MNISTM_URLS, root / MNISTM_ARCHIVE, MNISTM_MD5)
-    extract_tar(archive, root)
 
 
 def _read_mnistm_labels(path: Path, image_dir: Path, folder: Path) -> tuple[list[str], list[int]]:

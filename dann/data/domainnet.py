@@ -22,25 +22,15 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from dann.data import catalog
 from dann.data.base import DomainSpec, ImageSplit, register_domain
 from dann.data.class_names import DOMAINNET_CLASSES
-from dann.data.fetch import Release, ensure_files
+from dann.data.fetch import ensure_files
 from dann.data.files import names, read_list_file
 from dann.data.images import ImageDataset
 from dann.errors import DataError
 
-DOMAINNET_HOME = "http://ai.bu.edu/M3SDA/"
-_FTP = "http://csr.bu.edu/ftp/visda/2019/multi-source"
-# The cleaned release, at the addresses the project page gives (clipart and painting under groundtruth/).
-DOMAINNET_ZIPS = {
-    "clipart": f"{_FTP}/groundtruth/clipart.zip",
-    "infograph": f"{_FTP}/infograph.zip",
-    "painting": f"{_FTP}/groundtruth/painting.zip",
-    "quickdraw": f"{_FTP}/quickdraw.zip",
-    "real": f"{_FTP}/real.zip",
-    "sketch": f"{_FTP}/sketch.zip",
-}
-DOMAINNET_LIST = _FTP + "/domainnet/txt/{domain}_{split}.txt"
+DOMAINNET_ZIPS = catalog.DOMAINNET_ZIPS  # domain: its zip's address
 
 
 @dataclass(kw_only=True)
@@ -61,12 +51,9 @@ class DomainNet(ImageDataset):
         base = self.root / "domainnet"
         list_file, folder = base / f"{name}_{'train' if train else 'test'}.txt", base / name
         title = f"domainnet domain '{name}'"
-        by_hand = (
-            f"{DOMAINNET_ZIPS[name]} (unzip it in {base}) and {DOMAINNET_LIST.format(domain=name, split='train')} "
-            f"and {DOMAINNET_LIST.format(domain=name, split='test')} into {base}; see {DOMAINNET_HOME}"
-        )
-        ensure_files(Release(f"DomainNet domain '{name}'", base, by_hand), [folder, list_file], download=False)
-        fix = f"Get it again from {by_hand}."
+        release = catalog.DOMAINNET.release(self.root, name, title=f"DomainNet domain '{name}'")
+        ensure_files(release, [folder, list_file], download=False)
+        fix = f"Get it again from {release.by_hand}."
         _check_class_folders(folder, title, fix)
         files, labels = read_list_file(list_file, base, DOMAINNET_CLASSES, 1, title, fix)
         elsewhere = [f for f in files if Path(os.path.normpath(f)).parts[0] != name]  # normpath: clipart/../real/…

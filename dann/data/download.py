@@ -12,7 +12,7 @@ import tarfile
 import tempfile
 import urllib.request
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from http.client import HTTPException
 from pathlib import Path
@@ -44,12 +44,13 @@ def file_md5(path: Path) -> str:
     return digest.hexdigest()
 
 
-def download_file(urls: list[str], dest: Path, md5: str) -> Path:
+def download_file(urls: list[str], dest: Path, md5: str, report: Callable[[str], None] | None = None) -> Path:
     """Download `dest` from the first of `urls` that serves a file with this MD5; return `dest`.
 
     An existing `dest` with the right checksum is kept. Each attempt writes to a temporary
     file beside `dest` and renames it only once verified, so an interrupted or wrong download
-    never looks like the real file. Raises `DataError` listing every URL tried and its failure.
+    never looks like the real file. `report`, if given, is told each failed URL in one line as it
+    fails. Raises `DataError` listing every URL tried and its failure.
     """
     dest = Path(dest)
     if dest.is_file() and file_md5(dest) == md5:
@@ -62,6 +63,8 @@ def download_file(urls: list[str], dest: Path, md5: str) -> Path:
             return dest
         except _FETCH_ERRORS as e:
             failures.append(f"{url} ({describe_error(e)})")
+            if report:
+                report(f"{dest.name}: {failures[-1]}")
     raise DataError(f"could not download {dest.name} to {dest.parent}; tried {'; '.join(failures) or 'no URLs'}")
 
 

@@ -25,18 +25,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from dann.data import catalog
 from dann.data.base import DomainSpec, ImageSplit, register_domain
 from dann.data.class_names import OFFICE31_CLASSES, OFFICE_HOME_CLASSES
-from dann.data.download import download_file, extract_tar
-from dann.data.fetch import Release, ensure_files
+from dann.data.fetch import ensure_files
 from dann.data.images import ImageDataset
-
-# Office-31: the mirror and checksum pytorch-adapt uses (its archive unpacks to office31/<domain>/images/).
-OFFICE31_URLS = ["https://cornell.box.com/shared/static/3v2ftdkdhpz1lbbr4uhu0135w7m79p7q"]
-OFFICE31_MD5 = "89818e596f3cdda1d56da0f077435faa"
-OFFICE31_ARCHIVE = "office31.tar.gz"
-OFFICE31_HOME = "https://faculty.cc.gatech.edu/~judy/domainadapt/"
-OFFICE_HOME_HOME = "https://www.hemanthdv.org/officeHomeDataset.html"
 
 # Images per domain in the releases: a different count is only a warning (cleaned copies exist).
 OFFICE31_SIZES = {"amazon": 2817, "dslr": 498, "webcam": 795}
@@ -57,18 +50,13 @@ class Office31(ImageDataset):
     def load_split(self, domain: DomainSpec, train: bool) -> ImageSplit:
         home = self.root / "office31"
         folder = home / domain.name / "images"
-        by_hand = (
-            f"{OFFICE31_URLS[0]} ({OFFICE31_ARCHIVE}: unpack it in {self.root}), or the original release "
-            f"linked at {OFFICE31_HOME} (domain_adaptation_images.tar.gz: unpack it in {self.root} and rename "
-            f"domain_adaptation_images to office31)"
-        )
-        release = Release("Office-31", home, by_hand, self._download)
+        release = catalog.OFFICE31.release(self.root)
         ensure_files(release, [folder], self.download, layout=f"{folder}/<class>/*.jpg")
-        fix = f"Delete {home} and run again with dataset.download=true, or replace it by hand from {OFFICE31_HOME}"
+        fix = (
+            f"Delete {home} and run again with dataset.download=true, or replace it by hand from "
+            f"{catalog.OFFICE31.home}"
+        )
         return self.class_folder_split(domain.name, folder, OFFICE31_CLASSES, OFFICE31_SIZES[domain.name], train, fix)
-
-    def _download(self) -> None:
-        extract_tar(download_file(OFFICE31_URLS, self.root / OFFICE31_ARCHIVE, OFFICE31_MD5), self.root)
 
 
 @dataclass(kw_only=True)
@@ -86,12 +74,11 @@ class OfficeHome(ImageDataset):
         base = self.root / "office_home"
         # The official archive writes "Real World"; public reproductions rename it "Real_World".
         folder = next((base / n for n in (domain.name, domain.name.replace("_", " ")) if (base / n).is_dir()), None)
-        by_hand = f"{OFFICE_HOME_HOME} (OfficeHomeDataset_10072016.zip: unpack it and rename its folder to {base})"
+        release = catalog.OFFICE_HOME.release(self.root, title=f"Office-Home domain '{domain.name}'")
         if folder is None:
             folder = base / domain.name
-            release = Release(f"Office-Home domain '{domain.name}'", base, by_hand)
             ensure_files(release, [folder], download=False, layout=f"{folder}/<class>/<image>")
-        fix = f"Get it again from {by_hand}."
+        fix = f"Get it again from {release.by_hand}."
         return self.class_folder_split(
             domain.name, folder, OFFICE_HOME_CLASSES, OFFICE_HOME_SIZES[domain.name], train, fix
         )

@@ -16,15 +16,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from dann.data import catalog
 from dann.data.base import DomainSpec, ImageSplit, register_domain
 from dann.data.class_names import VISDA2017_CLASSES
-from dann.data.fetch import Release, ensure_files
+from dann.data.fetch import ensure_files
 from dann.data.files import names, read_list_file, scan_class_folders, warn_if_count_differs
 from dann.data.images import ImageDataset
 from dann.errors import DataError
-
-VISDA_HOME = "http://ai.bu.edu/visda-2017/"
-VISDA_URL = "http://csr.bu.edu/ftp/visda17/clf/{split}.tar"
 
 # Images per split in the release: a different count is only a warning (cleaned copies exist).
 VISDA_SIZES = {"train": 152_397, "validation": 55_388}
@@ -43,10 +41,9 @@ class VisDA2017(ImageDataset):
     def load_split(self, domain: DomainSpec, train: bool) -> ImageSplit:
         folder = self.root / "visda2017" / domain.name
         list_file = folder / "image_list.txt"
-        by_hand = f"{VISDA_URL.format(split=domain.name)} (see {VISDA_HOME}): unpack it in {folder.parent}"
-        release = Release(f"VisDA-2017 '{domain.name}'", folder.parent, by_hand)
+        release = catalog.VISDA2017.release(self.root, domain.name, title=f"VisDA-2017 '{domain.name}'")
         ensure_files(release, [folder], download=False, layout=f"{list_file} and {folder}/<class>/<image>")
-        fix = f"Get it again from {by_hand}"
+        fix = f"Get it again from {release.by_hand}"
         if not list_file.is_file():
             size = VISDA_SIZES[domain.name]
             return self.class_folder_split(domain.name, folder, VISDA2017_CLASSES, size, train, f"{fix}.")

@@ -9,18 +9,17 @@ and of the target feature matrices. Follows the authors' code (github.com/thuml/
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Annotated
+from typing import Annotated, Any
 
 import torch
 from torch import Tensor
 
 from dann.config.spec import Setting
 from dann.methods.base import Batch, StepOutput
-from dann.methods.cdan import CDAN, RANDOMIZED_DIM, RANDOMIZED_THRESHOLD
+from dann.methods.cdan import CDAN
 from dann.methods.dan import global_batch
 from dann.methods.dann import DANN
 from dann.models import DANNNetwork
-from dann.schedules import LambdaSchedule, ganin_lambda
 
 BSP_WEIGHT = 1e-4  # the paper's β
 
@@ -53,14 +52,8 @@ class DANNBSP(DANN):
     β is a constant, as in the paper (the penalty is not scaled by λ_p); 0 leaves DANN's losses as they are.
     """
 
-    def __init__(
-        self,
-        network: DANNNetwork,
-        lambda_schedule: LambdaSchedule = ganin_lambda,
-        final_lambda: float = 1.0,
-        bsp_weight: BSPWeight = BSP_WEIGHT,
-    ):
-        super().__init__(network, lambda_schedule, final_lambda)
+    def __init__(self, network: DANNNetwork, bsp_weight: BSPWeight = BSP_WEIGHT, **dann_settings: Any):
+        super().__init__(network, **dann_settings)
         self.bsp_weight = float(bsp_weight)
 
     def forward(self, batch: Batch, scalars: Mapping[str, float | Tensor], phase: str = "step") -> StepOutput:
@@ -70,26 +63,8 @@ class DANNBSP(DANN):
 class CDANBSP(CDAN):
     """CDAN (or CDAN+E) + BSP: CDAN's losses + bsp = β·(σ_1(F_s)² + σ_1(F_t)²), as `DANNBSP`."""
 
-    def __init__(
-        self,
-        network: DANNNetwork,
-        lambda_schedule: LambdaSchedule = ganin_lambda,
-        final_lambda: float = 1.0,
-        entropy_conditioning: bool = False,
-        randomized: bool | None = None,
-        randomized_dim: int = RANDOMIZED_DIM,
-        randomized_threshold: int = RANDOMIZED_THRESHOLD,
-        bsp_weight: BSPWeight = BSP_WEIGHT,
-    ):
-        super().__init__(
-            network,
-            lambda_schedule,
-            final_lambda,
-            entropy_conditioning,
-            randomized,
-            randomized_dim,
-            randomized_threshold,
-        )
+    def __init__(self, network: DANNNetwork, bsp_weight: BSPWeight = BSP_WEIGHT, **cdan_settings: Any):
+        super().__init__(network, **cdan_settings)
         self.bsp_weight = float(bsp_weight)
 
     def forward(self, batch: Batch, scalars: Mapping[str, float | Tensor], phase: str = "step") -> StepOutput:

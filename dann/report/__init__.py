@@ -36,6 +36,8 @@ from dann.report.render import (
 )
 from dann.report.table import SelectionTable, Table, build_selection_table, build_table
 
+SHIPPED = object()  # `--reference` without a file: the published numbers shipped with dann
+
 __all__ = [
     "ReportError",
     "SelectionTable",
@@ -88,9 +90,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--reference",
         type=Path,
+        nargs="?",
+        const=SHIPPED,
         metavar="FILE",
-        help="add published numbers from FILE, beside the measured columns "
-        "(the repository's: experiments/references.yaml)",
+        help="add published numbers beside the measured columns: those shipped with dann "
+        "(experiments/references.yaml) when FILE is left out, else FILE's",
     )
     parser.add_argument("--markdown", type=Path, metavar="FILE", help="also write the table as Markdown")
     parser.add_argument("--csv", type=Path, metavar="FILE", help="also write one CSV row per task × column")
@@ -102,7 +106,9 @@ def report(args: argparse.Namespace) -> Table | SelectionTable:
     """Print the table and write the files asked for; every problem with an input is a ReportError."""
     if args.select == "all":
         return report_selection(args)
-    references = load_references(args.reference) if args.reference else None
+    references = None
+    if args.reference is not None:
+        references = load_references(None if args.reference is SHIPPED else args.reference)
     runs = collect(args.paths, args.metric, args.select)
     table = build_table(runs, args.metric, args.select, args.group_by, references)
     outputs = {

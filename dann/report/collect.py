@@ -486,9 +486,27 @@ def canonical_domain(name: Any, dataset: str) -> str:
         return str(name)
 
 
-def load_references(path: Path) -> dict:
-    """Published numbers (experiments/references.yaml), checked: {path, citations, results, averages}."""
-    data = load_yaml(Path(path))
+def shipped_references() -> Path:
+    """The published numbers that come with dann: experiments/references.yaml, which the wheel carries
+    as package data of dann.published (pyproject.toml); from a clone that was never installed, the clone's."""
+    from importlib import resources
+
+    try:  # a namespace package (the repository's root has no __init__.py): one `/` at a time
+        return Path(str(resources.files("dann.published") / "experiments" / "references.yaml"))
+    except ModuleNotFoundError:
+        return Path(__file__).resolve().parents[2] / "experiments" / "references.yaml"
+
+
+def load_references(path: Path | None = None) -> dict:
+    """Published numbers (by default those shipped with dann: `shipped_references()`), checked:
+    {path, citations, results, averages}."""
+    path = shipped_references() if path is None else Path(path)
+    if path.is_dir():
+        raise ReportError(
+            f"--reference {path}: a directory; give a references YAML file, or put --reference (alone: "
+            "the published numbers shipped with dann) after the run directories"
+        )
+    data = load_yaml(path)
     if not isinstance(data, dict) or not isinstance(data.get("citations") or {}, dict):
         raise ReportError(f"{path}: expected a mapping with citations (key: reference), results and averages")
     references = {"path": path, "citations": {str(k): str(v) for k, v in (data.get("citations") or {}).items()}}

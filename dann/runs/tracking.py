@@ -153,6 +153,9 @@ class RunLogger:
                 resume="allow" if run_id else None,
                 # A multirun's jobs share one process: each must get a fresh run.
                 reinit="finish_previous",
+                # quiet: no 20-line run history and summary at the end (our own result line says what
+                # matters, summary.json has it all); W&B still says where the run is, and its warnings.
+                settings=wandb.Settings(quiet=True),
             )
         except Exception as e:  # noqa: BLE001 - logging must never stop training
             log.warning("W&B could not start (%s: %s); continuing with metrics.jsonl only", type(e).__name__, e)

@@ -1,12 +1,13 @@
 """The console progress line during training: step/total, steps/s, ETA, the latest losses and domain accuracy.
 
-`trainer.progress` chooses how it is shown (on stderr):
+`trainer.progress` chooses how it is shown:
 
-- `bar`: one line rewritten in place (`\\r`), for a terminal. At the log intervals just before an
-  evaluation the line is ended, so that the evaluation's log line follows on a line of its own and the
-  console keeps one progress line per evaluation.
-- `lines`: plain lines, for output that goes to a file (SLURM logs): at the first log interval, then at
-  most one every `lines_every_s` seconds, and always at the last step.
+- `bar`: one line rewritten in place (`\\r`) on stderr, for a terminal. At the log intervals just before
+  an evaluation the line is ended, so that the evaluation's log line follows on a line of its own and
+  the console keeps one progress line per evaluation.
+- `lines`: plain log lines (logger `dann.training.progress`), for output that goes to a file (SLURM
+  logs): at the first log interval, then at most one every `lines_every_s` seconds, and always at the
+  last step. Through logging, they go where the evaluations' log lines go (stderr and run.log), in order.
 - `auto` (the default): `bar` when stderr is a terminal, `lines` otherwise.
 - `off`: nothing.
 
@@ -17,6 +18,7 @@ the steps run by this process (a resumed run starts counting at its checkpoint's
 
 from __future__ import annotations
 
+import logging
 import shutil
 import sys
 import time
@@ -33,6 +35,8 @@ SHOWN = (
     ("train/domain_acc", "domain_acc", ".3f"),
 )
 BAR_WIDTH = 20
+
+log = logging.getLogger(__name__)
 
 
 def resolve_mode(mode: str, stream: TextIO) -> str:
@@ -56,7 +60,8 @@ def format_duration(seconds: float) -> str:
 
 
 class Progress:
-    """Shows training progress on `stream` (default: stderr) in the given `mode` (see the module).
+    """Shows training progress in the given `mode` (see the module): a bar on `stream` (default: stderr),
+    or lines logged.
 
     `total`: the run's last step. `start_step`: the step training starts from (a checkpoint's, when
     resuming). `clock`: seconds, monotonic (tests pass a fake one). `lines_every_s`: the least time
@@ -117,14 +122,12 @@ class Progress:
             if end_line:
                 self.stream.write("\n")
                 self._width = 0
-        else:
-            now = self.clock()
-            due = self._last_line is None or now - self._last_line >= self.lines_every_s or step >= self.total
-            if not due:
-                return
+            self.stream.flush()
+            return
+        now = self.clock()
+        if self._last_line is None or now - self._last_line >= self.lines_every_s or step >= self.total:
             self._last_line = now
-            self.stream.write(text + "\n")
-        self.stream.flush()
+            log.info(text)
 
     def close(self) -> None:
         """End the line on screen (bar mode), so that what follows starts on a line of its own."""

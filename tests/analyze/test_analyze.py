@@ -94,12 +94,15 @@ def test_cli_writes_analysis_json_pngs_and_features(moons_run: Path):
     assert analysis["target_acc"] == pytest.approx(summary["final"]["target/acc"])  # the same network and split
 
     files = analysis["files"]
-    assert set(files) == {"features", "tsne", "decision_boundary", "confusion"}
-    for name in ("tsne", "decision_boundary", "confusion"):
+    figures = ("tsne", "decision_boundary", "confusion")
+    assert set(files) == {"features", *figures, *(f"{name}_pdf" for name in figures)}
+    for name in figures:
         path = moons_run / files[name]
-        assert path.read_bytes()[:8] == PNG_SIGNATURE
+        assert path == moons_run / "analysis" / f"{name}.png" and path.read_bytes()[:8] == PNG_SIGNATURE
         with Image.open(path) as image:
             image.verify()
+        pdf = moons_run / files[f"{name}_pdf"]  # the same figure, as a vector file for papers
+        assert pdf == path.with_suffix(".pdf") and pdf.read_bytes()[:5] == b"%PDF-"
     with np.load(moons_run / files["features"]) as npz:
         features, labels, domains = npz["features"], npz["labels"], npz["domains"]
     assert features.shape == (2000, 32)  # source validation + target test, the MLP's 32 features
@@ -154,6 +157,7 @@ def test_cli_logs_the_analysis_to_the_runs_own_wandb_run(offline_wandb_run: Path
 
     result = analyze_cli(str(run_dir), "--max-points", "150", "--device", "cpu", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
+    assert "Run summary:" not in result.stdout + result.stderr  # W&B quiet: no summary printout
     analysis = json.loads((run_dir / "analysis.json").read_text())
 
     # Offline, resuming the run adds a run directory with the same id; `wandb sync` uploads both to that run.
@@ -163,6 +167,8 @@ def test_cli_logs_the_analysis_to_the_runs_own_wandb_run(offline_wandb_run: Path
     for name in ("tsne", "decision_boundary", "confusion"):
         with Image.open(only(images.glob(f"{name}_*.png"))) as image:
             image.verify()
+        pdf = resumed / "files" / "analysis" / f"{name}.pdf"  # saved among the run's files
+        assert pdf.read_bytes()[:5] == b"%PDF-"
     table = json.loads(
         only((resumed / "files" / "media" / "table" / "analysis").glob("per_class_acc_*.json")).read_text()
     )

@@ -16,14 +16,13 @@ import pytest
 import torch
 from omegaconf import DictConfig
 from PIL import Image
-from torchvision.datasets import USPS
 
 from dann.builders import build_dataset
 from dann.config.validate import validate
-from dann.data import DomainData, digits
+from dann.data import DomainData, catalog
 from dann.data.download import download_file, extract_tar
 from dann.errors import ConfigError, DataError
-from tests.helpers import compose_config, run_cli
+from tests.helpers import compose_config, run_cli, served_from
 from tests.helpers.digit_files import Written, write_mnist, write_mnistm, write_mnistm_archive, write_svhn, write_usps
 from tests.helpers.image_files import paths_touched
 
@@ -216,13 +215,13 @@ def test_failed_download_is_a_clear_data_error(tmp_path, network, pair, present,
     assert not (tmp_path / missing).exists()
 
 
-def test_torchvision_download_with_a_bad_checksum_leaves_no_file(tmp_path, monkeypatch):
-    # torchvision writes the download under its final name before checking it: the loader
-    # must remove it, or the next run would read a corrupt file as data.
+def test_download_with_a_bad_checksum_leaves_no_file(tmp_path, monkeypatch):
+    # A file under its final name is taken for data by the next run: a download that fails its
+    # checksum must leave none.
     served = tmp_path / "served"
     write_usps(served, N_TRAIN, N_TEST)
-    _, filename, md5 = USPS.split_list["train"]
-    monkeypatch.setitem(USPS.split_list, "train", [(served / "usps" / filename).as_uri(), filename, md5])
+    filename = "usps.bz2"  # served, but not the release's file: its MD5 differs
+    monkeypatch.setattr(catalog, "USPS", served_from(catalog.USPS, [(served / "usps" / filename).as_uri()]))
     root = tmp_path / "data"
 
     with pytest.raises(DataError, match="USPS not found under .* downloading it failed"):
@@ -241,8 +240,8 @@ def test_mnistm_downloads_from_the_first_working_mirror(tmp_path, monkeypatch):
     reference = write_mnistm(tmp_path / "reference", N_TRAIN, N_TEST, seed=3)
     root = tmp_path / "data"
     write_mnist(root, N_TRAIN, N_TEST)
-    monkeypatch.setattr(digits, "MNISTM_URLS", [(tmp_path / "absent.tar.gz").as_uri(), archive.as_uri()])
-    monkeypatch.setattr(digits, "MNISTM_MD5", md5)
+    mirrors = [(tmp_path / "absent.tar.gz").as_uri(), archive.as_uri()]
+    monkeypatch.setattr(catalog, "MNISTM", served_from(catalog.MNISTM, mirrors, md5))
 
     data = load(dataset_cfg("mnist_mnistm", root))
 
@@ -257,8 +256,7 @@ def test_mnistm_download_with_a_wrong_checksum_is_refused(tmp_path, monkeypatch)
     md5 = write_mnistm_archive(archive, N_TRAIN, N_TEST)
     root = tmp_path / "data"
     write_mnist(root, N_TRAIN, N_TEST)
-    monkeypatch.setattr(digits, "MNISTM_URLS", [archive.as_uri()])
-    monkeypatch.setattr(digits, "MNISTM_MD5", "0" * 32)
+    monkeypatch.setattr(catalog, "MNISTM", served_from(catalog.MNISTM, [archive.as_uri()], "0" * 32))
 
     with pytest.raises(DataError, match="checksum") as error:
         load(dataset_cfg("mnist_mnistm", root))

@@ -26,9 +26,9 @@ from dann.data import (
     ImageSplit,
     Split,
     base,
+    catalog,
     eval_batches,
     make_stream,
-    office,
     register_domain,
     subset,
     to_device,
@@ -36,7 +36,7 @@ from dann.data import (
 from dann.data.class_names import DOMAINNET_CLASSES, OFFICE31_CLASSES, OFFICE_HOME_CLASSES, VISDA2017_CLASSES
 from dann.errors import ConfigError, DataError
 from dann.training.evaluate import accuracy, predict_split
-from tests.helpers import compose_config
+from tests.helpers import compose_config, served_from
 from tests.helpers.image_files import (
     corrupt,
     paths_touched,
@@ -314,7 +314,7 @@ def test_office31_without_download_says_where_to_get_it(tmp_path, network):
         load(dataset_cfg("office31", tmp_path, "dataset.download=false"))
     message = str(error.value)
     assert str(tmp_path / "office31" / "amazon" / "images") in message
-    assert "dataset.download=true" in message and office.OFFICE31_HOME in message
+    assert "dataset.download=true" in message and catalog.OFFICE31.home in message
     assert network == []
 
 
@@ -322,19 +322,19 @@ def test_office31_offline_download_is_one_clear_data_error(tmp_path, network):
     with pytest.raises(DataError) as error:
         load(dataset_cfg("office31", tmp_path))
     message = str(error.value)
-    assert network == office.OFFICE31_URLS
+    assert network == list(catalog.OFFICE31.downloads[0].mirrors)
     assert "downloading it failed" in message and "network disabled in tests" in message
-    assert str(tmp_path / "office31" / "amazon" / "images") in message and office.OFFICE31_HOME in message
+    assert str(tmp_path / "office31" / "amazon" / "images") in message and catalog.OFFICE31.home in message
     assert "\n" not in message
-    assert not (tmp_path / office.OFFICE31_ARCHIVE).exists()
+    assert not (tmp_path / catalog.OFFICE31.downloads[0].path).exists()
 
 
 def test_office31_downloads_and_unpacks_a_checked_archive(tmp_path, monkeypatch):
     archive = tmp_path / "served" / "office31.tar.gz"
     archive.parent.mkdir()
     md5 = write_office31_archive(archive)
-    monkeypatch.setattr(office, "OFFICE31_URLS", [(tmp_path / "absent").as_uri(), archive.as_uri()])
-    monkeypatch.setattr(office, "OFFICE31_MD5", md5)
+    mirrors = [(tmp_path / "absent").as_uri(), archive.as_uri()]
+    monkeypatch.setattr(catalog, "OFFICE31", served_from(catalog.OFFICE31, mirrors, md5))
     root = tmp_path / "data"
 
     data = load(dataset_cfg("office31", root))

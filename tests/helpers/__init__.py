@@ -109,3 +109,13 @@ def moons_dann_with_quick_evaluation(runtime=None):
     network, runtime = build_network(cfg, data.input_shape, data.num_classes), runtime or Runtime.FP32
     prepare(network, runtime)
     return cfg, data, build_engine(cfg, network, runtime)
+
+
+def served_from(benchmark, mirrors: list[str], md5: str | None = None):
+    """A `dann.data.catalog.Benchmark` whose first download comes from `mirrors` (file:// URLs in tests),
+    checked against `md5` if given (else the release's own)."""
+    from dataclasses import replace
+
+    first = benchmark.downloads[0]
+    first = replace(first, mirrors=tuple(mirrors), md5=md5 or first.md5)
+    return replace(benchmark, downloads=(first, *benchmark.downloads[1:]))
