@@ -37,11 +37,17 @@ _FETCH_ERRORS = (OSError, ValueError, HTTPException, _ChecksumMismatch)
 
 
 def file_md5(path: Path) -> str:
-    digest = hashlib.md5()
+    return file_digests(path)[0]
+
+
+def file_digests(path: Path) -> tuple[str, str]:
+    """(MD5, SHA-256) of a file, in one read: the releases publish MD5s; the SHA-256 is for a user's own records."""
+    md5, sha256 = hashlib.md5(), hashlib.sha256()
     with open(path, "rb") as f:
         while chunk := f.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
+            md5.update(chunk)
+            sha256.update(chunk)
+    return md5.hexdigest(), sha256.hexdigest()
 
 
 def download_file(urls: list[str], dest: Path, md5: str, report: Callable[[str], None] | None = None) -> Path:

@@ -9,6 +9,7 @@ declaration of the test's own, built like the real ones in dann/data/catalog.py.
 
 from __future__ import annotations
 
+import hashlib
 import subprocess
 import sys
 from pathlib import Path
@@ -16,7 +17,7 @@ from pathlib import Path
 from dann.data import catalog
 from dann.data.__main__ import verify
 from dann.data.catalog import BENCHMARKS, Benchmark, Download, fetch
-from dann.data.download import file_md5
+from dann.data.download import file_digests
 from tests.helpers import cli_env
 from tests.helpers.digit_files import write_mnistm, write_mnistm_archive, write_usps
 from tests.helpers.image_files import write_office31
@@ -55,7 +56,10 @@ def test_verify_names_a_mismatch_and_fails(tmp_path):
     result = data_cli("verify", "usps", "svhn", root=tmp_path)
 
     assert result.returncode == 1
-    assert f"usps: {tmp_path / 'usps' / 'usps.bz2'}: mismatch (expected MD5 " in result.stdout
+    line = next(line for line in result.stdout.splitlines() if line.startswith("usps: "))
+    md5, sha256 = file_digests(tmp_path / "usps" / "usps.bz2")
+    assert line.startswith(f"usps: {tmp_path / 'usps' / 'usps.bz2'}: mismatch (MD5 {md5}, expected ")
+    assert line.endswith(f"; SHA-256 {sha256}")
     assert f"svhn: {tmp_path / 'svhn' / 'train_32x32.mat'}: missing" in result.stdout
     assert result.stderr == ""
 
@@ -70,9 +74,13 @@ def test_verify_passes_a_good_file_and_catches_a_flipped_byte(tmp_path):
     write_usps(tmp_path, 20, 10)
     train = tmp_path / "usps" / "usps.bz2"
     mine = Benchmark(
-        "usps", "USPS", "usps", (Download("usps/usps.bz2", md5=file_md5(train)), Download("usps/x.bz2")), (), ""
+        "usps", "USPS", "usps", (Download("usps/usps.bz2", md5=file_digests(train)[0]), Download("usps/x.bz2")), (), ""
     )
-    assert verify(mine, tmp_path) == [(train, "ok"), (tmp_path / "usps" / "x.bz2", "missing")]
+    sha256 = hashlib.sha256(train.read_bytes()).hexdigest()  # computed apart from the code under test
+    assert verify(mine, tmp_path) == [
+        (train, f"ok (MD5 matches); SHA-256 {sha256}"),
+        (tmp_path / "usps" / "x.bz2", "missing"),
+    ]
 
     data = bytearray(train.read_bytes())
     data[len(data) // 2] ^= 0xFF
@@ -110,7 +118,7 @@ def test_fetch_tries_the_mirrors_in_turn_and_unpacks(tmp_path):
     reference = write_mnistm(tmp_path / "reference", 20, 10, seed=3)
     labels = (root / "mnist_m" / "mnist_m_train_labels.txt").read_text().splitlines()
     assert [int(line.split()[1]) for line in labels] == reference.train_labels.tolist()
-    assert verify(mine, root) == [(root / "mnist_m.tar.gz", "ok")]
+    assert verify(mine, root)[0][1].startswith("ok (MD5 matches); SHA-256 ")
 
 
 def test_where_gives_files_addresses_and_layout(tmp_path):
