@@ -112,6 +112,16 @@ def test_version_is_the_metadata_version():
     assert dann.__version__ == version("dann")
 
 
+def test_the_citation_and_the_readme_cite_the_packaged_version():
+    """pyproject.toml declares the version; CITATION.cff and the README's BibTeX restate it for citation tools,
+    so they are checked against it (and CITATION.cff cites the software itself, not only the paper)."""
+    declared = version("dann")  # pyproject.toml's, as installed
+    citation = (REPO / "CITATION.cff").read_text()
+    assert re.search(r"^version: (\S+)$", citation, flags=re.M)[1] == declared
+    assert "preferred-citation:" not in citation  # GitHub's "Cite this repository" then cites the software
+    assert f"version = {{{declared}}}" in (REPO / "README.md").read_text()
+
+
 def test_installed_wheel_imports_from_its_own_folder(site, tmp_path):
     # What the runs below import: the wheel's code and configs, not the clone's (installed editable here).
     result = run_installed(
