@@ -6,6 +6,8 @@ The fixture writers that build datasets in their real on-disk formats are beside
 
 from __future__ import annotations
 
+import copy
+import functools
 import json
 import os
 import subprocess
@@ -13,9 +15,27 @@ import sys
 import time
 from pathlib import Path
 
-from dann.config.compose import CONF_DIR, compose_config  # noqa: F401 - the configs dann.run reads, composed as it does
+from dann.config import compose
+from dann.config.compose import CONF_DIR  # noqa: F401 - the configs dann.run reads
 
 REPO = Path(__file__).resolve().parents[2]
+
+
+def compose_config(*overrides: str):
+    """The config `python -m dann.run <overrides>` would see, composed as it does (`dann.config.compose`).
+
+    Each composition is made once per test process and handed out as a deep copy: conf/ does not change
+    while the tests run, and Hydra's composition (about 0.2 s) was most of the time of many short tests.
+    Overrides that name a search path (a user's config folder that a test writes) are composed every time."""
+    if any("searchpath" in override for override in overrides):
+        return compose.compose_config(*overrides)
+    return copy.deepcopy(_composed(overrides))
+
+
+@functools.cache
+def _composed(overrides: tuple[str, ...]):
+    return compose.compose_config(*overrides)
+
 
 # A short real run (about a second of training on the moons): 40 steps, two evaluations, no W&B.
 SHORT_RUN = ("logger=none", "trainer.steps=40", "trainer.eval_every=20", "trainer.log_every=10")
