@@ -302,3 +302,54 @@ def test_each_run_command_composes_and_validates(command):
     # whose two domains are the same.
     unexpected = [e for e in errors if e is not None and "are both" not in e]
     assert not unexpected and None in errors, f"{command.id}: {errors}"
+
+
+# --- the other commands: their arguments parse ----------------------------------------------------------------
+
+
+def parsers() -> dict:
+    """Each documented command's own argument parser (argparse exits 2 on an argument it does not take)."""
+    import dann.analyze
+    import dann.bench
+    import dann.data.__main__
+    import dann.report
+
+    return {
+        "dann.report": dann.report.parse_args,
+        "dann.analyze": dann.analyze.parse_args,
+        "dann.data": dann.data.__main__._parse,
+        "dann.bench": lambda argv: dann.bench.build_parser().parse_args(argv),
+    }
+
+
+def tool_commands(block: Block) -> list[tuple[str, list[str], str]]:
+    """(module, arguments, the line) of each `python -m dann.report|analyze|data|bench …` in a block."""
+    found = []
+    for line in shell_lines(block.code):
+        for part in re.split(r"&&|\|\||;|&(?!&)|\|", line):
+            words = shlex.split(part, comments=True)
+            for module in ("dann.report", "dann.analyze", "dann.data", "dann.bench"):
+                if module in words and words[words.index(module) - 1] == "-m":
+                    found.append((module, words[words.index(module) + 1 :], part.strip()))
+    return found
+
+
+TOOL_COMMANDS = [c for b in BASH if b.skipped is None for c in tool_commands(b)]
+
+
+@pytest.mark.parametrize("module, argv, line", TOOL_COMMANDS, ids=[c[2][:90] for c in TOOL_COMMANDS])
+def test_each_documented_command_takes_its_arguments(module, argv, line, capsys):
+    """Every flag a page shows exists and takes the value shown: a renamed or removed flag fails here."""
+    asks_help = "--help" in argv or "-h" in argv  # argparse prints the help and exits 0, if what precedes parses
+    try:
+        parsers()[module](argv)
+    except SystemExit as stop:
+        if not (asks_help and stop.code == 0):
+            pytest.fail(f"{line}: refused (exit {stop.code}): {capsys.readouterr().err.strip()}")
+    else:
+        assert not asks_help, f"{line}: no help printed"
+
+
+def test_the_docs_have_other_commands_to_check():
+    # (dann.bench's lines are ```text in BENCHMARKS.md: measurements as they were run, not commands to copy.)
+    assert {module for module, _, _ in TOOL_COMMANDS} >= {"dann.report", "dann.data", "dann.analyze"}
