@@ -30,7 +30,6 @@ from dann.data.files import names, read_list_file
 from dann.data.images import ImageDataset
 from dann.errors import DataError
 
-DOMAINNET_ZIPS = catalog.DOMAINNET_ZIPS  # domain: its zip's address
 
 
 @dataclass(kw_only=True)
@@ -39,7 +38,7 @@ class DomainNet(ImageDataset):
     quickdraw (q), real (r) and sketch (s). Not downloaded: no checksums of the release are known."""
 
     benchmark = "domainnet"
-    loads = tuple(DOMAINNET_ZIPS)
+    loads = tuple(catalog.DOMAINNET_ZIPS)
 
     source: str | DomainSpec = "clipart"
     target: str | DomainSpec = "painting"
@@ -73,5 +72,5 @@ def _check_class_folders(folder: Path, title: str, fix: str) -> None:
         raise DataError(f"{title} in {folder} is incomplete: missing class folders: {names(absent)}. {fix}")
 
 
-for _name in DOMAINNET_ZIPS:
+for _name in catalog.DOMAINNET_ZIPS:
     register_domain(DomainSpec(_name, len(DOMAINNET_CLASSES), aliases=(_name[0],), dataset="domainnet"))
