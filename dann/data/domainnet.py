@@ -31,7 +31,6 @@ from dann.data.images import ImageDataset
 from dann.errors import DataError
 
 
-
 @dataclass(kw_only=True)
 class DomainNet(ImageDataset):
     """`dataset=domainnet`: 345 classes in six domains, clipart (c), infograph (i), painting (p),
